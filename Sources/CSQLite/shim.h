@@ -1,0 +1,4 @@
+#ifndef PILOT_CSQLITE_SHIM_H
+#define PILOT_CSQLITE_SHIM_H
+#include <sqlite3.h>
+#endif

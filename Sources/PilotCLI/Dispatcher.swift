@@ -1,0 +1,96 @@
+internal import ArgumentParser
+
+/// The multi-call entry point: `pilot-registry ARGS` and `pilot registry ARGS`
+/// reach the same table entry.
+public enum Dispatcher {
+    public static func run(_ argv: [String]) async -> Int32 {
+        let invokedAs = baseName(argv.first ?? "pilot")
+        var arguments = Array(argv.dropFirst())
+
+        // A link named pilot-ROLE runs that role. Any other name (pilot, or a
+        // download such as pilot-linux-x86_64) dispatches on the first argument.
+        if invokedAs.hasPrefix("pilot-"), let spec = CommandTable.spec(named: String(invokedAs.dropFirst(6))), spec.kind == .role {
+            return await run(spec, arguments)
+        }
+
+        guard let first = arguments.first else {
+            Console.current.out(Help.overview())
+            return ExitStatus.success
+        }
+        arguments.removeFirst()
+        switch first {
+        case "-h", "--help", "help":
+            guard let topic = arguments.first else {
+                Console.current.out(Help.overview())
+                return ExitStatus.success
+            }
+            guard let spec = CommandTable.spec(named: topic) else { return unknown(topic) }
+            Console.current.out(Help.text(for: spec))
+            return ExitStatus.success
+        case "-V", "--version":
+            return await run(CommandTable.spec(named: "version")!, [])
+        default:
+            guard let spec = CommandTable.spec(named: first) else { return unknown(first) }
+            return await run(spec, arguments)
+        }
+    }
+
+    static func run(_ spec: CommandSpec, _ arguments: [String]) async -> Int32 {
+        guard let implementation = spec.implementation else {
+            if arguments.contains(where: { $0 == "-h" || $0 == "--help" || $0 == "help" }) {
+                Console.current.out(Help.text(for: spec))
+                return ExitStatus.success
+            }
+            Console.current.err("pilot \(spec.name): this role is not built yet in pilot \(BuildInfo.version) (see 'pilot \(spec.name) --help')")
+            return ExitStatus.unavailable
+        }
+        return await implementation.run(arguments)
+    }
+
+    static func unknown(_ word: String) -> Int32 {
+        let what = word.hasPrefix("-") ? "unknown option '\(word)'" : "unknown role or command '\(word)'"
+        let names = CommandTable.all.map(\.name).joined(separator: ", ")
+        Console.current.err("pilot: \(what); expected one of: \(names) (see 'pilot --help')")
+        return ExitStatus.usage
+    }
+
+    static func baseName(_ path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
+}
+
+/// Parses and runs one ArgumentParser command, turning every error into
+/// one line on stderr and an exit status; help goes to stdout.
+func runParsable<Command: AsyncParsableCommand>(_: Command.Type, _ arguments: [String]) async -> Int32 {
+    let name = Command.configuration.commandName ?? "pilot"
+    let parsed: any ParsableCommand
+    do {
+        parsed = try Command.parseAsRoot(arguments) // also runs validate()
+    } catch {
+        let code = Command.exitCode(for: error)
+        if code == .success {
+            Console.current.out(Command.fullMessage(for: error, columns: 80))
+            return ExitStatus.success
+        }
+        // ArgumentParser may add hint lines; the first line is the error itself.
+        let message = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+        Console.current.err("pilot \(name): \(message) (see 'pilot \(name) --help')")
+        return code == .validationFailure ? ExitStatus.usage : code.rawValue
+    }
+    do {
+        if var command = parsed as? any AsyncParsableCommand {
+            try await command.run()
+        } else {
+            var command = parsed
+            try command.run()
+        }
+        return ExitStatus.success
+    } catch let error as CLIError {
+        Console.current.err("pilot \(name): \(error.description)")
+        return error.exitCode
+    } catch {
+        // Every error type of ours describes itself in one line naming what was wrong.
+        Console.current.err("pilot \(name): \(error)")
+        return ExitStatus.failure
+    }
+}

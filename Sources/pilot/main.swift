@@ -1,0 +1,6 @@
+import PilotCLI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+exit(await Dispatcher.run(CommandLine.arguments))

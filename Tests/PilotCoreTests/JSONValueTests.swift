@@ -1,0 +1,99 @@
+import PilotCore
+import Testing
+
+@Suite struct JSONValueTests {
+    @Test func parsesTheSeedMessageAndPrintsItBackInOrder() throws {
+        let text = #"{"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#
+        let value = try JSONValue.parse(text)
+        #expect(value.description == text)
+        #expect(value["cpu_pct"] == .number(42.1))
+        #expect(value["host"]?.stringValue == "web-01")
+    }
+
+    @Test func handlesEscapesAndUnicode() throws {
+        let value = try JSONValue.parse(#"{"a":"line\nbreak \"q\" \u00e9 \ud83d\ude00 \/","b":[true,false,null,-0.5e3]}"#)
+        #expect(value["a"] == .string("line\nbreak \"q\" é 😀 /"))
+        #expect(value["b"] == .array([.bool(true), .bool(false), .null, .number(-500)]))
+        #expect(try JSONValue.parse(value.description) == value)
+    }
+
+    @Test(arguments: [
+        ("", "unexpected end of input"),
+        ("{", "expected a string key"),
+        (#"{"a":1,}"#, "expected a string key"),
+        (#"{"a" 1}"#, "expected ':'"),
+        (#"{"a":1 "b":2}"#, "expected ',' or '}'"),
+        (#"[1,2"#, "unexpected end of input in array"),
+        (#"{"a":01}"#, "leading zero"),
+        (#"{"a":1.}"#, "digit after '.'"),
+        (#"{"a":1e}"#, "digit in exponent"),
+        (#"{"a":1e999}"#, "out of range"),
+        (#"{"a":"\x"}"#, "invalid escape"),
+        (#"{"a":"\ud800"}"#, "unpaired surrogate"),
+        ("{\"a\":\"tab\there\"}", "control character"),
+        (#"{"a":1,"a":2}"#, "duplicate key \"a\""),
+        (#"{"a":1} x"#, "unexpected text after"),
+        (#"{"a":tru}"#, "expected 'true'"),
+        (#"{"a":NaN}"#, "unexpected character 'N'"),
+    ])
+    func refusesBadJSONWithItsPosition(text: String, reason: String) {
+        #expect { try JSONValue.parse(text) } throws: { "\($0)".hasPrefix("invalid JSON at byte") && "\($0)".contains(reason) }
+    }
+
+    @Test func boundsDepthAndSize() {
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect { try JSONValue.parse(deep) } throws: { "\($0)".contains("nested deeper than 32 levels") }
+        let big = "\"" + String(repeating: "x", count: 70_000) + "\""
+        #expect { try JSONValue.parse(big) } throws: { "\($0)".contains("larger than 65536 bytes") }
+        #expect(throws: Never.self) { try JSONValue.parse(big, limits: .init(maxBytes: 100_000)) }
+    }
+
+    @Test func refusesInvalidUTF8() {
+        #expect { try JSONValue.parse([0x22, 0xFF, 0xFE, 0x22]) } throws: { "\($0)".contains("not valid UTF-8") }
+    }
+
+    @Test func formatsNumbersAsTheSeedDoes() {
+        #expect(JSONValue.format(4) == "4")
+        #expect(JSONValue.format(-0.0) == "0")
+        #expect(JSONValue.format(42.1) == "42.1")
+        #expect(JSONValue.format(1764100000) == "1764100000")
+        #expect(JSONValue.format(.nan) == "null")
+        #expect(JSONValue.format(.infinity) == "null")
+        #expect(JSONValue.format(1e300) == "1e+300")
+    }
+
+    @Test func escapesControlCharactersOnOutput() {
+        #expect(JSONValue.string("a\u{1}b\"\\").description == #""a\u0001b\"\\""#)
+    }
+}
+
+@Suite struct MetricMessageTests {
+    @Test func readsTheSeedShape() throws {
+        let message = try MetricMessage(text: #"{"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#)
+        #expect(message.host == "web-01")
+        #expect(message.timestamp == 1_764_100_000)
+        #expect(message.numericFields.map(\.name) == ["cpu_pct", "load", "cores"])
+        #expect(message.numericFields.map(\.value) == [42.1, 0.52, 4])
+        #expect(message.json.description == #"{"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#)
+    }
+
+    @Test func buildsTheSeedShapeWithHostFirstAndTsLast() {
+        let message = MetricMessage(host: "db-01", timestamp: 1_764_100_060,
+                                    fields: JSONObject([("disk_pct", .number(91)), ("mounts", .array([]))]))
+        #expect(message.json.description == #"{"host":"db-01","disk_pct":91,"mounts":[],"ts":1764100060}"#)
+    }
+
+    @Test(arguments: [
+        (#"[1]"#, "must be a JSON object"),
+        (#"{"cpu_pct":1,"ts":1}"#, "\"host\" must be a non-empty string"),
+        (#"{"host":"","ts":1}"#, "\"host\" must be a non-empty string"),
+        (#"{"host":"a"}"#, "\"ts\" must be a whole number"),
+        (#"{"host":"a","ts":1.5}"#, "\"ts\" must be a whole number"),
+        (#"{"host":"a","ts":-1}"#, "\"ts\" must be a whole number"),
+        (#"{"host":"a","ts":"now"}"#, "\"ts\" must be a whole number"),
+        (#"{"host":"a","ts":1"#, "invalid JSON at byte"),
+    ])
+    func refusesMalformedMessages(text: String, reason: String) {
+        #expect { try MetricMessage(text: text) } throws: { "\($0)".hasPrefix("invalid metric message") && "\($0)".contains(reason) }
+    }
+}
