@@ -1,0 +1,80 @@
+# pilot: one static binary for fleet monitoring.
+#   make / make build   release static binary ./pilot (stripped)
+#   make run            build and start the embedded default
+#   make test           install what is missing, build, run every test
+#   make image          OCI image tarball pilot-image.tar (no container engine needed)
+#   make install PREFIX=/usr/local
+
+SWIFT      ?= swift
+PREFIX     ?= /usr/local
+RUN_DIR    ?= .run
+STATIC      = -c release --static-swift-stdlib -Xswiftc -static-executable
+BUILD_PKGS  = libsodium-dev libsqlite3-dev
+# What the system tests use beyond the build: file(1), shellcheck for the
+# POSIX scripts, systemd-analyze for units, umoci for the image, curl for
+# the download path, setpriv to run as an unprivileged user, CA certificates for the image.
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates
+
+.PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean
+
+all: build
+
+# Installs only what is missing (dpkg -s), with one apt-get update.
+define ensure_packages
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing packages:$$missing (run as root, or: sudo apt-get install$$missing)" >&2; exit 1; fi; \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call ensure_packages,$(BUILD_PKGS))
+
+test-deps:
+	$(call ensure_packages,$(BUILD_PKGS) $(TEST_PKGS))
+
+build: deps
+	$(SWIFT) build $(STATIC) --product pilot
+	cp .build/release/pilot pilot.tmp && strip pilot.tmp && mv -f pilot.tmp pilot
+	@ls -l pilot | awk '{ printf "pilot: %.1f MB, ", $$5 / 1048576 }'; file -b pilot | cut -d, -f1-5
+
+debug: deps
+	$(SWIFT) build --product pilot
+
+# The embedded default. `pilot up` (registry, beacon, aggregator and an agent
+# in one process) lands with the aggregator; until then this initialises a
+# node in $(RUN_DIR) and shows what the binary offers.
+run: build
+	./pilot init --state-dir $(RUN_DIR)/state
+	./pilot version
+	./pilot --help
+
+unit-test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+system-test: build image
+	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) IMAGE=$(CURDIR)/pilot-image.tar sh tests/system/run.sh
+
+test: test-deps
+	$(MAKE) unit-test
+	$(MAKE) system-test
+
+dist/ca-certificates.crt:
+	$(call ensure_packages,ca-certificates)
+	mkdir -p dist && cp /etc/ssl/certs/ca-certificates.crt $@
+
+image: build dist/ca-certificates.crt
+	$(call ensure_packages,umoci)
+	sh packaging/build-image.sh Containerfile . pilot-image.tar
+
+install: build
+	./install.sh --from ./pilot --prefix $(PREFIX)
+
+uninstall:
+	./install.sh --prefix $(PREFIX) --uninstall
+
+clean:
+	rm -rf .build pilot pilot.tmp pilot-image.tar dist $(RUN_DIR)

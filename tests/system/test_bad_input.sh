@@ -1,0 +1,64 @@
+#!/bin/sh
+# Bad input to the real binary gets one clear line and a non-zero exit:
+# unknown role, bad flags, an unusable state dir, a corrupt identity file.
+# shellcheck source=tests/system/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+expect_status 64 "unknown role" -- "$PILOT" frobnicate
+expect_one_line_error "unknown role"
+case "$ERR" in *"unknown role or command 'frobnicate'"*) ;; *) fail "unknown role message: $ERR" ;; esac
+
+expect_status 69 "role not built yet" -- "$PILOT" store
+expect_one_line_error "role not built yet"
+case "$ERR" in *"not built yet"*) ;; *) fail "not-built message: $ERR" ;; esac
+
+expect_status 64 "unknown flag" -- "$PILOT" init --state-dir "$SCRATCH/s" --frobnicate
+expect_one_line_error "unknown flag"
+expect_status 64 "missing flag value" -- "$PILOT" init --registry
+expect_one_line_error "missing flag value"
+expect_status 64 "bad endpoint" -- "$PILOT" init --state-dir "$SCRATCH/s" --registry "host:99999"
+expect_one_line_error "bad endpoint"
+case "$ERR" in *"invalid endpoint 'host:99999'"*) ;; *) fail "bad endpoint message: $ERR" ;; esac
+[ ! -e "$SCRATCH/s" ] || fail "a refused command still created the state directory"
+
+# A state directory that is a file, or under one.
+: > "$SCRATCH/file"
+expect_status 1 "state dir is a file" -- "$PILOT" init --hostname a --state-dir "$SCRATCH/file"
+expect_one_line_error "state dir is a file"
+expect_status 1 "state dir under a file" -- "$PILOT" init --hostname a --state-dir "$SCRATCH/file/sub"
+expect_one_line_error "state dir under a file"
+
+# A state directory this user cannot use: run as nobody against root's 0700 directory.
+if [ "$(id -u)" = 0 ]; then
+    require_command setpriv util-linux
+    mkdir -m 700 "$SCRATCH/private"
+    chmod 755 "$SCRATCH"
+    expect_status 1 "unreadable state dir" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$PILOT" init --hostname a --state-dir "$SCRATCH/private/state"
+    expect_one_line_error "unreadable state dir"
+    case "$ERR" in *"Permission denied"*) ;; *) fail "unreadable state dir message: $ERR" ;; esac
+else
+    expect_status 1 "unreadable state dir" -- "$PILOT" init --hostname a --state-dir /proc/1/root/state
+    expect_one_line_error "unreadable state dir"
+fi
+
+# A corrupt identity file is refused and left as it was.
+expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/node"
+printf 'ed25519-seed AAAA\n' > "$SCRATCH/node/identity.key"
+expect_status 1 "corrupt identity" -- "$PILOT" init --state-dir "$SCRATCH/node"
+expect_one_line_error "corrupt identity"
+case "$ERR" in *"is corrupt"*) ;; *) fail "corrupt identity message: $ERR" ;; esac
+[ "$(cat "$SCRATCH/node/identity.key")" = "ed25519-seed AAAA" ] || fail "the corrupt identity file was changed"
+
+# An identity others can read is refused with the fix.
+expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/node2"
+chmod 644 "$SCRATCH/node2/identity.key"
+expect_status 1 "loose identity permissions" -- "$PILOT" init --state-dir "$SCRATCH/node2"
+expect_one_line_error "loose identity permissions"
+case "$ERR" in *"chmod 600"*) ;; *) fail "loose permissions message: $ERR" ;; esac
+
+# Binary junk as a config file.
+expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/node3"
+head -c 2000 /dev/urandom > "$SCRATCH/node3/config"
+expect_status 1 "junk config" -- "$PILOT" init --state-dir "$SCRATCH/node3"
+expect_one_line_error "junk config"
+echo "ok: every bad input got one clear line and a non-zero exit"
