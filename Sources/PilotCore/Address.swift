@@ -14,24 +14,24 @@ public struct Address: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     /// Parses `N:NNNN.HHHH.LLLL`; throws `AddressError` naming what is wrong.
-    public init(parsing text: some StringProtocol) throws(AddressError) {
+    public init(parsing text: some StringProtocol) throws(ParseError) {
         let text = String(text)
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw AddressError(text, "expected N:NNNN.HHHH.LLLL, e.g. 1:0001.0000.0004") }
+        guard parts.count == 2 else { throw ParseError("address", text, "expected N:NNNN.HHHH.LLLL, e.g. 1:0001.0000.0004") }
         let decimal = parts[0]
         guard !decimal.isEmpty, decimal.count <= 5, decimal.allSatisfy({ $0.isASCII && $0.isNumber }),
               let network = UInt16(decimal)
-        else { throw AddressError(text, "network id '\(decimal)' is not a decimal number from 0 to 65535") }
+        else { throw ParseError("address", text, "network id '\(decimal)' is not a decimal number from 0 to 65535") }
         let groups = parts[1].split(separator: ".", omittingEmptySubsequences: false)
-        guard groups.count == 3 else { throw AddressError(text, "expected three dot-separated groups of four hex digits after ':'") }
+        guard groups.count == 3 else { throw ParseError("address", text, "expected three dot-separated groups of four hex digits after ':'") }
         var values: [UInt16] = []
         for group in groups {
             guard group.count == 4, group.allSatisfy({ $0.isHexDigit && $0.isASCII }), let value = UInt16(group, radix: 16)
-            else { throw AddressError(text, "'\(group)' is not four hex digits") }
+            else { throw ParseError("address", text, "'\(group)' is not four hex digits") }
             values.append(value)
         }
         guard values[0] == network else {
-            throw AddressError(text, "network id \(network) does not match its hex form \(groups[0])")
+            throw ParseError("address", text, "network id \(network) does not match its hex form \(groups[0])")
         }
         self.init(network: network, node: UInt32(values[1]) << 16 | UInt32(values[2]))
     }
@@ -48,14 +48,4 @@ public struct Address: Hashable, Sendable, Comparable, CustomStringConvertible {
         let digits = String(value, radix: 16, uppercase: true)
         return String(repeating: "0", count: 4 - digits.count) + digits
     }
-}
-
-public struct AddressError: Error, Equatable, CustomStringConvertible {
-    public let text: String
-    public let reason: String
-    init(_ text: String, _ reason: String) {
-        self.text = text
-        self.reason = reason
-    }
-    public var description: String { "invalid address '\(text)': \(reason)" }
 }

@@ -9,48 +9,38 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    public init(parsing text: String, defaultPort: UInt16? = nil) throws(EndpointError) {
+    public init(parsing text: String, defaultPort: UInt16? = nil) throws(ParseError) {
         var host: Substring
         var portText: Substring?
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { throw EndpointError(text, "missing ']' after IPv6 address") }
+            guard let close = text.firstIndex(of: "]") else { throw ParseError("endpoint", text, "missing ']' after IPv6 address") }
             host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             if !rest.isEmpty {
-                guard rest.hasPrefix(":") else { throw EndpointError(text, "expected ':PORT' after ']'") }
+                guard rest.hasPrefix(":") else { throw ParseError("endpoint", text, "expected ':PORT' after ']'") }
                 portText = rest.dropFirst()
             }
         } else {
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count <= 2 else { throw EndpointError(text, "put an IPv6 address in brackets, e.g. [::1]:9000") }
+            guard parts.count <= 2 else { throw ParseError("endpoint", text, "put an IPv6 address in brackets, e.g. [::1]:9000") }
             host = parts[0]
             portText = parts.count == 2 ? parts[1] : nil
         }
-        guard !host.isEmpty else { throw EndpointError(text, "the host is empty") }
+        guard !host.isEmpty else { throw ParseError("endpoint", text, "the host is empty") }
         guard host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }) else {
-            throw EndpointError(text, "the host has a space, slash or non-ASCII character")
+            throw ParseError("endpoint", text, "the host has a space, slash or non-ASCII character")
         }
         let port: UInt16
         if let portText {
-            guard let value = UInt16(portText), value > 0 else { throw EndpointError(text, "port '\(portText)' is not a number from 1 to 65535") }
+            guard let value = UInt16(portText), value > 0 else { throw ParseError("endpoint", text, "port '\(portText)' is not a number from 1 to 65535") }
             port = value
         } else if let defaultPort {
             port = defaultPort
         } else {
-            throw EndpointError(text, "expected HOST:PORT")
+            throw ParseError("endpoint", text, "expected HOST:PORT")
         }
         self.init(host: String(host), port: port)
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
-public struct EndpointError: Error, Equatable, CustomStringConvertible {
-    public let text: String
-    public let reason: String
-    init(_ text: String, _ reason: String) {
-        self.text = text
-        self.reason = reason
-    }
-    public var description: String { "invalid endpoint '\(text)': \(reason)" }
 }

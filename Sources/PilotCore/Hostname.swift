@@ -2,16 +2,16 @@
 /// digits and hyphens (underscores allowed, as real fleets use them),
 /// joined by dots, at most 253 bytes. Case is kept as given.
 public enum Hostname {
-    public static func validate(_ name: String) throws(HostnameError) -> String {
-        guard !name.isEmpty else { throw HostnameError(name, "it is empty") }
-        guard name.utf8.count <= 253 else { throw HostnameError(name, "longer than 253 bytes") }
+    public static func validate(_ name: String) throws(ParseError) -> String {
+        guard !name.isEmpty else { throw ParseError("hostname", name, "it is empty") }
+        guard name.utf8.count <= 253 else { throw ParseError("hostname", name, "longer than 253 bytes") }
         for label in name.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !label.isEmpty else { throw HostnameError(name, "it has an empty label") }
-            guard label.utf8.count <= 63 else { throw HostnameError(name, "label '\(label)' is longer than 63 bytes") }
+            guard !label.isEmpty else { throw ParseError("hostname", name, "it has an empty label") }
+            guard label.utf8.count <= 63 else { throw ParseError("hostname", name, "label '\(label)' is longer than 63 bytes") }
             guard label.utf8.allSatisfy({ isLabelByte($0) }) else {
-                throw HostnameError(name, "only letters, digits, '-', '_' and '.' are allowed")
+                throw ParseError("hostname", name, "only letters, digits, '-', '_' and '.' are allowed")
             }
-            guard label.first != "-", label.last != "-" else { throw HostnameError(name, "a label may not start or end with '-'") }
+            guard label.first != "-", label.last != "-" else { throw ParseError("hostname", name, "a label may not start or end with '-'") }
         }
         return name
     }
@@ -23,14 +23,4 @@ public enum Hostname {
         default: false
         }
     }
-}
-
-public struct HostnameError: Error, Equatable, CustomStringConvertible {
-    public let name: String
-    public let reason: String
-    init(_ name: String, _ reason: String) {
-        self.name = name
-        self.reason = reason
-    }
-    public var description: String { "invalid hostname '\(name)': \(reason)" }
 }

@@ -9,26 +9,26 @@ public struct Topic: Hashable, Sendable, CustomStringConvertible {
     public let levels: [Substring]
     public var description: String { levels.joined(separator: "/") }
 
-    public init(_ text: some StringProtocol) throws(TopicError) {
+    public init(_ text: some StringProtocol) throws(ParseError) {
         let levels = try Self.split(String(text), kind: "topic")
         for level in levels where level.contains("*") {
-            throw TopicError(kind: "topic", text: String(text), reason: "'*' is only allowed in subscription filters")
+            throw ParseError("topic", String(text), "'*' is only allowed in subscription filters")
         }
         self.levels = levels
     }
 
     /// Splits and validates the levels shared by topics and filters.
-    static func split(_ text: String, kind: String) throws(TopicError) -> [Substring] {
-        guard !text.isEmpty else { throw TopicError(kind: kind, text: text, reason: "it is empty") }
+    static func split(_ text: String, kind: String) throws(ParseError) -> [Substring] {
+        guard !text.isEmpty else { throw ParseError(kind, text, "it is empty") }
         guard text.utf8.count <= maxLength else {
-            throw TopicError(kind: kind, text: String(text.prefix(40)) + "…", reason: "longer than \(maxLength) bytes")
+            throw ParseError(kind, String(text.prefix(40)) + "…", "longer than \(maxLength) bytes")
         }
         let levels = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard levels.count <= maxLevels else { throw TopicError(kind: kind, text: text, reason: "more than \(maxLevels) levels") }
+        guard levels.count <= maxLevels else { throw ParseError(kind, text, "more than \(maxLevels) levels") }
         for level in levels {
-            guard !level.isEmpty else { throw TopicError(kind: kind, text: text, reason: "it has an empty level") }
+            guard !level.isEmpty else { throw ParseError(kind, text, "it has an empty level") }
             guard level.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw TopicError(kind: kind, text: text, reason: "level '\(level)' has a space, control or non-ASCII character")
+                throw ParseError(kind, text, "level '\(level)' has a space, control or non-ASCII character")
             }
         }
         return levels
@@ -42,10 +42,10 @@ public struct TopicFilter: Hashable, Sendable, CustomStringConvertible {
     public let levels: [Substring]
     public var description: String { levels.joined(separator: "/") }
 
-    public init(_ text: some StringProtocol) throws(TopicError) {
+    public init(_ text: some StringProtocol) throws(ParseError) {
         let levels = try Topic.split(String(text), kind: "filter")
         for level in levels where level != "*" && level.contains("*") {
-            throw TopicError(kind: "filter", text: String(text), reason: "'*' must be a whole level, not part of '\(level)'")
+            throw ParseError("filter", String(text), "'*' must be a whole level, not part of '\(level)'")
         }
         self.levels = levels
     }
@@ -62,11 +62,4 @@ public struct TopicFilter: Hashable, Sendable, CustomStringConvertible {
         }
         return subject.count == pattern.count
     }
-}
-
-public struct TopicError: Error, Equatable, CustomStringConvertible {
-    public let kind: String
-    public let text: String
-    public let reason: String
-    public var description: String { "invalid \(kind) '\(text)': \(reason)" }
 }
