@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers point downward only (see DESIGN.md):
 //   pilot -> PilotCLI -> PilotCrypto -> PilotCore
-//                              \-> CSodium
+//   PilotWire (handshake, framing, replay window) -> PilotCrypto
+//   PilotCrypto -> CSodium
 // CSQLite is linked here already so `pilot version` reports the SQLite the
 // store will run on; PilotTSDB will be its real user.
 let strict: [SwiftSetting] = [
@@ -33,6 +34,7 @@ let package = Package(
         ),
         .target(name: "PilotCore", swiftSettings: strict),
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
+        .target(name: "PilotWire", dependencies: ["PilotCore", "PilotCrypto"], swiftSettings: strict),
         .target(
             name: "PilotCLI",
             dependencies: [
@@ -44,6 +46,7 @@ let package = Package(
         .executableTarget(name: "pilot", dependencies: ["PilotCLI"], swiftSettings: strict),
         .testTarget(name: "PilotCoreTests", dependencies: ["PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto"], swiftSettings: strict),
+        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

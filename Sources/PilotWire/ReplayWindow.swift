@@ -1,0 +1,62 @@
+/// Which frame counters a receiver has already accepted, over a sliding
+/// window of the last `size` counters: a replayed frame, or one older than
+/// the window, is refused; frames may arrive out of order within it.
+///
+/// Ask `check` before decrypting and `mark` only after the frame
+/// authenticated, so forged frames cannot move the window.
+public struct ReplayWindow: Sendable, Equatable {
+    public static let size: UInt64 = 4096
+    private static let words = Int(size / 64)
+
+    private var bitmap = [UInt64](repeating: 0, count: words)
+    /// Highest counter accepted so far, if any.
+    public private(set) var highest: UInt64?
+
+    public init() {}
+
+    public func check(_ counter: UInt64) throws(WireError) {
+        guard let highest, counter <= highest else { return }
+        guard highest - counter < Self.size else { throw .tooOld(counter: counter) }
+        if isMarked(counter) { throw .replayed(counter: counter) }
+    }
+
+    public mutating func mark(_ counter: UInt64) {
+        if let highest, counter <= highest {
+            setBit(counter)
+            return
+        }
+        let previous = highest
+        highest = counter
+        // Clear the slots the window slid over: they now stand for new counters.
+        if let previous, counter - previous < Self.size {
+            var slot = previous + 1
+            while slot < counter {
+                clearBit(slot)
+                slot += 1
+            }
+        } else {
+            bitmap = [UInt64](repeating: 0, count: Self.words)
+        }
+        setBit(counter)
+    }
+
+    private func position(_ counter: UInt64) -> (word: Int, bit: UInt64) {
+        let slot = counter % Self.size
+        return (Int(slot / 64), slot % 64)
+    }
+
+    private func isMarked(_ counter: UInt64) -> Bool {
+        let (word, bit) = position(counter)
+        return bitmap[word] & (1 << bit) != 0
+    }
+
+    private mutating func setBit(_ counter: UInt64) {
+        let (word, bit) = position(counter)
+        bitmap[word] |= 1 << bit
+    }
+
+    private mutating func clearBit(_ counter: UInt64) {
+        let (word, bit) = position(counter)
+        bitmap[word] &= ~(1 << bit)
+    }
+}
