@@ -5,8 +5,7 @@ import PackageDescription
 //   pilot -> PilotCLI -> PilotCrypto -> PilotCore
 //   PilotWire (handshake, framing, replay window) -> PilotCrypto
 //   PilotCrypto -> CSodium
-// CSQLite is linked here already so `pilot version` reports the SQLite the
-// store will run on; PilotTSDB will be its real user.
+//   PilotSQLite (thin wrapper over the C API) -> CSQLite
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
@@ -34,11 +33,12 @@ let package = Package(
         ),
         .target(name: "PilotCore", swiftSettings: strict),
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
+        .target(name: "PilotSQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         .target(name: "PilotWire", dependencies: ["PilotCore", "PilotCrypto"], swiftSettings: strict),
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "CSQLite",
+                "PilotCore", "PilotCrypto", "PilotSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -46,6 +46,7 @@ let package = Package(
         .executableTarget(name: "pilot", dependencies: ["PilotCLI"], swiftSettings: strict),
         .testTarget(name: "PilotCoreTests", dependencies: ["PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto"], swiftSettings: strict),
+        .testTarget(name: "PilotSQLiteTests", dependencies: ["PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],

@@ -1,4 +1,4 @@
-internal import CSQLite
+internal import PilotSQLite
 internal import PilotCrypto
 
 /// What `pilot version` reports. Everything here is known at compile time
@@ -41,7 +41,7 @@ enum BuildInfo {
         #endif
     }
 
-    static var sqliteVersion: String { String(cString: sqlite3_libversion()) }
+    static var sqliteVersion: String { SQLiteConnection.libraryVersion }
 
     static var lines: [(String, String)] {
         let aead = AEADAlgorithm.localPreference()
