@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
         .target(name: "PilotSQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         .target(name: "PilotWire", dependencies: ["PilotCore", "PilotCrypto"], swiftSettings: strict),
+        .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotCLI",
             dependencies: [
@@ -48,6 +49,7 @@ let package = Package(
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotSQLiteTests", dependencies: ["PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
+        .testTarget(name: "PilotRegistryTests", dependencies: ["PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

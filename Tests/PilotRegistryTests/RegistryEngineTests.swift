@@ -1,0 +1,167 @@
+import PilotCore
+import PilotCrypto
+import PilotRegistry
+import Testing
+
+/// A node talking to an engine directly, with the session a handshake would give.
+struct FakeNode {
+    let key = SigningKey.generate()
+    var nextID: UInt64 = 1
+    var address = "192.0.2.10"
+    var handshakeHash = SecureRandom.bytes(32)
+
+    var session: SessionContext { SessionContext(identity: key.publicKey, handshakeHash: handshakeHash, clientAddress: address) }
+
+    mutating func request(_ op: RegistryOperation, _ body: JSONObject = JSONObject(), now: Int64, nonce: [UInt8] = SecureRandom.bytes(16)) -> [UInt8] {
+        defer { nextID += 1 }
+        return RegistryProtocol.request(id: nextID, op, body: body, signer: key, now: now, nonce: nonce)
+    }
+}
+
+func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
+    try JSONValue.parse(outcome.response)
+}
+
+@Suite struct RegistryEngineTests {
+    let t0: Int64 = 1_764_100_000_000
+
+    func register(_ engine: inout RegistryEngine, _ node: inout FakeNode, _ name: String, tags: [String] = [], now: Int64? = nil, extra: [(String, JSONValue)] = []) throws -> JSONValue {
+        var body = JSONObject([("hostname", .string(name)), ("tags", .array(tags.map { .string($0) }))])
+        for (key, value) in extra { body[key] = value }
+        return try reply(engine.handle(node.request(.register, body, now: now ?? t0), session: node.session, now: now ?? t0))
+    }
+
+    @Test func registersHeartbeatsAndLooksUp() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var web = FakeNode()
+        let registered = try engine.handle(web.request(.register, JSONObject([("hostname", .string("web-01")), ("tags", .array([.string("web")]))]), now: t0),
+                                           session: web.session, now: t0)
+        #expect(registered.changed?.hostname == "web-01")
+        #expect(try reply(registered)["body"]?["node"]?["address"] == .string("1:0001.0000.0001"))
+        let beat = engine.handle(web.request(.heartbeat, now: t0 + 30_000), session: web.session, now: t0 + 30_000)
+        #expect(try reply(beat)["ok"] == .bool(true))
+        #expect(beat.changed == nil) // heartbeats write nothing to disk
+
+        var other = FakeNode()
+        _ = try register(&engine, &other, "db-01")
+        let lookup = try reply(engine.handle(other.request(.lookup, JSONObject([("hostname", .string("web-01"))]), now: t0), session: other.session, now: t0))
+        #expect(lookup["body"]?["node"]?["public_key"] == .string(web.key.publicKey.base64))
+        #expect(lookup["body"]?["node"]?["online"] == .bool(true))
+        let missing = try reply(engine.handle(other.request(.lookup, JSONObject([("address", .string("1:0001.0000.0009"))]), now: t0), session: other.session, now: t0))
+        #expect(missing["code"] == .string("not_found"))
+    }
+
+    @Test func aForgedSignatureIsRefused() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var victim = FakeNode()
+        _ = try register(&engine, &victim, "web-01")
+        var attacker = FakeNode()
+        // The attacker signs with its own key but its channel claims to be the victim's.
+        let forged = attacker.request(.setTags, JSONObject([("tags", .array([.string("pwned")]))]), now: t0)
+        let outcome = engine.handle(forged, session: victim.session, now: t0)
+        #expect(try reply(outcome)["code"] == .string("bad_signature"))
+        #expect(outcome.changed == nil)
+        // A signature over different bytes than were sent also fails.
+        var tampered = String(decoding: victim.request(.setTags, JSONObject([("tags", .array([.string("a")]))]), now: t0), as: UTF8.self)
+        tampered = tampered.replacing("[\\\"a\\\"]", with: "[\\\"b\\\"]")
+        #expect(try reply(engine.handle(Array(tampered.utf8), session: victim.session, now: t0))["code"] == .string("bad_signature"))
+        #expect(engine.directory.lookup(hostname: "web-01", now: t0)?.record.tags == [])
+    }
+
+    @Test func aReplayedRequestIsRefused() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var node = FakeNode()
+        _ = try register(&engine, &node, "web-01")
+        let request = node.request(.setTags, JSONObject([("tags", .array([.string("x")]))]), now: t0 + 10)
+        #expect(try reply(engine.handle(request, session: node.session, now: t0 + 10))["ok"] == .bool(true))
+        #expect(try reply(engine.handle(request, session: node.session, now: t0 + 20))["code"] == .string("replayed"))
+        // Same nonce, new id and time: still a replay.
+        let nonce = SecureRandom.bytes(16)
+        _ = engine.handle(node.request(.heartbeat, now: t0 + 30, nonce: nonce), session: node.session, now: t0 + 30)
+        #expect(try reply(engine.handle(node.request(.heartbeat, now: t0 + 40, nonce: nonce), session: node.session, now: t0 + 40))["code"] == .string("replayed"))
+    }
+
+    @Test func aStaleTimestampIsRefusedInEitherDirection() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var node = FakeNode()
+        for skew in [Int64(-301_000), 301_000] {
+            let outcome = try reply(engine.handle(node.request(.register, JSONObject([("hostname", .string("a"))]), now: t0 + skew), session: node.session, now: t0))
+            #expect(outcome["code"] == .string("stale_timestamp"))
+            #expect(outcome["error"]?.stringValue?.contains("check the node's clock") == true)
+        }
+        #expect(try register(&engine, &node, "a", now: t0)["ok"] == .bool(true))
+    }
+
+    @Test func aHostnameTakenByAnotherKeyIsRefusedWithTheOwnerFingerprint() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var first = FakeNode(), second = FakeNode()
+        _ = try register(&engine, &first, "web-01")
+        let refused = try register(&engine, &second, "web-01")
+        #expect(refused["code"] == .string("hostname_taken"))
+        #expect(refused["error"]?.stringValue?.contains(first.key.publicKey.fingerprint) == true)
+        _ = try engine.revoke(hostname: "web-01")
+        #expect(try register(&engine, &second, "web-01")["ok"] == .bool(true))
+    }
+
+    @Test func theJoinTokenIsProvenPerChannelAndGuardsReads() throws {
+        var configuration = RegistryEngine.Configuration()
+        configuration.joinToken = "fleet-secret"
+        var engine = RegistryEngine(configuration: configuration, records: [], now: t0)
+        var node = FakeNode()
+        #expect(try register(&engine, &node, "a")["code"] == .string("join_token_required"))
+        let wrong = RegistryProtocol.joinProof(token: "guess", handshakeHash: node.handshakeHash)
+        #expect(try register(&engine, &node, "a", extra: [("join_proof", .string(wrong))])["code"] == .string("join_token_required"))
+        // A proof captured from another channel is useless here.
+        let otherChannel = RegistryProtocol.joinProof(token: "fleet-secret", handshakeHash: SecureRandom.bytes(32))
+        #expect(try register(&engine, &node, "a", extra: [("join_proof", .string(otherChannel))])["code"] == .string("join_token_required"))
+        var outsider = FakeNode()
+        #expect(try reply(engine.handle(outsider.request(.search, now: t0), session: outsider.session, now: t0))["code"] == .string("join_token_required"))
+
+        let proof = RegistryProtocol.joinProof(token: "fleet-secret", handshakeHash: node.handshakeHash)
+        #expect(try register(&engine, &node, "a", extra: [("join_proof", .string(proof))])["ok"] == .bool(true))
+        #expect(try reply(engine.handle(node.request(.search, now: t0), session: node.session, now: t0))["ok"] == .bool(true))
+    }
+
+    @Test func aFloodOfNewRegistrationsFromOneAddressDoesNotStopHeartbeats() throws {
+        var configuration = RegistryEngine.Configuration()
+        configuration.registrationBurst = 5
+        configuration.registrationsPerMinute = 5
+        var engine = RegistryEngine(configuration: configuration, records: [], now: t0)
+        var honest = FakeNode()
+        honest.address = "192.0.2.10"
+        _ = try register(&engine, &honest, "honest")
+        var limited = 0
+        for index in 0..<50 {
+            var flooder = FakeNode()
+            flooder.address = "198.51.100.7"
+            if try register(&engine, &flooder, "flood-\(index)")["code"] == .string("rate_limited") { limited += 1 }
+        }
+        #expect(limited == 45)
+        #expect(try reply(engine.handle(honest.request(.heartbeat, now: t0 + 1), session: honest.session, now: t0 + 1))["ok"] == .bool(true))
+        // Re-registering a known key is never limited; a new key from another address is not affected.
+        #expect(try register(&engine, &honest, "honest", now: t0 + 2)["ok"] == .bool(true))
+        var neighbour = FakeNode()
+        #expect(try register(&engine, &neighbour, "neighbour")["ok"] == .bool(true))
+        // The bucket refills with time.
+        var later = FakeNode()
+        later.address = "198.51.100.7"
+        #expect(try register(&engine, &later, "later", now: t0 + 60_000)["ok"] == .bool(true))
+    }
+
+    @Test(arguments: [
+        ("not json", "bad_request"),
+        (#"{"id":1}"#, "bad_request"),
+        (#"{"id":-1,"op":"search"}"#, "bad_request"),
+        (#"{"id":1,"op":"explode"}"#, "bad_request"),
+        (#"{"id":1,"op":"register","body":{"hostname":"x"}}"#, "bad_request"),
+        (#"{"id":1,"op":"register","signed":"{}","sig":"!!"}"#, "bad_signature"),
+    ])
+    func malformedRequestsGetAClearError(text: String, code: String) throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        let node = FakeNode()
+        let outcome = try reply(engine.handle(Array(text.utf8), session: node.session, now: t0))
+        #expect(outcome["ok"] == .bool(false))
+        #expect(outcome["code"] == .string(code))
+        #expect(outcome["error"]?.stringValue?.isEmpty == false)
+    }
+}
