@@ -19,6 +19,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -35,12 +37,45 @@ let package = Package(
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
         .target(name: "PilotSQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         .target(name: "PilotWire", dependencies: ["PilotCore", "PilotCrypto"], swiftSettings: strict),
+        .target(
+            name: "PilotTransport",
+            dependencies: [
+                "PilotCore", "PilotCrypto", "PilotWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
+        .target(
+            name: "PilotNode",
+            dependencies: [
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "PilotRoles",
+            dependencies: [
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

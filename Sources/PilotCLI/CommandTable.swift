@@ -17,12 +17,12 @@ public struct CommandSpec: Sendable {
     public var linkName: String? { kind == .role ? "pilot-\(name)" : nil }
 
     struct Implementation: Sendable {
-        let run: @Sendable ([String]) async -> Int32
+        let run: @Sendable (_ name: String, _ arguments: [String]) async -> Int32
         let help: @Sendable () -> String
 
         static func parsable<Command: AsyncParsableCommand>(_: Command.Type) -> Implementation {
             Implementation(
-                run: { arguments in await runParsable(Command.self, arguments) },
+                run: { name, arguments in await runParsable(Command.self, name: name, arguments) },
                 help: { Command.helpMessage(columns: 80) }
             )
         }
@@ -30,8 +30,12 @@ public struct CommandSpec: Sendable {
 
     /// The configuration a built command gives ArgumentParser, so its help
     /// text comes from this table too.
+    /// Its usage line is ArgumentParser's, generated from the real options;
+    /// `usage` here describes roles that are not built yet.
     public var configuration: CommandConfiguration {
-        CommandConfiguration(commandName: name, abstract: abstract, usage: usage, discussion: details)
+        var discussion = details
+        if let linkName { discussion += (discussion.isEmpty ? "" : "\n\n") + "Also runs as \(linkName), a link to pilot." }
+        return CommandConfiguration(commandName: "pilot \(name)", abstract: abstract, discussion: discussion)
     }
 }
 
@@ -43,13 +47,14 @@ public enum CommandTable {
             abstract: "Node daemon of a host: metrics, service checks, tunnels, control socket.",
             usage: "pilot agent [--state-dir DIR] [--config FILE] [--interval SECONDS] [--check KIND:NAME=TARGET]...",
             details: """
-                Runs on every monitored host. Collects CPU, memory, disk, load, network \
-                and disk I/O from /proc every interval, runs local service checks (HTTP, \
-                TCP, process count, Nagios-style commands, PostgreSQL, disk latency), and \
-                publishes them to the hub over the encrypted overlay. It also serves the \
-                local control socket every other CLI verb talks to.
+                Runs on every monitored host as its node of the overlay: the identity \
+                made by 'pilot init', a session with the registry (register, a keepalive \
+                every --keepalive seconds, registering again after a registry restart, \
+                backing off while it is down) and the local control socket that status, \
+                peers and set-tags talk to. Reads STATE/config first; flags given here win. \
+                Metrics and service checks join it with the agent issue.
                 """,
-            implementation: nil),
+            implementation: .parsable(AgentCommand.self)),
         CommandSpec(
             name: "aggregator", kind: .role,
             abstract: "The hub: fleet state, alert rules, event-stream broker, JSON API and /metrics.",
@@ -89,9 +94,10 @@ public enum CommandTable {
                 The rendezvous every node talks to first (TCP, default port 9000). Binds \
                 each node's Ed25519 key to a stable overlay address, keeps hostnames, tags \
                 and reachable endpoints, and tracks presence by keepalive. Every write is \
-                signed by the node's key; state persists in SQLite.
+                signed by the node's key; state persists in SQLite. 'pilot registry revoke \
+                HOST' on the registry host releases a hostname for a reinstalled host.
                 """,
-            implementation: nil),
+            implementation: .parsable(RegistryCommand.self)),
         CommandSpec(
             name: "beacon", kind: .role,
             abstract: "NAT traversal: public endpoint discovery, hole punching, ciphertext relay.",
@@ -114,6 +120,24 @@ public enum CommandTable {
                 and updates the config with the flags given.
                 """,
             implementation: .parsable(InitCommand.self)),
+        CommandSpec(
+            name: "status", kind: .command,
+            abstract: "Show this node: address, key, registry and whether it is registered.",
+            usage: "pilot status [--json] [--state-dir DIR]",
+            details: "Asks the running node (pilot agent) over its control socket.",
+            implementation: .parsable(StatusCommand.self)),
+        CommandSpec(
+            name: "peers", kind: .command,
+            abstract: "List the fleet from the registry, one node a line.",
+            usage: "pilot peers [--search tag:NAME | --search TEXT] [--online] [--json] [--state-dir DIR]",
+            details: "--search tag:production lists nodes with that tag; any other text matches hostnames.",
+            implementation: .parsable(PeersCommand.self)),
+        CommandSpec(
+            name: "set-tags", kind: .command,
+            abstract: "Replace this node's tags at the registry (kept across restarts).",
+            usage: "pilot set-tags TAG... [--state-dir DIR]",
+            details: "Tags are 1 to 32 of a-z, 0-9 and '-', at most ten. They describe a node; they never grant trust.",
+            implementation: .parsable(SetTagsCommand.self)),
         CommandSpec(
             name: "version", kind: .command,
             abstract: "Print version and build information.",

@@ -44,7 +44,7 @@ public enum Dispatcher {
             Console.current.err("pilot \(spec.name): this role is not built yet in pilot \(BuildInfo.version) (see 'pilot \(spec.name) --help')")
             return ExitStatus.unavailable
         }
-        return await implementation.run(arguments)
+        return await implementation.run(spec.name, arguments)
     }
 
     static func unknown(_ word: String) -> Int32 {
@@ -61,11 +61,27 @@ public enum Dispatcher {
 
 /// Parses and runs one ArgumentParser command, turning every error into
 /// one line on stderr and an exit status; help goes to stdout.
-func runParsable<Command: AsyncParsableCommand>(_: Command.Type, _ arguments: [String]) async -> Int32 {
-    let name = Command.configuration.commandName ?? "pilot"
-    let parsed: any ParsableCommand
+func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _ arguments: [String]) async -> Int32 {
+    var fromConfig: [String] = []
+    if Command.self is any ReadsNodeConfig.Type {
+        do { fromConfig = try configArguments(arguments) } catch {
+            Console.current.err("pilot \(name): \(error)")
+            return ExitStatus.failure
+        }
+    }
+    var parsing = true
     do {
-        parsed = try Command.parseAsRoot(arguments) // also runs validate()
+        var command = try Command.parseAsRoot(fromConfig + arguments) // also runs validate()
+        parsing = false
+        if var asyncCommand = command as? any AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run() // ArgumentParser's own help command
+        }
+        return ExitStatus.success
+    } catch let error as CLIError {
+        Console.current.err("pilot \(name): \(error.description)")
+        return error.exitCode
     } catch {
         let code = Command.exitCode(for: error)
         if code == .success {
@@ -73,24 +89,13 @@ func runParsable<Command: AsyncParsableCommand>(_: Command.Type, _ arguments: [S
             return ExitStatus.success
         }
         // ArgumentParser may add hint lines; the first line is the error itself.
-        let message = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
-        Console.current.err("pilot \(name): \(message) (see 'pilot \(name) --help')")
-        return code == .validationFailure ? ExitStatus.usage : code.rawValue
-    }
-    do {
-        if var command = parsed as? any AsyncParsableCommand {
-            try await command.run()
-        } else {
-            var command = parsed
-            try command.run()
-        }
-        return ExitStatus.success
-    } catch let error as CLIError {
-        Console.current.err("pilot \(name): \(error.description)")
-        return error.exitCode
-    } catch {
         // Every error type of ours describes itself in one line naming what was wrong.
-        Console.current.err("pilot \(name): \(error)")
+        let message = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        if parsing || code == .validationFailure {
+            Console.current.err("pilot \(name): \(message) (see 'pilot \(name) --help')")
+            return ExitStatus.usage
+        }
+        Console.current.err("pilot \(name): \(message)")
         return ExitStatus.failure
     }
 }

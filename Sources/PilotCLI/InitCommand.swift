@@ -1,6 +1,7 @@
 internal import ArgumentParser
 internal import PilotCore
 internal import PilotCrypto
+internal import PilotRegistry
 
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "init")
@@ -14,6 +15,15 @@ struct InitCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The beacon for NAT traversal and relay.", valueName: "host:port"))
     var beacon: String?
 
+    @Option(name: .customLong("registry-key"), help: ArgumentHelp("The registry's public key (else it is pinned on first contact).", valueName: "base64"))
+    var registryKey: String?
+
+    @Option(name: .customLong("join-token"), help: ArgumentHelp("The fleet join token, if the registry asks for one.", valueName: "token"))
+    var joinToken: String?
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("A tag for this node (repeatable).", valueName: "tag"))
+    var tags: [String] = []
+
     @OptionGroup var state: StateOptions
 
     func validate() throws {
@@ -21,8 +31,13 @@ struct InitCommand: AsyncParsableCommand {
             if let hostname { _ = try Hostname.validate(hostname) }
             if let registry { _ = try Endpoint(parsing: registry) }
             if let beacon { _ = try Endpoint(parsing: beacon) }
+            _ = try Tags.validate(tags)
         } catch {
             throw ValidationError("\(error)")
+        }
+        if let registryKey { _ = try parsePublicKey(registryKey, flag: "--registry-key") }
+        if let joinToken, joinToken.count < 8 || joinToken.contains(where: \.isWhitespace) {
+            throw ValidationError("--join-token must be at least 8 characters without spaces")
         }
     }
 
@@ -58,8 +73,10 @@ struct InitCommand: AsyncParsableCommand {
         config.set("--hostname", name)
         if let registry { config.set("--registry", try Endpoint(parsing: registry).description) }
         if let beacon { config.set("--beacon", try Endpoint(parsing: beacon).description) }
-        let header = "pilot node configuration: one flag a line; flags on the command line win."
-        try LocalFile.writeAtomically(configPath, Array(config.rendered(header: header).utf8), mode: 0o600)
+        if let registryKey { config.set("--registry-key", registryKey) }
+        if let joinToken { config.set("--join-token", joinToken) }
+        if !tags.isEmpty { config.setAll("--tag", try Tags.validate(tags)) }
+        try LocalFile.writeAtomically(configPath, Array(config.rendered(header: ConfigFile.nodeHeader).utf8), mode: 0o600)
 
         Console.current.out("""
             \(created ? "Initialized" : "Updated") pilot node '\(name)' in \(directory)

@@ -14,9 +14,11 @@ struct StateOptions: ParsableArguments {
     var stateDir: String?
 
     var resolved: String {
-        StateDirectory.resolve(flag: stateDir, environment: ProcessEnvironment.current, isRoot: getuid() == 0)
+        StateDirectory.resolve(flag: stateDir, environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
     }
 }
+
+func getuidIsRoot() -> Bool { getuid() == 0 }
 
 enum ProcessEnvironment {
     static var current: [String: String] {

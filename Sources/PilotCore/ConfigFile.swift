@@ -66,6 +66,19 @@ public struct ConfigFile: Equatable, Sendable {
         entries.insert(entry, at: position)
     }
 
+    /// Replaces every occurrence of a repeatable flag with `values`, where
+    /// the first occurrence stood (or at the end).
+    public mutating func setAll(_ flag: String, _ values: [String]) {
+        precondition(Self.isValidFlag(flag), "programming error: bad flag name \(flag)")
+        let position = entries.firstIndex { $0.flag == flag }
+        entries.removeAll { $0.flag == flag }
+        let line = position.map { entries.indices.contains($0) ? entries[$0].line : Int.max } ?? Int.max
+        let insertAt = min(position ?? entries.endIndex, entries.endIndex)
+        entries.insert(contentsOf: values.map { Entry(flag: flag, value: $0, line: line) }, at: insertAt)
+    }
+
+    public static let nodeHeader = "pilot node configuration: one flag a line; flags on the command line win."
+
     public func rendered(header: String) -> String {
         var text = header.split(separator: "\n", omittingEmptySubsequences: false).map { "# \($0)\n" }.joined()
         for entry in entries {

@@ -9,7 +9,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    public init(parsing text: String, defaultPort: UInt16? = nil) throws(ParseError) {
+    /// `listening: true` accepts port 0 (the system picks a free port).
+    public init(parsing text: String, defaultPort: UInt16? = nil, listening: Bool = false) throws(ParseError) {
         var host: Substring
         var portText: Substring?
         if text.hasPrefix("[") {
@@ -32,7 +33,9 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         }
         let port: UInt16
         if let portText {
-            guard let value = UInt16(portText), value > 0 else { throw ParseError("endpoint", text, "port '\(portText)' is not a number from 1 to 65535") }
+            guard let value = UInt16(portText), value > 0 || listening else {
+                throw ParseError("endpoint", text, "port '\(portText)' is not a number from \(listening ? 0 : 1) to 65535")
+            }
             port = value
         } else if let defaultPort {
             port = defaultPort

@@ -48,6 +48,11 @@ public struct SecureChannel: Sendable {
     /// Feeds one frame from the peer. Any error leaves the channel failed:
     /// the carrier must close the connection.
     public mutating func receive(_ frame: StreamFrame) throws(WireError) -> Event {
+        if frame.kind == .error {
+            state = .failed
+            let reason = String(decoding: frame.payload.prefix(512), as: UTF8.self).filter { !$0.isNewline }
+            throw .peerRefused(reason)
+        }
         switch state {
         case .failed:
             throw .malformed("channel already failed")
@@ -109,6 +114,7 @@ extension StreamFrame.Kind: CustomStringConvertible {
         case .handshakeResponse: "handshake response"
         case .handshakeFinish: "handshake finish"
         case .transport: "transport"
+        case .error: "error"
         }
     }
 }

@@ -14,6 +14,10 @@ public struct StreamFrame: Equatable, Sendable {
         case handshakeResponse = 2
         case handshakeFinish = 3
         case transport = 4
+        /// A transport-level refusal (version, size, limits, timeouts) as a
+        /// short UTF-8 reason, sent just before closing, like a TLS alert.
+        /// It never carries application data.
+        case error = 5
     }
 
     public var kind: Kind

@@ -10,6 +10,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     case replayed(counter: UInt64)
     case tooOld(counter: UInt64)
     case keyExhausted
+    case peerRefused(String)
 
     public var description: String {
         switch self {
@@ -23,6 +24,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
         case .replayed(let counter): "frame \(counter) was already received (replay)"
         case .tooOld(let counter): "frame \(counter) is older than the replay window"
         case .keyExhausted: "session key used for too many frames; a new handshake is needed"
+        case .peerRefused(let reason): "refused by peer: \(reason)"
         }
     }
 }

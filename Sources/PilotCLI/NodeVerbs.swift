@@ -1,0 +1,98 @@
+internal import ArgumentParser
+internal import PilotCore
+internal import PilotNode
+internal import PilotRegistry
+
+/// Asks the local node over its control socket; a node that is not running
+/// gets a one-line error saying how to start it.
+func askNode(_ state: StateOptions, _ request: JSONObject) throws -> JSONValue {
+    let directory = state.resolved
+    let reply: JSONValue
+    do {
+        reply = try ControlClient.call(path: ControlSocket.path(stateDirectory: directory), request)
+    } catch {
+        // (Matching the case in the catch clause crashes Swift 6.3's SIL verifier with typed throws.)
+        if case .notRunning = error {
+            throw CLIError("no pilot node is running for \(directory); start it with 'pilot agent --state-dir \(directory)'")
+        }
+        throw CLIError(error.description)
+    }
+    guard reply["ok"] == .bool(true) else { throw CLIError(reply["error"]?.stringValue ?? "the node refused the request") }
+    return reply
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "status")
+    @Flag(help: "Print the node's answer as JSON.") var json = false
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("status"))]))
+        if json { return Console.current.out(reply.description) }
+        func text(_ key: String) -> String { reply[key]?.stringValue ?? "-" }
+        let registered = reply["registered"] == .bool(true)
+        var lines = [
+            "hostname:     \(text("hostname"))",
+            "address:      \(text("address"))",
+            "public key:   \(text("public_key"))",
+            "registry:     \(text("registry")) (\(registered ? "online" : "not registered"))",
+        ]
+        if case .array(let tags)? = reply["tags"] { lines.append("tags:         \(tags.compactMap(\.stringValue).joined(separator: ", "))") }
+        if let key = reply["registry_key"]?.stringValue { lines.append("registry key: \(key)") }
+        if !registered, let error = reply["last_error"]?.stringValue { lines.append("last error:   \(error)") }
+        Console.current.out(lines.joined(separator: "\n"))
+    }
+}
+
+struct PeersCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "peers")
+    @Option(help: ArgumentHelp("tag:NAME, or part of a hostname.", valueName: "query")) var search: String?
+    @Flag(help: "Only nodes that are online.") var online = false
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([
+            ("cmd", .string("peers")), ("search", .string(search ?? "")), ("online", .bool(online)),
+        ]))
+        guard case .array(let nodes)? = reply["nodes"] else { throw CLIError("the node's answer has no node list") }
+        if json { return Console.current.out(JSONValue.array(nodes).description) }
+        let views = try nodes.map { try RegistryProtocol.nodeView($0) }
+        Console.current.out(PeersTable.render(views))
+    }
+}
+
+/// The seed's one-node-a-line listing:
+/// `1:0001.0000.0001  web-server-01    [web-server, production, us-east]          online`
+enum PeersTable {
+    static func render(_ views: [NodeView]) -> String {
+        guard !views.isEmpty else { return "no nodes" }
+        let nameWidth = max(16, (views.map(\.record.hostname.count).max() ?? 0) + 1)
+        let tagTexts = views.map { "[" + $0.record.tags.joined(separator: ", ") + "]" }
+        let tagWidth = max(42, (tagTexts.map(\.count).max() ?? 0) + 1)
+        return zip(views, tagTexts).map { view, tags in
+            pad(view.record.address.description, 18) + pad(view.record.hostname, nameWidth) + pad(tags, tagWidth) + view.presence.rawValue
+        }.joined(separator: "\n")
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(1, width - text.count))
+    }
+}
+
+struct SetTagsCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "set-tags")
+    @Argument(help: ArgumentHelp("The node's tags, replacing the old ones (none clears them).", valueName: "tag"))
+    var tags: [String] = []
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        do { _ = try Tags.validate(tags) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("set-tags")), ("tags", .array(tags.map { .string($0) }))]))
+        let stored = (reply["tags"].flatMap { if case .array(let items) = $0 { items.compactMap(\.stringValue) } else { nil } }) ?? tags
+        Console.current.out("tags: [\(stored.joined(separator: ", "))]")
+    }
+}

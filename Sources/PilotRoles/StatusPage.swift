@@ -1,0 +1,94 @@
+internal import NIOCore
+internal import NIOHTTP1
+internal import NIOPosix
+internal import PilotCore
+internal import PilotRegistry
+
+/// A small read-only HTTP server (NIOHTTP1) for status pages and JSON.
+/// It answers GET only, from a handler run on the server's event loop.
+enum StatusPage {
+    struct Response: Sendable {
+        var status: Int
+        var contentType: String
+        var body: String
+    }
+
+    static func start(
+        group: any EventLoopGroup, at endpoint: Endpoint, handler: @escaping @Sendable (String) -> Response
+    ) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(handler: handler))
+                }
+            }
+            .bind(host: endpoint.host, port: Int(endpoint.port)).get()
+    }
+
+    final class HTTPHandler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let handler: @Sendable (String) -> Response
+        var request: HTTPRequestHead?
+
+        init(handler: @escaping @Sendable (String) -> Response) { self.handler = handler }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): request = head
+            case .body: break
+            case .end:
+                guard let head = request else { return }
+                let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "/")
+                let response = head.method == .GET ? handler(path) : Response(status: 405, contentType: "text/plain", body: "only GET\n")
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: response.contentType)
+                headers.add(name: "Content-Length", value: "\(response.body.utf8.count)")
+                headers.add(name: "Cache-Control", value: "no-store")
+                let status = HTTPResponseStatus(statusCode: response.status)
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: response.body)))), promise: nil)
+                let keepAlive = head.isKeepAlive
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                    if !keepAlive { context.close(promise: nil) }
+                }
+                request = nil
+            }
+        }
+    }
+
+    /// The seed's basic fleet overview.
+    static func html(_ views: [NodeView]) -> String {
+        let online = views.filter { $0.presence == .online }.count
+        var rows = ""
+        for view in views {
+            rows += "<tr class=\"\(view.presence.rawValue)\"><td>\(escape(view.record.address.description))</td><td>\(escape(view.record.hostname))</td>"
+            rows += "<td>\(escape(view.record.tags.joined(separator: ", ")))</td><td>\(view.presence.rawValue)</td></tr>\n"
+        }
+        return """
+            <!doctype html><html><head><meta charset="utf-8"><title>pilot registry</title>
+            <meta http-equiv="refresh" content="10">
+            <style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em 1em;text-align:left}
+            .online td:last-child{color:#080}.offline td:last-child{color:#c00}.unknown td:last-child{color:#888}</style>
+            </head><body><h1>pilot registry</h1><p>\(views.count) nodes, \(online) online</p>
+            <table><tr><th>address</th><th>hostname</th><th>tags</th><th>presence</th></tr>
+            \(rows)</table><p><a href="/api/nodes">/api/nodes</a></p></body></html>
+            """
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "&": out += "&amp;"
+            case "\"": out += "&quot;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+}

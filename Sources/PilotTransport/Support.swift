@@ -1,0 +1,37 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+public import NIOCore
+public import PilotCore
+
+/// Wall-clock time in Unix milliseconds: what timestamps and presence use.
+public enum WallClock {
+    public static func nowMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
+
+extension SocketAddress {
+    /// `host:port`, with brackets for IPv6, as listeners report themselves.
+    public var endpointDescription: String {
+        let host = ipAddress ?? "?"
+        return host.contains(":") ? "[\(host)]:\(port ?? 0)" : "\(host):\(port ?? 0)"
+    }
+}
+
+/// Writes `text` to `path` atomically (for listeners reporting their bound
+/// address to tests and `pilot up`).
+public func reportAddress(_ text: String, to path: String) {
+    try? LocalFile.writeAtomically(path, Array((text + "\n").utf8), mode: 0o644)
+}
+
+/// Raises the soft open-files limit to the hard one: a registry holds one
+/// connection per node.
+public func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
