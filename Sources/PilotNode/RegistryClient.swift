@@ -58,6 +58,10 @@ public final class RegistryClient: @unchecked Sendable {
     private var backoffSeconds: Double = 1
     private var stopped = false
     private var pinned: PublicKey?
+    /// After an IK handshake failed against the pinned key, the next attempt
+    /// uses XX to learn which key the registry offers, so the refusal can
+    /// name both fingerprints.
+    private var diagnoseWithXX = false
     public var onPresence: (@Sendable (PresenceEvent) -> Void)?
     public var onRegistered: (@Sendable (Address) -> Void)?
 
@@ -119,7 +123,7 @@ public final class RegistryClient: @unchecked Sendable {
         let handler: SecureStreamHandler
         do {
             let (channel, first) = try SecureChannel.initiator(
-                identity: identity, responder: pinned, preference: AEADAlgorithm.localPreference())
+                identity: identity, responder: diagnoseWithXX ? nil : pinned, preference: AEADAlgorithm.localPreference())
             handler = SecureStreamHandler(channel: channel, firstFrame: first, maxPayload: RegistryProtocol.maxMessageBytes + 64,
                                           idleTimeout: .seconds(max(60, options.keepaliveSeconds * 4)), delegate: self)
         } catch {
@@ -226,6 +230,7 @@ extension RegistryClient: SecureStreamDelegate {
     public func secureStreamEstablished(_ stream: SecureStreamHandler) {
         guard let offered = stream.remoteIdentity else { return }
         if let pinned, pinned != offered {
+            diagnoseWithXX = true
             let message = "the registry at \(options.registry) offered key \(offered.fingerprint), but \(pinned.fingerprint) is pinned; refusing it. If the registry was reinstalled, delete \(options.pinPath) or run 'pilot init --registry-key KEY'"
             logger.error("registry key changed", metadata: ["pinned": "\(pinned.fingerprint)", "offered": "\(offered.fingerprint)"])
             stream.close(reason: "registry key mismatch", tellPeer: false)
@@ -241,6 +246,7 @@ extension RegistryClient: SecureStreamDelegate {
                 logger.error("cannot save the registry's key", metadata: ["error": "\(error)"])
             }
         }
+        diagnoseWithXX = false
         status.connected = true
         status.registryKey = offered
         register()
@@ -267,6 +273,7 @@ extension RegistryClient: SecureStreamDelegate {
     public func secureStreamClosed(_ stream: SecureStreamHandler, reason: String?) {
         guard self.stream === stream else { return }
         self.stream = nil
+        if !stream.isEstablished, pinned != nil, !diagnoseWithXX { diagnoseWithXX = true }
         fail(status.lastError.flatMap { $0.contains("pinned") ? $0 : nil } ?? reason ?? "the registry closed the connection")
     }
 }
