@@ -85,6 +85,15 @@ let package = Package(
         .testTarget(name: "PilotSQLiteTests", dependencies: ["PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotRegistryTests", dependencies: ["PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore"], swiftSettings: strict),
+        .testTarget(
+            name: "PilotRolesTests",
+            dependencies: [
+                "PilotRoles", "PilotNode", "PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -21,6 +21,7 @@ public final class RegistryService: @unchecked Sendable {
         public var connectionsPerAddress = 4096
         public var maxFrameBytes = RegistryProtocol.maxMessageBytes + 64
         public var idleTimeoutSeconds: Int64 = 300
+        public var handshakeTimeoutMilliseconds: Int64 = 10_000
 
         public init(stateDirectory: String) { self.stateDirectory = stateDirectory }
     }
@@ -132,15 +133,14 @@ public final class RegistryService: @unchecked Sendable {
         let connection = RegistryConnection(service: self, address: address)
         let handler = SecureStreamHandler(
             channel: .responder(identity: identity, preference: AEADAlgorithm.localPreference()),
-            maxPayload: options.maxFrameBytes, idleTimeout: .seconds(options.idleTimeoutSeconds), delegate: connection)
+            maxPayload: options.maxFrameBytes, handshakeTimeout: .milliseconds(options.handshakeTimeoutMilliseconds),
+            idleTimeout: .seconds(options.idleTimeoutSeconds), delegate: connection)
         connection.stream = handler
         try channel.pipeline.syncOperations.addHandler(handler)
         let open = connectionsByAddress[address, default: 0]
         if open >= options.connectionsPerAddress {
             logger.debug("refusing connection: per-address limit", metadata: ["address": "\(address)"])
-            channel.eventLoop.assumeIsolated().execute {
-                handler.close(reason: "too many connections from \(address) (limit \(self.options.connectionsPerAddress))")
-            }
+            handler.refusal = "too many connections from \(address) (limit \(options.connectionsPerAddress))"
             connection.counted = false
             return
         }

@@ -33,8 +33,8 @@ public final class SecureStreamHandler: ChannelInboundHandler {
     /// per-connection delegate lives exactly as long as its connection.
     public var delegate: (any SecureStreamDelegate)?
     public private(set) var remoteAddress: String = "unknown"
-    /// Free for the owner: which node, session or request table this is.
-    public var tag: Int = 0
+    /// Set before the connection is active to turn it away with this reason.
+    public var refusal: String?
 
     public init(
         channel: SecureChannel, firstFrame: StreamFrame? = nil, maxPayload: Int,
@@ -62,6 +62,10 @@ public final class SecureStreamHandler: ChannelInboundHandler {
 
     public func channelActive(context: ChannelHandlerContext) {
         if let address = context.channel.remoteAddress?.ipAddress { remoteAddress = address }
+        if let refusal {
+            context.fireChannelActive()
+            return close(reason: refusal)
+        }
         if let firstFrame {
             write(firstFrame)
             self.firstFrame = nil
