@@ -3,6 +3,7 @@
 #   make run            build and start the embedded default
 #   make test           install what is missing, build, run every test
 #   make image          OCI image tarball pilot-image.tar (no container engine needed)
+#   make bench          benchmarks (a separate executable, pilot-bench), against ./pilot
 #   make install PREFIX=/usr/local
 
 SWIFT      ?= swift
@@ -15,7 +16,7 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # the download path, setpriv to run as an unprivileged user, CA certificates for the image.
 TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates
 
-.PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean
+.PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench
 
 all: build
 
@@ -61,6 +62,13 @@ system-test: build image
 test: test-deps
 	$(MAKE) unit-test
 	$(MAKE) system-test
+
+# BENCH_NODES=10000 by default; the registry's heartbeat timeline is
+# compressed 10x (30 s -> 3 s) and its CPU scaled back in the report.
+BENCH_NODES ?= 10000
+bench: build
+	$(SWIFT) build -c release --product pilot-bench
+	.build/release/pilot-bench registry --pilot ./pilot --nodes $(BENCH_NODES) --interval 30 --compress 10 --window 30
 
 dist/ca-certificates.crt:
 	$(call ensure_packages,ca-certificates)

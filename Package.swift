@@ -80,6 +80,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "pilot", dependencies: ["PilotCLI"], swiftSettings: strict),
+        // Benchmarks: a separate executable, never part of the shipped binary.
+        .executableTarget(
+            name: "pilot-bench",
+            dependencies: [
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/PilotBench",
+            swiftSettings: strict
+        ),
         .testTarget(name: "PilotCoreTests", dependencies: ["PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotSQLiteTests", dependencies: ["PilotSQLite"], swiftSettings: strict),

@@ -3,10 +3,12 @@ public import PilotCrypto
 /// Refuses signed requests whose timestamp is outside the skew window or
 /// whose nonce was already seen from that key. Per key it remembers the
 /// last `ringSize` nonces; a request older than all of them is refused
-/// too, since it can no longer be told apart from a replay. Memory stays
-/// bounded: `ringSize` small entries per registered key.
+/// too, since it can no longer be told apart from a replay. So any replay
+/// is refused whatever the ring size; the ring only lets a node's own
+/// requests arrive a little out of order. Memory stays bounded: `ringSize`
+/// small entries per registered key.
 public struct RequestGuard: Sendable {
-    public static let ringSize = 32
+    public static let ringSize = 8
     public let skewMs: Int64
     private var rings: [PublicKey: [(nonce: UInt64, ts: Int64)]] = [:]
 

@@ -86,6 +86,11 @@ public final class RegistryService: @unchecked Sendable {
         loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             self.publish(self.engine.sweep(now: self.now()))
         }
+        // Connections come and go in bursts (a fleet reconnecting after a
+        // restart); hand the freed heap back to the system now and then.
+        loop.scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(30)) { _ in
+            releaseFreeMemory()
+        }
     }
 
     /// Runs until the listener closes.

@@ -35,3 +35,12 @@ public func raiseOpenFileLimit() {
     limit.rlim_cur = limit.rlim_max
     setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
+
+/// glibc's malloc_trim, which the Glibc module does not import (malloc.h).
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+
+/// Returns freed heap pages to the kernel.
+public func releaseFreeMemory() {
+    _ = glibcMallocTrim(0)
+}

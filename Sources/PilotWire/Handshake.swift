@@ -220,14 +220,16 @@ public struct Handshake: Sendable {
     /// Signing it binds an application message to this very channel.
     public var handshakeHash: [UInt8] { symmetric.h }
 
-    public func sessionKeys() throws(WireError) -> SessionKeys {
+    /// `replayWindow`: how many counters below the highest the receiver
+    /// remembers (wide for datagrams, small for an in-order stream).
+    public func sessionKeys(replayWindow: UInt64 = ReplayWindow.size) throws(WireError) -> SessionKeys {
         guard step == .complete, let algorithm, let remoteIdentity else { throw .malformed("handshake is not complete") }
         let (forward, backward) = symmetric.split()
         let (send, receive) = role == .initiator ? (forward, backward) : (backward, forward)
         do {
             return SessionKeys(
                 sender: TransportSender(key: try AEADKey(algorithm, bytes: send)),
-                receiver: TransportReceiver(key: try AEADKey(algorithm, bytes: receive)),
+                receiver: TransportReceiver(key: try AEADKey(algorithm, bytes: receive), windowSize: replayWindow),
                 remoteIdentity: remoteIdentity, handshakeHash: symmetric.h, algorithm: algorithm)
         } catch {
             throw .malformed("\(error)")

@@ -66,7 +66,8 @@ public struct SecureChannel: Sendable {
                     out.append(StreamFrame(kind, try handshake.writeMessage()))
                 }
                 if handshake.isComplete {
-                    let keys = try handshake.sessionKeys()
+                    // A byte stream delivers in order: a small window suffices.
+                    let keys = try handshake.sessionKeys(replayWindow: 64)
                     remoteIdentity = keys.remoteIdentity
                     handshakeHash = keys.handshakeHash
                     algorithm = keys.algorithm

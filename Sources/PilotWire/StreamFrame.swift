@@ -74,7 +74,9 @@ public struct StreamFrameDecoder: Sendable {
         let frame = StreamFrame(kind, Array(buffer[payloadStart..<(payloadStart + length)]))
         start = payloadStart + length
         if start == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.count <= 65_536)
+            // Free the buffer between frames: thousands of idle connections
+            // should not each hold their largest frame's worth of memory.
+            buffer.removeAll(keepingCapacity: false)
             start = 0
         }
         return frame

@@ -40,9 +40,12 @@ public struct TransportSender: Sendable {
 /// than the replay window.
 public struct TransportReceiver: Sendable {
     private let key: AEADKey
-    public private(set) var window = ReplayWindow()
+    public private(set) var window: ReplayWindow
 
-    init(key: AEADKey) { self.key = key }
+    init(key: AEADKey, windowSize: UInt64 = ReplayWindow.size) {
+        self.key = key
+        window = ReplayWindow(size: windowSize)
+    }
 
     public mutating func open(_ frame: [UInt8], header: [UInt8] = []) throws(WireError) -> [UInt8] {
         var reader = WireReader(frame)

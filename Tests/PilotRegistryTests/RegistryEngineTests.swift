@@ -81,6 +81,20 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(try reply(engine.handle(node.request(.heartbeat, now: t0 + 40, nonce: nonce), session: node.session, now: t0 + 40))["code"] == .string("replayed"))
     }
 
+    @Test func aReplayOlderThanTheNonceRingIsStillRefused() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var node = FakeNode()
+        _ = try register(&engine, &node, "web-01")
+        let old = node.request(.heartbeat, now: t0 + 100)
+        #expect(try reply(engine.handle(old, session: node.session, now: t0 + 100))["ok"] == .bool(true))
+        for step in 1...(RequestGuard.ringSize * 2) {
+            let now = t0 + 100 + Int64(step) * 1000
+            #expect(try reply(engine.handle(node.request(.heartbeat, now: now), session: node.session, now: now))["ok"] == .bool(true))
+        }
+        // The first heartbeat's nonce has left the ring, but its timestamp is older than all it holds.
+        #expect(try reply(engine.handle(old, session: node.session, now: t0 + 60_000))["code"] == .string("replayed"))
+    }
+
     @Test func aStaleTimestampIsRefusedInEitherDirection() throws {
         var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
         var node = FakeNode()

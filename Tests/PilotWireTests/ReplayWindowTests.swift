@@ -37,15 +37,16 @@ import Testing
         try window.check(20_001 - 4095)
     }
 
-    @Test func matchesAReferenceModelOnRandomTraffic() throws {
-        var window = ReplayWindow()
+    @Test(arguments: [UInt64(64), 4096])
+    func matchesAReferenceModelOnRandomTraffic(size: UInt64) throws {
+        var window = ReplayWindow(size: size)
         var seen = Set<UInt64>()
         var highest: UInt64 = 0
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
-            let jump = UInt64.random(in: 0...6000, using: &generator)
+            let jump = UInt64.random(in: 0...(size * 3 / 2), using: &generator)
             let counter = Bool.random(using: &generator) ? highest + UInt64.random(in: 0...50, using: &generator) : (highest > jump ? highest - jump : 0)
-            let expectedAccept = !seen.contains(counter) && (counter > highest || highest - counter < ReplayWindow.size || seen.isEmpty)
+            let expectedAccept = !seen.contains(counter) && (counter > highest || highest - counter < size || seen.isEmpty)
             let accepted: Bool
             do { try window.check(counter); accepted = true } catch { accepted = false }
             #expect(accepted == expectedAccept, "counter \(counter) highest \(highest)")
