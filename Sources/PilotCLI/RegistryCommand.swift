@@ -5,82 +5,79 @@ internal import PilotNode
 internal import PilotRegistry
 internal import PilotRoles
 
+/// `pilot registry [OPTIONS]` runs the registry; `pilot registry revoke HOST`
+/// is the operator's one subcommand.
 struct RegistryCommand: AsyncParsableCommand {
     static let configuration: CommandConfiguration = {
         var configuration = CommandTable.configuration(for: "registry")
-        configuration.subcommands = [Serve.self, Revoke.self]
-        configuration.defaultSubcommand = Serve.self
+        configuration.subcommands = [Revoke.self]
         return configuration
     }()
 
-    struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the registry (the default).")
+    @Option(help: ArgumentHelp("Where to listen for nodes (port 0 picks one; it is written to STATE/registry.addr).", valueName: "host:port"))
+    var listen = "0.0.0.0:9000"
 
-        @Option(help: ArgumentHelp("Where to listen for nodes (port 0 picks one; it is written to STATE/registry.addr).", valueName: "host:port"))
-        var listen = "0.0.0.0:9000"
+    @Option(help: ArgumentHelp("The read-only status page and /api/nodes, or 'off'.", valueName: "host:port"))
+    var http = "127.0.0.1:9080"
 
-        @Option(help: ArgumentHelp("The read-only status page and /api/nodes, or 'off'.", valueName: "host:port"))
-        var http = "127.0.0.1:9080"
+    @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet.", valueName: "token"))
+    var joinToken: String?
 
-        @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet.", valueName: "token"))
-        var joinToken: String?
+    @Option(name: .customLong("offline-after"), help: ArgumentHelp("Seconds without a keepalive after which a node is offline.", valueName: "seconds"))
+    var offlineAfter: Int64 = 120
 
-        @Option(name: .customLong("offline-after"), help: ArgumentHelp("Seconds without a keepalive after which a node is offline.", valueName: "seconds"))
-        var offlineAfter: Int64 = 120
+    @Option(help: ArgumentHelp("Largest accepted difference between a request's timestamp and this clock.", valueName: "seconds"))
+    var skew: Int64 = 300
 
-        @Option(help: ArgumentHelp("Largest accepted difference between a request's timestamp and this clock.", valueName: "seconds"))
-        var skew: Int64 = 300
+    @Option(name: .customLong("connections-per-ip"), help: ArgumentHelp("Open connections allowed from one address.", valueName: "n"))
+    var connectionsPerIP = 4096
 
-        @Option(name: .customLong("connections-per-ip"), help: ArgumentHelp("Open connections allowed from one address.", valueName: "n"))
-        var connectionsPerIP = 4096
+    @Option(name: .customLong("registrations-burst"), help: ArgumentHelp("New keys one address may register at once (a whole office behind NAT).", valueName: "n"))
+    var registrationsBurst = 1000
 
-        @Option(name: .customLong("registrations-burst"), help: ArgumentHelp("New keys one address may register at once (a whole office behind NAT).", valueName: "n"))
-        var registrationsBurst = 1000
+    @Option(name: .customLong("registrations-per-minute"), help: ArgumentHelp("New keys one address may register per minute after the burst.", valueName: "n"))
+    var registrationsPerMinute = 600
 
-        @Option(name: .customLong("registrations-per-minute"), help: ArgumentHelp("New keys one address may register per minute after the burst.", valueName: "n"))
-        var registrationsPerMinute = 600
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a node connection silent this long.", valueName: "seconds"))
+    var idleTimeout: Int64 = 300
 
-        @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a node connection silent this long.", valueName: "seconds"))
-        var idleTimeout: Int64 = 300
+    @OptionGroup var state: StateOptions
+    @OptionGroup var log: LogOptions
 
-        @OptionGroup var state: StateOptions
-        @OptionGroup var log: LogOptions
-
-        func validate() throws {
-            _ = try parseEndpoint(listen, flag: "--listen", listening: true)
-            if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
-            guard offlineAfter >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
-            guard skew >= 1 else { throw ValidationError("--skew must be at least 1 second") }
-            guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
-                throw ValidationError("limits must be positive")
-            }
-            guard idleTimeout >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
-            if let joinToken, joinToken.count < 8 { throw ValidationError("--join-token must be at least 8 characters") }
+    func validate() throws {
+        _ = try parseEndpoint(listen, flag: "--listen", listening: true)
+        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        guard offlineAfter >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
+        guard skew >= 1 else { throw ValidationError("--skew must be at least 1 second") }
+        guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
+            throw ValidationError("limits must be positive")
         }
+        guard idleTimeout >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
+        if let joinToken, joinToken.count < 8 { throw ValidationError("--join-token must be at least 8 characters") }
+    }
 
-        func run() async throws {
-            let directory = state.resolved
-            let identity = try loadOrCreateIdentity(stateDirectory: directory)
-            var options = RegistryService.Options(stateDirectory: directory)
-            options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
-            options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-            options.engine.joinToken = joinToken
-            options.engine.offlineAfterMs = offlineAfter * 1000
-            options.engine.skewMs = skew * 1000
-            options.engine.registrationBurst = registrationsBurst
-            options.engine.registrationsPerMinute = registrationsPerMinute
-            options.connectionsPerAddress = connectionsPerIP
-            options.idleTimeoutSeconds = idleTimeout
-            let service: RegistryService
-            do { service = try RegistryService(options: options, identity: identity, logger: log.logger("pilot.registry")) } catch {
-                throw CLIError("cannot open the registry state in \(directory): \(error)")
-            }
-            do { try await service.start() } catch {
-                throw CLIError("cannot listen on \(listen) or \(http): \(error)")
-            }
-            Console.current.out("registry listening on \(service.boundAddress), key \(identity.publicKey.base64)")
-            try await service.run()
+    func run() async throws {
+        let directory = state.resolved
+        let identity = try loadOrCreateIdentity(stateDirectory: directory)
+        var options = RegistryService.Options(stateDirectory: directory)
+        options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
+        options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        options.engine.joinToken = joinToken
+        options.engine.offlineAfterMs = offlineAfter * 1000
+        options.engine.skewMs = skew * 1000
+        options.engine.registrationBurst = registrationsBurst
+        options.engine.registrationsPerMinute = registrationsPerMinute
+        options.connectionsPerAddress = connectionsPerIP
+        options.idleTimeoutSeconds = idleTimeout
+        let service: RegistryService
+        do { service = try RegistryService(options: options, identity: identity, logger: log.logger("pilot.registry")) } catch {
+            throw CLIError("cannot open the registry state in \(directory): \(error)")
         }
+        do { try await service.start() } catch {
+            throw CLIError("cannot listen on \(listen) or \(http): \(error)")
+        }
+        Console.current.out("registry listening on \(service.boundAddress), key \(identity.publicKey.base64)")
+        try await service.run()
     }
 
     struct Revoke: AsyncParsableCommand {
