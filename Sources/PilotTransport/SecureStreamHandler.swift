@@ -27,6 +27,7 @@ public final class SecureStreamHandler: ChannelInboundHandler {
     private let idleTimeout: TimeAmount?
     private var context: ChannelHandlerContext?
     private var timeout: Scheduled<Void>?
+    private var lastActivity = NIODeadline.now()
     private var closedReason: String?
     private var didClose = false
     /// Held strongly until the connection closes (then released), so a
@@ -86,10 +87,11 @@ public final class SecureStreamHandler: ChannelInboundHandler {
                 case .established(let frames):
                     frames.forEach(write)
                     timeout?.cancel()
+                    lastActivity = .now()
                     if let idleTimeout { arm(idleTimeout, reason: "connection idle") }
                     delegate?.secureStreamEstablished(self)
                 case .message(let message):
-                    if let idleTimeout { arm(idleTimeout, reason: "connection idle") }
+                    lastActivity = .now() // the idle timer checks this when it fires
                     delegate?.secureStream(self, received: message)
                 }
             }
@@ -144,11 +146,20 @@ public final class SecureStreamHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
+    /// One timer per connection, not re-armed per message (that would cost
+    /// a priority-queue removal per frame): when it fires after activity,
+    /// it sets itself again for the rest of the idle period.
     private func arm(_ amount: TimeAmount, reason: String) {
         timeout?.cancel()
         guard let context else { return }
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: amount) { [weak self] in
-            self?.close(reason: reason)
+        let deadline = lastActivity + amount
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            if secure.isEstablished, let idleTimeout, lastActivity + idleTimeout > .now() {
+                arm(idleTimeout, reason: reason)
+            } else {
+                close(reason: reason)
+            }
         }
     }
 }

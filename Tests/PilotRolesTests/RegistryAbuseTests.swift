@@ -174,6 +174,22 @@ import Testing
         await fixture.stop()
     }
 
+    @Test func anIdleConnectionIsClosedWhileABusyOneStays() async throws {
+        let fixture = try await Fixture { options in options.idleTimeoutSeconds = 2 }
+        let idle = try RawRegistryClient(port: fixture.port)
+        let busy = try RawRegistryClient(port: fixture.port)
+        #expect(try busy.request(.register, JSONObject([("hostname", .string("busy"))]))["ok"] == .bool(true))
+        for _ in 0..<6 { // 3 s of traffic every half second: longer than the idle timeout
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try busy.request(.heartbeat)["ok"] == .bool(true))
+        }
+        let frame = try #require(try idle.socket.receiveFrame())
+        #expect(frame.kind == .error)
+        #expect(String(decoding: frame.payload, as: UTF8.self) == "connection idle")
+        try await fixture.checkHonestNodeServed()
+        await fixture.stop()
+    }
+
     @Test func tooManyConnectionsFromOneAddressAreRefusedWithAReason() async throws {
         let fixture = try await Fixture { options in options.connectionsPerAddress = 2 }
         let first = try TestSocket(host: "127.0.0.1", port: fixture.port, sourceAddress: "127.0.0.3")
