@@ -75,7 +75,7 @@ func run(_ argv: [String]) async -> (status: Int32, out: String, err: String) {
         (["pilot", "init", "--bogus"], 64, "pilot init: Unknown option '--bogus' (see 'pilot init --help')"),
         (["pilot", "init", "--hostname"], 64, "pilot init: Missing value for '--hostname <name>'"),
         (["pilot", "init", "--hostname", "bad name"], 64, "pilot init: invalid hostname 'bad name'"),
-        (["pilot", "init", "--registry", "nowhere"], 64, "pilot init: invalid endpoint 'nowhere': expected HOST:PORT"),
+        (["pilot", "init", "--registry", "nowhere"], 64, "pilot init: --registry: invalid endpoint 'nowhere': expected HOST:PORT"),
         (["pilot", "version", "extra"], 64, "pilot version: Unexpected argument 'extra'"),
     ])
     func badInputGetsOneClearLineAndANonZeroExit(argv: [String], status: Int32, message: String) async {
