@@ -174,6 +174,31 @@ import Testing
         await fixture.stop()
     }
 
+    @Test func aWatcherIsToldWhenANodeGoesOfflineAndComesBack() async throws {
+        let fixture = try await Fixture { options in options.engine.offlineAfterMs = 1500 }
+        let watcher = try RawRegistryClient(port: fixture.port)
+        #expect(try watcher.request(.register, JSONObject([("hostname", .string("aggregator"))]))["ok"] == .bool(true))
+        #expect(try watcher.request(.watch)["ok"] == .bool(true))
+        let node = try RawRegistryClient(port: fixture.port)
+        #expect(try node.request(.register, JSONObject([("hostname", .string("db-01"))]))["ok"] == .bool(true))
+
+        func nextEvent() throws -> JSONValue {
+            for _ in 0..<20 {
+                let message = try watcher.reply()
+                if message["event"] != nil, message["body"]?["hostname"] == .string("db-01") { return message }
+            }
+            throw TestFailure("no presence event for db-01")
+        }
+        #expect(try nextEvent()["body"]?["presence"] == .string("online"))
+        // db-01 falls silent; the watcher keeps itself alive meanwhile.
+        try await Task.sleep(for: .milliseconds(800))
+        _ = try watcher.request(.heartbeat)
+        #expect(try nextEvent()["body"]?["presence"] == .string("offline"))
+        _ = try node.request(.heartbeat)
+        #expect(try nextEvent()["body"]?["presence"] == .string("online"))
+        await fixture.stop()
+    }
+
     @Test func anIdleConnectionIsClosedWhileABusyOneStays() async throws {
         let fixture = try await Fixture { options in options.idleTimeoutSeconds = 2 }
         let idle = try RawRegistryClient(port: fixture.port)

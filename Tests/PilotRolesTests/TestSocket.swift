@@ -98,7 +98,15 @@ final class RawRegistryClient {
         let bytes = RegistryProtocol.request(id: nextID, operation, body: body, signer: signer ?? key, now: now ?? Self.now())
         nextID += 1
         try sendRaw(bytes)
-        return try reply()
+        return try response()
+    }
+
+    /// The next answer to a request, skipping pushed presence events.
+    func response() throws -> JSONValue {
+        while true {
+            let message = try reply()
+            if message["event"] == nil { return message }
+        }
     }
 
     static func now() -> Int64 {
