@@ -1,0 +1,191 @@
+import PilotWire
+import Testing
+
+/// A deterministic pseudo-random generator, so a failing run can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Two channels joined by a simulated path that loses, duplicates, delays
+/// and reorders segments, in virtual time (microseconds).
+struct SimulatedPath {
+    var a = ReliableChannel()
+    var b = ReliableChannel()
+    var now: Int64 = 0
+    var random: SplitMix64
+    var loss = 0.0
+    var duplication = 0.0
+    var delay: ClosedRange<Int64> = 1000...1000
+    var inTransit: [(at: Int64, toB: Bool, segment: [UInt8])] = []
+    var deliveredToB: [[UInt8]] = []
+    var deliveredToA: [[UInt8]] = []
+    var maxSegmentSeen = 0
+
+    init(seed: UInt64) { random = SplitMix64(state: seed) }
+
+    mutating func transmit(_ segments: [[UInt8]], toB: Bool) {
+        for segment in segments {
+            maxSegmentSeen = max(maxSegmentSeen, segment.count)
+            if Double.random(in: 0..<1, using: &random) < loss { continue }
+            let copies = Double.random(in: 0..<1, using: &random) < duplication ? 2 : 1
+            for _ in 0..<copies {
+                inTransit.append((now + Int64.random(in: delay, using: &random), toB, segment))
+            }
+        }
+    }
+
+    /// Runs until `done` or the step budget runs out; returns whether done.
+    mutating func run(maxSteps: Int = 2_000_000, until done: (SimulatedPath) -> Bool) throws -> Bool {
+        for _ in 0..<maxSteps {
+            transmit(a.poll(now: now), toB: true)
+            transmit(b.poll(now: now), toB: false)
+            if done(self) { return true }
+            // Advance to the next event: a segment arriving or a timer.
+            let nextArrival = inTransit.map(\.at).min()
+            let nextTimer = [a.nextDeadline, b.nextDeadline].compactMap { $0 }.min()
+            guard let next = [nextArrival, nextTimer].compactMap({ $0 }).min() else { return done(self) }
+            now = max(now, next)
+            let arriving = inTransit.enumerated().filter { $0.element.at <= now }
+            inTransit.removeAll { $0.at <= now }
+            for (_, item) in arriving {
+                if item.toB { deliveredToB += try b.receive(item.segment, now: now) } else { deliveredToA += try a.receive(item.segment, now: now) }
+            }
+        }
+        return false
+    }
+}
+
+func message(_ index: Int, size: Int = 40) -> [UInt8] {
+    var bytes = Array(String(index).utf8)
+    while bytes.count < size { bytes.append(UInt8(truncatingIfNeeded: index &+ bytes.count)) }
+    return bytes
+}
+
+@Suite struct ReliableChannelTests {
+    @Test func deliversInOrderOverAPerfectPath() throws {
+        var path = SimulatedPath(seed: 1)
+        for index in 0..<1000 { try path.a.send(message(index)) }
+        #expect(try path.run { $0.deliveredToB.count == 1000 && $0.a.isIdle })
+        #expect(path.deliveredToB == (0..<1000).map { message($0) })
+        #expect(path.a.statistics.retransmissions == 0)
+    }
+
+    @Test(arguments: [UInt64(7), 8])
+    func tenThousandMessagesSurviveLossDuplicationAndReordering(seed: UInt64) throws {
+        var path = SimulatedPath(seed: seed)
+        path.loss = 0.10
+        path.duplication = 0.05
+        path.delay = 500...30_000 // up to 30 ms of jitter reorders heavily
+        var sent = 0
+        // Feed messages as the send buffer allows, like an application would.
+        var steps = 0
+        while path.deliveredToB.count < 10_000, steps < 200 {
+            while sent < 10_000, path.a.canSend {
+                try path.a.send(message(sent, size: sent % 7 == 0 ? 3000 : 60)) // some need fragments
+                sent += 1
+            }
+            _ = try path.run(maxSteps: 20_000) { $0.deliveredToB.count == 10_000 }
+            steps += 1
+        }
+        #expect(path.deliveredToB.count == 10_000)
+        #expect(path.deliveredToB == (0..<10_000).map { message($0, size: $0 % 7 == 0 ? 3000 : 60) })
+        #expect(path.a.statistics.retransmissions > 0)
+        #expect(path.b.statistics.duplicatesReceived > 0)
+        #expect(path.maxSegmentSeen <= 1200)
+    }
+
+    @Test func fragmentsLargeMessagesUnderTheSegmentLimit() throws {
+        var path = SimulatedPath(seed: 3)
+        let big = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        try path.a.send(big)
+        try path.a.send([])
+        try path.a.send([42])
+        #expect(try path.run { $0.deliveredToB.count == 3 })
+        #expect(path.deliveredToB == [big, [], [42]])
+        #expect(path.maxSegmentSeen <= path.a.configuration.maxSegmentBytes)
+    }
+
+    @Test func theTimeoutBacksOffWhileThePathIsDownAndRecoversAfter() throws {
+        var path = SimulatedPath(seed: 4)
+        path.loss = 1.0 // everything lost
+        try path.a.send(message(1))
+        let initial = path.a.rto
+        _ = try path.run(maxSteps: 6) { _ in false }
+        #expect(path.a.statistics.timeouts >= 3)
+        #expect(path.a.rto >= initial * 8)
+        #expect(path.a.rto <= path.a.configuration.maxRTO)
+        path.loss = 0
+        #expect(try path.run { $0.deliveredToB == [message(1)] && $0.a.isIdle })
+    }
+
+    @Test func theRetransmissionTimeoutFollowsTheMeasuredRoundTrip() throws {
+        var path = SimulatedPath(seed: 5)
+        path.delay = 40_000...40_000 // 80 ms round trip
+        for index in 0..<200 { try path.a.send(message(index)) }
+        #expect(try path.run { $0.deliveredToB.count == 200 && $0.a.isIdle })
+        let srtt = try #require(path.a.smoothedRoundTrip)
+        #expect(srtt >= 80_000 && srtt <= 90_000) // plus the ack delay
+        #expect(path.a.rto >= 200_000 && path.a.rto < 1_000_000)
+    }
+
+    @Test func theFlowWindowBoundsSegmentsInFlight() throws {
+        var configuration = ReliableChannel.Configuration()
+        configuration.sendWindow = 16
+        var channel = ReliableChannel(configuration: configuration)
+        for index in 0..<100 { try channel.send(message(index)) }
+        let first = channel.poll(now: 0)
+        #expect(first.count == 16)
+        #expect(channel.poll(now: 1).isEmpty) // nothing more until acks come
+    }
+
+    @Test func theSendBufferPushesBack() throws {
+        var configuration = ReliableChannel.Configuration()
+        configuration.sendBufferMessages = 3
+        var channel = ReliableChannel(configuration: configuration)
+        for index in 0..<3 { try channel.send(message(index)) }
+        #expect(!channel.canSend)
+        #expect(throws: ReliableChannelError.sendBufferFull) { try channel.send([1]) }
+        configuration.maxMessageBytes = 10
+        var small = ReliableChannel(configuration: configuration)
+        #expect(throws: ReliableChannelError.messageTooLarge(11, limit: 10)) { try small.send(Array(repeating: 0, count: 11)) }
+    }
+
+    @Test func malformedSegmentsAreRefusedAndChangeNothing() throws {
+        var channel = ReliableChannel()
+        #expect(throws: WireError.truncated(what: "reliable segment")) { try channel.receive([], now: 0) }
+        #expect(throws: WireError.malformed("unknown reliable segment kind 9")) { try channel.receive([9], now: 0) }
+        #expect(throws: WireError.truncated(what: "data segment")) { try channel.receive([1, 3, 0], now: 0) }
+        #expect(throws: WireError.malformed("unknown data flags 8")) { try channel.receive([1, 8, 0, 0, 0, 0], now: 0) }
+        #expect(throws: WireError.truncated(what: "ack segment")) { try channel.receive([2, 0, 0], now: 0) }
+        #expect(throws: WireError.malformed("ack segment length does not match its 1 ranges")) { try channel.receive([2, 0, 0, 0, 0, 0, 1, 1], now: 0) }
+        #expect(throws: WireError.malformed("ack for segments never sent")) { try channel.receive([2, 0, 0, 0, 5, 0, 1, 0], now: 0) }
+        // Still works afterwards.
+        #expect(try channel.receive([1, 3, 0, 0, 0, 0, 7], now: 0) == [[7]])
+    }
+
+    @Test func randomSegmentsNeverCrashOrDeliverGarbageOutOfOrder() throws {
+        var random = SplitMix64(state: 99)
+        var channel = ReliableChannel()
+        for _ in 0..<20_000 {
+            let length = Int.random(in: 0...40, using: &random)
+            let junk = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            _ = try? channel.receive(junk, now: 0)
+            _ = channel.poll(now: 0)
+        }
+    }
+
+    @Test func sequenceNumbersCompareAcrossTheWrap() {
+        #expect(ReliableChannelTests.before(UInt32.max, 0))
+        #expect(!ReliableChannelTests.before(0, UInt32.max))
+        #expect(ReliableChannelTests.before(5, 6))
+    }
+
+    static func before(_ a: UInt32, _ b: UInt32) -> Bool { a != b && (b &- a) < 0x8000_0000 }
+}
