@@ -16,6 +16,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pilot", targets: ["pilot"]),
+        // For side packages that must not change this one's build (Fuzz/).
+        .library(name: "PilotParsers", targets: ["PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
