@@ -1,0 +1,262 @@
+public import PilotCrypto
+
+/// Time as the tunnel needs it: a monotonic clock for timers, and the wall
+/// clock for handshake timestamps (which must keep increasing across
+/// restarts of the initiator, so a replayed initiation can be refused).
+public struct TunnelTime: Sendable, Equatable {
+    /// Monotonic microseconds.
+    public var now: Int64
+    /// Unix milliseconds.
+    public var wall: Int64
+    public init(now: Int64, wall: Int64) {
+        self.now = now
+        self.wall = wall
+    }
+}
+
+/// The encrypted tunnel to one peer, as a pure state machine: IK handshakes
+/// over datagrams (the peer's key is known from the registry or the trust
+/// store), per-direction session keys, rekeying every two minutes or 2^30
+/// frames, expiry, keepalives for NAT mappings, and a bounded queue of
+/// payloads waiting for a session. Nothing is ever sent unencrypted: until
+/// a session exists, payloads wait.
+public struct TunnelPeer: Sendable {
+    public struct Timing: Sendable {
+        public var rekeyAfter: Int64 = 120_000_000
+        public var rejectAfter: Int64 = 180_000_000
+        public var handshakeRetry: Int64 = 1_000_000
+        public var handshakeGiveUp: Int64 = 15_000_000
+        public var keepalive: Int64 = 10_000_000
+        /// Without application traffic for this long, keepalives stop and
+        /// the session is left to expire.
+        public var idleAfter: Int64 = 300_000_000
+        public var maxQueued = 256
+        public init() {}
+    }
+
+    public enum Action: Equatable, Sendable {
+        case transmit([UInt8])
+        case deliver([UInt8])
+        case established(AEADAlgorithm)
+        case dropped(String)
+    }
+
+    struct Session: Sendable {
+        var localIndex: UInt32
+        var remoteIndex: UInt32
+        var sender: TransportSender
+        var receiver: TransportReceiver
+        var createdAt: Int64
+        var algorithm: AEADAlgorithm
+        var initiatedHere: Bool
+
+        /// The side that started a session rekeys it on time; the other side
+        /// only if that fails, so both rarely start handshakes at once.
+        func rekeyDue(_ now: Int64, _ timing: Timing) -> Bool {
+            sender.needsRekey || now - createdAt >= timing.rekeyAfter + (initiatedHere ? 0 : timing.handshakeGiveUp)
+        }
+    }
+
+    struct Pending: Sendable {
+        var handshake: Handshake
+        var localIndex: UInt32
+        var startedAt: Int64
+        var sentAt: Int64
+    }
+
+    public let peer: PublicKey
+    let identity: SigningKey
+    let preference: AEADAlgorithm
+    public let timing: Timing
+    var current: Session?
+    var previous: Session?
+    var pending: Pending?
+    var queue: [[UInt8]] = []
+    var lastInitiationTimestamp: UInt64 = 0
+    var lastSentAt: Int64 = .min
+    var lastActivity: Int64 = .min
+    public private(set) var handshakesCompleted = 0
+
+    public init(identity: SigningKey, peer: PublicKey, preference: AEADAlgorithm, timing: Timing = Timing()) {
+        self.identity = identity
+        self.peer = peer
+        self.preference = preference
+        self.timing = timing
+    }
+
+    /// Session indices this peer answers to (for the endpoint's lookup table).
+    public var localIndices: [UInt32] {
+        [current?.localIndex, previous?.localIndex, pending?.localIndex].compactMap { $0 }
+    }
+
+    public var isEstablished: Bool { current != nil }
+    public var algorithm: AEADAlgorithm? { current?.algorithm }
+
+    // MARK: Sending
+
+    /// Encrypts `payload` for the peer, or queues it and starts a handshake.
+    /// `freshIndex` is an unused session index the endpoint offers in case
+    /// a handshake starts.
+    public mutating func send(_ payload: [UInt8], time: TunnelTime, freshIndex: UInt32) -> [Action] {
+        lastActivity = time.now
+        var actions: [Action] = []
+        if var session = usableSession(time.now) {
+            if let frame = seal(payload, in: &session, now: time.now) {
+                current = session
+                actions.append(.transmit(frame))
+                if pending == nil, session.rekeyDue(time.now, timing) {
+                    actions += startHandshake(time: time, index: freshIndex)
+                }
+                return actions
+            }
+        }
+        if queue.count >= timing.maxQueued {
+            actions.append(.dropped("queue for \(peer.fingerprint) is full while the tunnel is being set up"))
+        } else {
+            queue.append(payload)
+        }
+        if pending == nil { actions += startHandshake(time: time, index: freshIndex) }
+        return actions
+    }
+
+    private func usableSession(_ now: Int64) -> Session? {
+        guard let current, now - current.createdAt < timing.rejectAfter, current.sender.nextCounter < TransportSender.hardLimitFrames else { return nil }
+        return current
+    }
+
+    private mutating func seal(_ payload: [UInt8], in session: inout Session, now: Int64) -> [UInt8]? {
+        guard let sealed = try? session.sender.seal(payload) else { return nil }
+        lastSentAt = now
+        return TunnelFrame.transport(receiverIndex: session.remoteIndex, sealed: sealed).encoded
+    }
+
+    private mutating func startHandshake(time: TunnelTime, index: UInt32) -> [Action] {
+        do {
+            var handshake = try Handshake.initiator(identity: identity, responder: peer, preference: preference)
+            let message = try handshake.writeMessage(payload: UInt64(max(0, time.wall)).bigEndianBytes)
+            pending = Pending(handshake: handshake, localIndex: index, startedAt: pending?.startedAt ?? time.now, sentAt: time.now)
+            return [.transmit(TunnelFrame.initiation(senderIndex: index, message: message).encoded)]
+        } catch {
+            return [.dropped("cannot start a handshake with \(peer.fingerprint): \(error)")]
+        }
+    }
+
+    // MARK: Receiving
+
+    /// The responder's first step: reads an initiation from an unknown
+    /// sender and says who it claims to be (the IK pattern reveals it,
+    /// encrypted to us), before any state is created for it.
+    public static func readInitiation(
+        _ message: [UInt8], identity: SigningKey, preference: AEADAlgorithm
+    ) throws(WireError) -> (handshake: Handshake, initiator: PublicKey, timestamp: UInt64) {
+        var handshake = Handshake.responder(identity: identity, preference: preference)
+        let payload = try handshake.readMessage(message)
+        guard payload.count == 8, let initiator = handshake.remoteIdentity else { throw .malformed("initiation without a timestamp") }
+        let timestamp = payload.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (handshake, initiator, timestamp)
+    }
+
+    /// Answers an initiation read by `readInitiation`: refuses a replayed
+    /// (not newer) one, else installs the new session and flushes the queue.
+    public mutating func respond(
+        to handshake: Handshake, senderIndex: UInt32, timestamp: UInt64, time: TunnelTime, localIndex: UInt32
+    ) -> [Action] {
+        guard handshake.remoteIdentity == peer else { return [.dropped("initiation from another key")] }
+        guard timestamp > lastInitiationTimestamp else { return [.dropped("replayed handshake initiation from \(peer.fingerprint)")] }
+        var handshake = handshake
+        do {
+            let message = try handshake.writeMessage()
+            let keys = try handshake.sessionKeys()
+            lastInitiationTimestamp = timestamp
+            install(Session(localIndex: localIndex, remoteIndex: senderIndex, sender: keys.sender, receiver: keys.receiver,
+                            createdAt: time.now, algorithm: keys.algorithm, initiatedHere: false))
+            var actions: [Action] = [.transmit(TunnelFrame.response(senderIndex: localIndex, receiverIndex: senderIndex, message: message).encoded),
+                                     .established(keys.algorithm)]
+            actions += flush(time.now)
+            return actions
+        } catch {
+            return [.dropped("handshake with \(peer.fingerprint) failed: \(error)")]
+        }
+    }
+
+    public mutating func receive(_ frame: TunnelFrame, time: TunnelTime) -> [Action] {
+        switch frame {
+        case .initiation:
+            return [.dropped("initiation must go through readInitiation")]
+        case let .response(senderIndex, receiverIndex, message):
+            guard var attempt = pending, attempt.localIndex == receiverIndex else { return [.dropped("response to no handshake in progress")] }
+            do {
+                _ = try attempt.handshake.readMessage(message)
+                let keys = try attempt.handshake.sessionKeys()
+                pending = nil
+                install(Session(localIndex: receiverIndex, remoteIndex: senderIndex, sender: keys.sender, receiver: keys.receiver,
+                                createdAt: time.now, algorithm: keys.algorithm, initiatedHere: true))
+                return [.established(keys.algorithm)] + flush(time.now)
+            } catch {
+                return [.dropped("bad handshake response from \(peer.fingerprint): \(error)")]
+            }
+        case let .transport(receiverIndex, sealed):
+            for slot in [0, 1] {
+                guard var session = slot == 0 ? current : previous, session.localIndex == receiverIndex else { continue }
+                guard time.now - session.createdAt < timing.rejectAfter else { return [.dropped("frame for an expired session")] }
+                do {
+                    let payload = try session.receiver.open(sealed)
+                    if slot == 0 { current = session } else { previous = session }
+                    if payload.isEmpty { return [] } // keepalive
+                    lastActivity = time.now
+                    return [.deliver(payload)]
+                } catch {
+                    return [.dropped("\(error)")]
+                }
+            }
+            return [.dropped("frame for an unknown session")]
+        }
+    }
+
+    private mutating func install(_ session: Session) {
+        previous = current
+        current = session
+        handshakesCompleted += 1
+    }
+
+    private mutating func flush(_ now: Int64) -> [Action] {
+        guard var session = current else { return [] }
+        var actions: [Action] = []
+        for payload in queue {
+            if let frame = seal(payload, in: &session, now: now) { actions.append(.transmit(frame)) }
+        }
+        queue.removeAll()
+        current = session
+        return actions
+    }
+
+    // MARK: Timers
+
+    /// Retries and gives up handshakes, rekeys, expires old sessions and
+    /// keeps the path alive. Call it about once a second, or at `nextDeadline`.
+    public mutating func tick(time: TunnelTime, freshIndex: UInt32) -> [Action] {
+        var actions: [Action] = []
+        if let previousSession = previous, time.now - previousSession.createdAt >= timing.rejectAfter { previous = nil }
+        if let currentSession = current, time.now - currentSession.createdAt >= timing.rejectAfter {
+            previous = nil
+            current = nil
+        }
+        if let attempt = pending {
+            if time.now - attempt.startedAt >= timing.handshakeGiveUp {
+                pending = nil
+                if !queue.isEmpty { actions.append(.dropped("\(queue.count) messages for \(peer.fingerprint): no handshake answer in \(timing.handshakeGiveUp / 1_000_000) s")) }
+                queue.removeAll()
+            } else if time.now - attempt.sentAt >= timing.handshakeRetry {
+                actions += startHandshake(time: time, index: freshIndex)
+            }
+        } else if let session = current, time.now - lastActivity < timing.idleAfter, session.rekeyDue(time.now, timing) {
+            actions += startHandshake(time: time, index: freshIndex)
+        }
+        if var session = current, time.now - lastActivity < timing.idleAfter, lastSentAt == .min || time.now - lastSentAt >= timing.keepalive,
+           let frame = seal([], in: &session, now: time.now) {
+            current = session
+            actions.append(.transmit(frame))
+        }
+        return actions
+    }
+}

@@ -1,0 +1,189 @@
+import PilotCrypto
+import PilotWire
+import Testing
+
+/// Two tunnel endpoints, A and B, exchanging datagrams by hand.
+struct TunnelPair {
+    let aKey = SigningKey.generate(), bKey = SigningKey.generate()
+    var a: TunnelPeer
+    var b: TunnelPeer?
+    var time = TunnelTime(now: 0, wall: 1_764_100_000_000)
+    var nextIndex: UInt32 = 100
+    var toB: [[UInt8]] = []
+    var toA: [[UInt8]] = []
+    var deliveredToB: [[UInt8]] = []
+    var deliveredToA: [[UInt8]] = []
+    var dropped: [String] = []
+    var everyDatagram: [[UInt8]] = []
+    let bPreference: AEADAlgorithm
+
+    init(aPreference: AEADAlgorithm = .chacha20poly1305, bPreference: AEADAlgorithm = .chacha20poly1305, timing: TunnelPeer.Timing = .init()) {
+        a = TunnelPeer(identity: aKey, peer: bKey.publicKey, preference: aPreference, timing: timing)
+        self.bPreference = bPreference
+    }
+
+    mutating func index() -> UInt32 { nextIndex += 1; return nextIndex }
+
+    mutating func apply(_ actions: [TunnelPeer.Action], fromA: Bool) {
+        for action in actions {
+            switch action {
+            case .transmit(let datagram):
+                everyDatagram.append(datagram)
+                #expect(datagram.count <= TunnelFrame.maxDatagramBytes)
+                if fromA { toB.append(datagram) } else { toA.append(datagram) }
+            case .deliver(let payload): if fromA { deliveredToA.append(payload) } else { deliveredToB.append(payload) }
+            case .established: break
+            case .dropped(let reason): dropped.append(reason)
+            }
+        }
+    }
+
+    /// Delivers everything in flight, both ways, until quiet.
+    mutating func pump() throws {
+        for _ in 0..<20 {
+            if toB.isEmpty && toA.isEmpty { return }
+            let forB = toB, forA = toA
+            toB = []; toA = []
+            for datagram in forB {
+                let frame = try TunnelFrame.parse(datagram)
+                if case let .initiation(sender, message) = frame {
+                    let read = try TunnelPeer.readInitiation(message, identity: bKey, preference: bPreference)
+                    #expect(read.initiator == aKey.publicKey)
+                    if b == nil { b = TunnelPeer(identity: bKey, peer: read.initiator, preference: bPreference) }
+                    let local = index()
+                    apply(b!.respond(to: read.handshake, senderIndex: sender, timestamp: read.timestamp, time: time, localIndex: local), fromA: false)
+                } else {
+                    apply(b!.receive(frame, time: time), fromA: false)
+                }
+            }
+            for datagram in forA { apply(a.receive(try TunnelFrame.parse(datagram), time: time), fromA: true) }
+        }
+    }
+
+    mutating func sendFromA(_ payload: [UInt8]) { let i = index(); apply(a.send(payload, time: time, freshIndex: i), fromA: true) }
+    mutating func sendFromB(_ payload: [UInt8]) { let i = index(); apply(b!.send(payload, time: time, freshIndex: i), fromA: false) }
+    mutating func advance(seconds: Int64) {
+        time.now += seconds * 1_000_000
+        time.wall += seconds * 1000
+        let i = index(), j = index()
+        apply(a.tick(time: time, freshIndex: i), fromA: true)
+        if b != nil { apply(b!.tick(time: time, freshIndex: j), fromA: false) }
+    }
+}
+
+@Suite struct TunnelPeerTests {
+    @Test func queuedPayloadsFlowOnceTheHandshakeCompletesAndNeverInPlaintext() throws {
+        var pair = TunnelPair()
+        let marker = Array("MARKER-plaintext-must-not-appear".utf8)
+        pair.sendFromA(marker)
+        #expect(pair.toB.count == 1) // only the initiation
+        #expect(try TunnelFrame.parse(pair.toB[0]) == TunnelFrame.parse(pair.toB[0]))
+        try pair.pump()
+        #expect(pair.deliveredToB == [marker])
+        pair.sendFromB(Array("pong".utf8))
+        try pair.pump()
+        #expect(pair.deliveredToA == [Array("pong".utf8)])
+        for datagram in pair.everyDatagram {
+            let found = datagram.count >= marker.count && (0...(datagram.count - marker.count)).contains { Array(datagram[$0..<$0 + marker.count]) == marker }
+            #expect(!found)
+        }
+    }
+
+    @Test func theFallbackAEADIsNegotiatedWhenOneSideLacksAES() throws {
+        guard AEADAlgorithm.hardwareAESAvailable else { return }
+        var both = TunnelPair(aPreference: .aes256gcm, bPreference: .aes256gcm)
+        both.sendFromA([1])
+        try both.pump()
+        #expect(both.a.algorithm == .aes256gcm)
+        var forced = TunnelPair(aPreference: .aes256gcm, bPreference: AEADAlgorithm.localPreference(environment: ["PILOT_AEAD": "chacha20-poly1305"]))
+        forced.sendFromA([1])
+        try forced.pump()
+        #expect(forced.a.algorithm == .chacha20poly1305)
+        #expect(forced.deliveredToB == [[1]])
+    }
+
+    @Test func aReplayedInitiationIsRefused() throws {
+        var pair = TunnelPair()
+        pair.sendFromA([1])
+        let initiation = pair.toB[0]
+        try pair.pump()
+        pair.toB = [initiation] // an attacker replays the captured initiation
+        try pair.pump()
+        #expect(pair.dropped.contains { $0.hasPrefix("replayed handshake initiation") })
+        pair.sendFromA([2]) // the session still works
+        try pair.pump()
+        #expect(pair.deliveredToB == [[1], [2]])
+    }
+
+    @Test func forgedReplayedAndTruncatedTransportFramesAreDroppedAndTrafficGoesOn() throws {
+        var pair = TunnelPair()
+        pair.sendFromA([1])
+        try pair.pump()
+        pair.sendFromA([2])
+        let frame = pair.toB[0]
+        try pair.pump()
+        pair.toB = [frame] // replay
+        try pair.pump()
+        var forged = frame
+        forged[forged.count - 1] ^= 1
+        pair.toB = [forged]
+        try pair.pump()
+        #expect(throws: WireError.truncated(what: "transport datagram")) { try TunnelFrame.parse(Array(frame.prefix(12))) }
+        #expect(throws: WireError.unsupportedVersion(got: 9, supported: 1)) { try TunnelFrame.parse([9, 4]) }
+        #expect(pair.dropped.count == 2)
+        pair.sendFromA([3])
+        try pair.pump()
+        #expect(pair.deliveredToB == [[1], [2], [3]])
+    }
+
+    @Test func sessionsRekeyAfterTwoMinutesAndOldFramesStillArriveDuringTheSwitch() throws {
+        var pair = TunnelPair()
+        pair.sendFromA([1])
+        try pair.pump()
+        #expect(pair.a.handshakesCompleted == 1)
+        for _ in 0..<11 { // 110 s of traffic
+            pair.advance(seconds: 10)
+            pair.sendFromA([0x42])
+            try pair.pump()
+        }
+        #expect(pair.a.handshakesCompleted == 1)
+        pair.advance(seconds: 10) // 120 s: the tick starts a new handshake
+        let initiations = try pair.toB.filter { if case .initiation = try TunnelFrame.parse($0) { true } else { false } }
+        #expect(initiations.count == 1)
+        pair.sendFromA([7]) // sealed under the old session, arriving after B switched
+        try pair.pump()
+        #expect(pair.a.handshakesCompleted == 2)
+        #expect(pair.deliveredToB.last == [7])
+        pair.sendFromA([8]) // and the new session carries on
+        try pair.pump()
+        #expect(pair.deliveredToB.suffix(2) == [[7], [8]])
+        #expect(pair.dropped.isEmpty, "\(pair.dropped)")
+    }
+
+    @Test func aSessionExpiresWithoutRekeyAndAHandshakeGivesUp() throws {
+        var timing = TunnelPeer.Timing()
+        timing.idleAfter = 30_000_000
+        var pair = TunnelPair(timing: timing)
+        pair.sendFromA([1])
+        try pair.pump()
+        pair.advance(seconds: 181) // idle: no rekey, no keepalive; past the reject limit
+        #expect(!pair.a.isEstablished)
+        // The peer is gone: the handshake retries, then gives up and drops what waited.
+        pair.b = nil
+        pair.sendFromA([2])
+        pair.toB = []
+        for _ in 0..<16 { pair.advance(seconds: 1); pair.toB = [] }
+        #expect(pair.dropped.contains { $0.contains("no handshake answer in 15 s") })
+    }
+
+    @Test func keepalivesKeepTheNATMappingWarm() throws {
+        var pair = TunnelPair()
+        pair.sendFromA([1])
+        try pair.pump()
+        pair.advance(seconds: 11)
+        #expect(!pair.toB.isEmpty) // an empty, encrypted keepalive
+        let before = pair.deliveredToB.count
+        try pair.pump()
+        #expect(pair.deliveredToB.count == before) // keepalives deliver nothing
+    }
+}
