@@ -8,6 +8,12 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
 
     @OptionGroup var settings: NodeSettings
 
+    @Option(name: .customLong("tunnel-listen"), help: ArgumentHelp("The UDP socket for tunnels (port 0 picks one).", valueName: "host:port"))
+    var tunnelListen = "0.0.0.0:0"
+
+    @Option(name: .customLong("advertise"), help: ArgumentHelp("An endpoint peers should try, instead of this host's interface addresses (repeatable).", valueName: "host:port"))
+    var advertise: [String] = []
+
     @Option(help: ArgumentHelp("Seconds between keepalives to the registry.", valueName: "seconds"))
     var keepalive: Int64 = 30
 
@@ -18,6 +24,8 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
     @OptionGroup var log: LogOptions
 
     func validate() throws {
+        _ = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
+        for endpoint in advertise { _ = try parseEndpoint(endpoint, flag: "--advertise") }
         guard (1...3600).contains(keepalive) else { throw ValidationError("--keepalive must be between 1 and 3600 seconds") }
     }
 
@@ -32,6 +40,8 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.joinToken = settings.joinToken
         options.tags = try Tags.validate(settings.tags)
         options.keepaliveSeconds = keepalive
+        options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
+        options.advertise = try advertise.map { try parseEndpoint($0, flag: "--advertise") }
         let service = AgentService(options: options, identity: identity, logger: log.logger("pilot.agent"))
         do { try await service.start() } catch {
             throw CLIError("cannot start the node: \(error)")

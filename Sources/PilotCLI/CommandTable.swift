@@ -133,6 +133,12 @@ public enum CommandTable {
             details: "--search tag:production lists nodes with that tag; any other text matches hostnames.",
             implementation: .parsable(PeersCommand.self)),
         CommandSpec(
+            name: "ping", kind: .command,
+            abstract: "Echo round trips to another node through the encrypted tunnel.",
+            usage: "pilot ping HOST [--count N] [--interval S] [--state-dir DIR]",
+            details: "HOST is a hostname or an overlay address; the local node finds its key and endpoints at the registry and opens a tunnel to it. Ping needs no trust (port 7).",
+            implementation: .parsable(PingCommand.self)),
+        CommandSpec(
             name: "set-tags", kind: .command,
             abstract: "Replace this node's tags at the registry (kept across restarts).",
             usage: "pilot set-tags TAG... [--state-dir DIR]",

@@ -96,3 +96,47 @@ struct SetTagsCommand: AsyncParsableCommand {
         Console.current.out("tags: [\(stored.joined(separator: ", "))]")
     }
 }
+
+struct PingCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "ping")
+    @Argument(help: ArgumentHelp("A hostname or overlay address.", valueName: "host")) var host: String
+    @Option(help: ArgumentHelp("How many echo requests.", valueName: "n")) var count = 4
+    @Option(help: ArgumentHelp("Seconds between requests.", valueName: "seconds")) var interval = 1.0
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        guard (1...100_000).contains(count) else { throw ValidationError("--count must be between 1 and 100000") }
+        guard interval >= 0, interval <= 60 else { throw ValidationError("--interval must be between 0 and 60 seconds") }
+    }
+
+    func run() async throws {
+        var rtts: [Double] = []
+        for sequence in 1...count {
+            do {
+                let reply = try askNode(state, JSONObject([("cmd", .string("ping")), ("host", .string(host))]))
+                let rtt = (reply["rtt_us"]?.doubleValue ?? 0) / 1000
+                rtts.append(rtt)
+                let via = reply["path"]?.stringValue.map { " via \($0)" } ?? ""
+                Console.current.out("reply from \(reply["hostname"]?.stringValue ?? host) (\(reply["address"]?.stringValue ?? "?"))\(via): seq=\(sequence) time=\(Self.milliseconds(rtt)) ms")
+            } catch let error as CLIError where error.description.hasPrefix("no pilot node is running") {
+                throw error
+            } catch {
+                Console.current.out("no reply from \(host): seq=\(sequence) (\(error))")
+            }
+            if sequence < count, interval > 0 { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
+        }
+        let lost = count - rtts.count
+        var summary = "\(count) sent, \(rtts.count) received, \(lost * 100 / count)% loss"
+        if let low = rtts.min(), let high = rtts.max() {
+            summary += ", rtt min/avg/max = \(Self.milliseconds(low))/\(Self.milliseconds(rtts.reduce(0, +) / Double(rtts.count)))/\(Self.milliseconds(high)) ms"
+        }
+        Console.current.out(summary)
+        if rtts.isEmpty { throw CLIError("no reply from \(host)") }
+    }
+
+    static func milliseconds(_ value: Double) -> String {
+        let scaled = Int((value * 1000).rounded())
+        let fraction = String(scaled % 1000)
+        return "\(scaled / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+}

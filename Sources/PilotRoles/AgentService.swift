@@ -4,7 +4,8 @@ internal import NIOPosix
 public import PilotCore
 public import PilotCrypto
 public import PilotNode
-internal import PilotRegistry
+public import PilotRegistry
+public import PilotWire
 
 /// The node daemon of a host (`pilot agent`): its registry session and the
 /// control socket the CLI verbs reach it through. Metrics collection joins
@@ -19,6 +20,10 @@ public final class AgentService: @unchecked Sendable {
         public var keepaliveSeconds: Int64 = 30
         public var joinToken: String?
         public var registryKey: PublicKey?
+        /// The tunnel socket (port 0 picks one).
+        public var tunnelListen = Endpoint(host: "0.0.0.0", port: 0)
+        /// Endpoints to publish instead of the ones found on the interfaces.
+        public var advertise: [Endpoint] = []
 
         public init(stateDirectory: String, configPath: String, hostname: String) {
             self.stateDirectory = stateDirectory
@@ -31,7 +36,8 @@ public final class AgentService: @unchecked Sendable {
     let identity: SigningKey
     let logger: Logger
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    public let registry: RegistryClient?
+    public private(set) var registry: RegistryClient?
+    public let tunnels: TunnelEndpoint
     private var control: (any Channel)?
     public let controlPath: String
 
@@ -40,23 +46,26 @@ public final class AgentService: @unchecked Sendable {
         self.identity = identity
         self.logger = logger
         controlPath = ControlSocket.path(stateDirectory: options.stateDirectory)
+        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger)
+    }
+
+    public func start() async throws {
+        try await tunnels.start(listen: options.tunnelListen)
+        let endpoints = advertisedEndpoints()
         if let endpoint = options.registry {
             var client = RegistryClient.Options(registry: endpoint, hostname: options.hostname, pinPath: options.stateDirectory + "/registry.key")
             client.tags = options.tags
             client.keepaliveSeconds = options.keepaliveSeconds
             client.joinToken = options.joinToken
             client.registryKey = options.registryKey
+            client.endpoints = endpoints.map(\.description)
             registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
-        } else {
-            registry = nil
         }
-    }
-
-    public func start() async throws {
         control = try await ControlServer.start(group: group, path: controlPath) { [self] request in await self.handle(request) }
         logger.info("node started", metadata: [
             "hostname": "\(options.hostname)", "key": "\(identity.publicKey.fingerprint)", "control": "\(controlPath)",
             "registry": "\(options.registry?.description ?? "none")",
+            "tunnel": "\(tunnels.boundAddress?.description ?? "?")", "endpoints": "\(endpoints.map(\.description).joined(separator: " "))",
         ])
         if registry == nil { logger.warning("no registry configured (pilot init --registry HOST:PORT); running unregistered") }
         registry?.start()
@@ -64,6 +73,22 @@ public final class AgentService: @unchecked Sendable {
 
     public func run() async throws {
         try await control?.closeFuture.get()
+    }
+
+    /// What peers should try: the given list, else the bound address when it
+    /// is specific, else every IPv4 address of this host's interfaces.
+    private func advertisedEndpoints() -> [Endpoint] {
+        if !options.advertise.isEmpty { return options.advertise }
+        guard let bound = tunnels.boundAddress else { return [] }
+        if bound.host != "0.0.0.0" { return [bound] }
+        let local = ((try? System.enumerateDevices()) ?? []).compactMap { device -> Endpoint? in
+            guard case .v4? = device.address, let ip = device.address?.ipAddress,
+                  !ip.hasPrefix("127."), !ip.hasPrefix("169.254.") else { return nil }
+            return Endpoint(host: ip, port: bound.port)
+        }
+        var unique: [Endpoint] = []
+        for endpoint in local where !unique.contains(endpoint) { unique.append(endpoint) }
+        return unique.isEmpty ? [Endpoint(host: "127.0.0.1", port: bound.port)] : Array(unique.prefix(8))
     }
 
     // MARK: Control requests
@@ -81,6 +106,8 @@ public final class AgentService: @unchecked Sendable {
             if let hostname = request["hostname"]?.stringValue { body["hostname"] = .string(hostname) }
             if let address = request["address"]?.stringValue { body["address"] = .string(address) }
             return await forward(.lookup, body)
+        case "ping":
+            return await ping(request)
         case "set-tags":
             guard let registry else { return ControlSocket.failure("this node has no registry configured") }
             guard case .array(let items)? = request["tags"] else { return ControlSocket.failure("set-tags needs a list of tags") }
@@ -96,6 +123,33 @@ public final class AgentService: @unchecked Sendable {
         }
     }
 
+    /// One echo round trip to a node named by hostname or address.
+    private func ping(_ request: JSONValue) async -> JSONValue {
+        guard let registry else { return ControlSocket.failure("this node has no registry configured, so it cannot find peers") }
+        guard let target = request["host"]?.stringValue, !target.isEmpty else { return ControlSocket.failure("ping needs a host") }
+        let isAddress = (try? Address(parsing: target)) != nil
+        let view: NodeView
+        do {
+            let reply = try await registry.request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(target))]))
+            guard let node = reply["node"] else { return ControlSocket.failure("the registry's answer has no node") }
+            view = try RegistryProtocol.nodeView(node)
+        } catch {
+            return ControlSocket.failure("\(error)")
+        }
+        let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
+        guard !candidates.isEmpty else { return ControlSocket.failure("\(view.record.hostname) has published no tunnel endpoint") }
+        do {
+            let rtt = try await tunnels.ping(view.record.publicKey, candidates: candidates)
+            let path = await tunnels.path(to: view.record.publicKey)
+            return ControlSocket.ok(JSONObject([
+                ("hostname", .string(view.record.hostname)), ("address", .string(view.record.address.description)),
+                ("rtt_us", .number(Double(rtt))), ("path", path.map { .string($0.description) } ?? .null),
+            ]))
+        } catch {
+            return ControlSocket.failure("\(error)")
+        }
+    }
+
     private func status() async -> JSONValue {
         var body = JSONObject([
             ("hostname", .string(options.hostname)),
@@ -103,6 +157,7 @@ public final class AgentService: @unchecked Sendable {
             ("fingerprint", .string(identity.publicKey.fingerprint)),
             ("state_dir", .string(options.stateDirectory)),
             ("registry", options.registry.map { .string($0.description) } ?? .null),
+            ("tunnel", tunnels.boundAddress.map { .string($0.description) } ?? .null),
         ])
         if let registry {
             let status = await registry.currentStatus()

@@ -43,7 +43,7 @@ HTTP=$(cat "$SCRATCH/registry/registry-http.addr")
 
 for node in web-01 web-02 db-01; do
     "$PILOT" init --hostname "$node" --registry "$REGISTRY" --state-dir "$SCRATCH/$node" > /dev/null || fail "init $node"
-    "$PILOT" agent --state-dir "$SCRATCH/$node" --keepalive 1 --log-level warning 2> "$SCRATCH/$node.log" &
+    "$PILOT" agent --state-dir "$SCRATCH/$node" --keepalive 1 --tunnel-listen 127.0.0.1:0 --log-level warning 2> "$SCRATCH/$node.log" &
     eval "PID_$(echo "$node" | tr - _)=$!"
     PIDS="$PIDS $!"
 done
@@ -53,6 +53,15 @@ count_online() { # N: the fleet lists exactly N nodes, all online
     [ "$(printf '%s\n' "$out" | grep -c ' online$')" = "$1" ]
 }
 wait_until 15 "three nodes online" -- count_online 3
+
+# pilot ping through the encrypted tunnel, by hostname and by address.
+expect_status 0 "ping db-01" -- "$PILOT" ping db-01 --count 3 --interval 0.1 --state-dir "$SCRATCH/web-01"
+printf '%s\n' "$OUT" | grep -q "^3 sent, 3 received, 0% loss" || fail "ping db-01: $OUT"
+printf '%s\n' "$OUT" | grep -Eq "^reply from db-01 \(1:0001\.0000\.000[1-3]\) via 127\.0\.0\.1:[0-9]+: seq=1 time=" || fail "ping line: $OUT"
+DB_ADDRESS=$(printf '%s\n' "$OUT" | sed -n 's/^reply from db-01 (\([^)]*\)).*/\1/p' | head -n 1)
+expect_status 0 "ping by address" -- "$PILOT" ping "$DB_ADDRESS" --count 1 --state-dir "$SCRATCH/web-02"
+expect_status 1 "ping an unknown host" -- "$PILOT" ping nosuch --count 1 --interval 0 --state-dir "$SCRATCH/web-01"
+printf '%s\n' "$OUT" | grep -q "no node named 'nosuch'" || fail "ping nosuch: $OUT"
 
 expect_status 0 "set-tags web-01" -- "$PILOT" set-tags web production us-east --state-dir "$SCRATCH/web-01"
 [ "$OUT" = "tags: [web, production, us-east]" ] || fail "set-tags printed: $OUT"
@@ -100,4 +109,4 @@ PIDS="$PIDS $!"
 refused() { "$PILOT" status --state-dir "$SCRATCH/stranger" | grep -q "is pinned; refusing"; }
 wait_until 10 "the stranger to refuse the registry's key" -- refused
 "$PILOT" peers --state-dir "$SCRATCH/db-01" | grep -q stranger && fail "a node with a mismatched pin registered anyway"
-echo "ok: register, tags, search, offline and back, kill -9 restart, key pinning"
+echo "ok: register, tags, search, ping, offline and back, kill -9 restart, key pinning"

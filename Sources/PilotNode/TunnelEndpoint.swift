@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+public import Logging
+public import NIOCore
+internal import NIOPosix
+public import PilotCore
+public import PilotCrypto
+public import PilotWire
+internal import PilotTransport
+
+/// The node's one UDP socket and the tunnels behind it: a thin NIO shell
+/// around `TunnelRouter`, plus the services on well-known virtual ports
+/// (7: echo). All state is confined to one event loop.
+public final class TunnelEndpoint: @unchecked Sendable {
+    public let identity: SigningKey
+    let loop: any EventLoop
+    let logger: Logger
+    private var router: TunnelRouter
+    private var channel: (any Channel)?
+    private var addresses: [Endpoint: SocketAddress] = [:]
+    private var pings: [UInt64: (sentAt: Int64, promise: EventLoopPromise<Int64>)] = [:]
+    /// The local port pings are sent from; echoes come back to it.
+    static let pingClientPort: UInt16 = 0xFF07
+    /// Services on virtual ports: called with the sender's key and message.
+    private var services: [UInt16: (PublicKey, OverlayMessage) -> Void] = [:]
+    public private(set) var boundAddress: Endpoint?
+
+    public init(identity: SigningKey, loop: any EventLoop, logger: Logger, preference: AEADAlgorithm = AEADAlgorithm.localPreference()) {
+        self.identity = identity
+        self.loop = loop
+        self.logger = logger
+        router = TunnelRouter(identity: identity, preference: preference)
+    }
+
+    /// Binds the socket (port 0 picks one) and starts the tunnel timers.
+    public func start(listen: Endpoint) async throws {
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramHandler(endpoint: self)) }
+            }
+            .bind(host: listen.host, port: Int(listen.port)).get()
+        try await loop.submit {
+            self.channel = channel
+            self.boundAddress = channel.localAddress.flatMap { address in address.port.map { Endpoint(host: address.ipAddress ?? listen.host, port: UInt16($0)) } }
+            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: Self.time())) }
+        }.get()
+    }
+
+    public func stop() async {
+        try? await channel?.close()
+    }
+
+    public var droppedCounts: [String: Int] {
+        get async { (try? await loop.submit { self.router.dropped }.get()) ?? [:] }
+    }
+
+    /// Sends a datagram from a local port to a port of `peer`.
+    public func send(_ message: OverlayMessage, to peer: PublicKey, candidates: [Endpoint]) {
+        loop.execute { self.transmit(self.router.send(message.encoded, to: peer, candidates: candidates, time: Self.time())) }
+    }
+
+    /// Registers the handler of a virtual port (on the loop).
+    public func listen(port: UInt16, _ handler: @escaping @Sendable (PublicKey, OverlayMessage) -> Void) {
+        loop.execute { self.services[port] = handler }
+    }
+
+    /// Round trip in microseconds to `peer`'s echo port, or a timeout error.
+    public func ping(_ peer: PublicKey, candidates: [Endpoint], timeout: TimeAmount = .seconds(3)) async throws -> Int64 {
+        try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
+            let id = UInt64.random(in: 1...UInt64.max)
+            let promise = self.loop.makePromise(of: Int64.self)
+            self.pings[id] = (Self.time().now, promise)
+            let message = OverlayMessage(sourcePort: Self.pingClientPort, destinationPort: OverlayMessage.echoPort, data: id.bigEndianByteArray)
+            self.transmit(self.router.send(message.encoded, to: peer, candidates: candidates, time: Self.time()))
+            self.loop.assumeIsolated().scheduleTask(in: timeout) {
+                self.pings.removeValue(forKey: id)?.promise.fail(TunnelError.timeout(peer.fingerprint, Int(timeout.nanoseconds / 1_000_000_000)))
+            }
+            return promise.futureResult
+        }.get()
+    }
+
+    public func path(to peer: PublicKey) async -> Endpoint? {
+        try? await loop.submit { self.router.path(to: peer) }.get()
+    }
+
+    // MARK: On the loop
+
+    fileprivate func received(_ bytes: [UInt8], from source: SocketAddress) {
+        guard let ip = source.ipAddress, let port = source.port else { return }
+        let (outgoing, delivered) = router.receive(bytes, from: Endpoint(host: ip, port: UInt16(port)), time: Self.time())
+        transmit(outgoing)
+        for delivery in delivered { dispatch(delivery) }
+    }
+
+    private func dispatch(_ delivery: TunnelRouter.Delivery) {
+        guard let message = try? OverlayMessage.parse(delivery.payload) else {
+            logger.debug("unreadable overlay message", metadata: ["from": "\(delivery.from.fingerprint)"])
+            return
+        }
+        switch message.destinationPort {
+        case OverlayMessage.echoPort:
+            // The echo service answers anyone with a tunnel: ping needs no trust.
+            let reply = OverlayMessage(sourcePort: OverlayMessage.echoPort, destinationPort: message.sourcePort, data: message.data)
+            transmit(router.send(reply.encoded, to: delivery.from, candidates: [], time: Self.time()))
+            return
+        case Self.pingClientPort:
+            guard message.data.count == 8 else { return }
+            let id = message.data.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            if let waiting = pings.removeValue(forKey: id) { waiting.promise.succeed(Self.time().now - waiting.sentAt) }
+            return
+        default:
+            break
+        }
+        if let service = services[message.destinationPort] {
+            service(delivery.from, message)
+        } else {
+            logger.debug("message for a closed port", metadata: ["port": "\(message.destinationPort)"])
+        }
+    }
+
+    private func transmit(_ outgoing: [TunnelRouter.Outgoing]) {
+        guard let channel else { return }
+        for out in outgoing {
+            let address: SocketAddress
+            if let cached = addresses[out.to] {
+                address = cached
+            } else {
+                guard let resolved = try? SocketAddress(ipAddress: out.to.host, port: Int(out.to.port)) else { continue }
+                if addresses.count > 10_000 { addresses.removeAll() }
+                addresses[out.to] = resolved
+                address = resolved
+            }
+            let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: out.datagram))
+            channel.writeAndFlush(envelope, promise: nil)
+        }
+    }
+
+    static func time() -> TunnelTime {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return TunnelTime(now: Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000, wall: WallClock.nowMilliseconds())
+    }
+
+    final class DatagramHandler: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        let endpoint: TunnelEndpoint
+        init(endpoint: TunnelEndpoint) { self.endpoint = endpoint }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            endpoint.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // ICMP errors (port unreachable) surface here; a datagram socket carries on.
+        }
+    }
+}
+
+public enum TunnelError: Error, CustomStringConvertible {
+    case timeout(String, Int)
+    public var description: String {
+        switch self {
+        case let .timeout(peer, seconds): "no reply from \(peer) within \(seconds) s"
+        }
+    }
+}
+
+extension UInt64 {
+    var bigEndianByteArray: [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: self >> (56 - 8 * $0)) } }
+}
