@@ -107,6 +107,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "PilotNodeTests", dependencies: ["PilotNode", "PilotCrypto", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -139,6 +139,42 @@ public enum CommandTable {
             details: "HOST is a hostname or an overlay address; the local node finds its key and endpoints at the registry and opens a tunnel to it. Ping needs no trust (port 7).",
             implementation: .parsable(PingCommand.self)),
         CommandSpec(
+            name: "handshake", kind: .command,
+            abstract: "Ask another node to trust this one, with a reason its operator sees.",
+            usage: "pilot handshake HOST \"justification\" [--state-dir DIR]",
+            details: "Trust is mutual once approved. It is approved at once when both nodes asked, or when both were initialised with the same --join-token (proven, never sent). Only trusted peers may use ports other than 7 (echo) and 444 (this handshake).",
+            implementation: .parsable(HandshakeCommand.self)),
+        CommandSpec(
+            name: "pending", kind: .command,
+            abstract: "List trust requests waiting for an answer, both ways.",
+            usage: "pilot pending [--json] [--state-dir DIR]",
+            details: "",
+            implementation: .parsable(PendingCommand.self)),
+        CommandSpec(
+            name: "approve", kind: .command,
+            abstract: "Trust the node that asked (its key is pinned).",
+            usage: "pilot approve HOST [--state-dir DIR]",
+            details: "A later, different key for the same hostname is refused loudly until 'pilot untrust HOST'.",
+            implementation: .parsable(ApproveCommand.self)),
+        CommandSpec(
+            name: "reject", kind: .command,
+            abstract: "Refuse a node's trust request.",
+            usage: "pilot reject HOST [--state-dir DIR]",
+            details: "",
+            implementation: .parsable(RejectCommand.self)),
+        CommandSpec(
+            name: "trust", kind: .command,
+            abstract: "List the peers this node trusts, with their key fingerprints.",
+            usage: "pilot trust [--json] [--state-dir DIR]",
+            details: "",
+            implementation: .parsable(TrustCommand.self)),
+        CommandSpec(
+            name: "untrust", kind: .command,
+            abstract: "Stop trusting a peer (and unpin its key).",
+            usage: "pilot untrust HOST [--state-dir DIR]",
+            details: "",
+            implementation: .parsable(UntrustCommand.self)),
+        CommandSpec(
             name: "set-tags", kind: .command,
             abstract: "Replace this node's tags at the registry (kept across restarts).",
             usage: "pilot set-tags TAG... [--state-dir DIR]",

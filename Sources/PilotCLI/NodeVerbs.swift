@@ -140,3 +140,82 @@ struct PingCommand: AsyncParsableCommand {
         return "\(scaled / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
     }
 }
+
+struct HandshakeCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "handshake")
+    @Argument(help: ArgumentHelp("The node to ask, by hostname or address.", valueName: "host")) var host: String
+    @Argument(help: ArgumentHelp("Why: shown to the other node's operator.", valueName: "justification")) var justification = ""
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("handshake")), ("host", .string(host)), ("why", .string(justification))]))
+        switch reply["status"]?.stringValue {
+        case "approved": Console.current.out("\(host) trusts this node, and this node trusts \(host)")
+        default: Console.current.out("asked \(host); waiting for its operator to run 'pilot approve' (see 'pilot pending' there)")
+        }
+    }
+}
+
+/// `pilot approve|reject|untrust HOST`.
+struct TrustDecision: ParsableArguments {
+    @Argument(help: ArgumentHelp("A hostname, or a key (base64 or SHA256 fingerprint).", valueName: "host")) var host: String
+    @OptionGroup var state: StateOptions
+
+    func ask(_ command: String, _ done: String) throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string(command)), ("host", .string(host))]))
+        Console.current.out("\(done) \(reply["hostname"]?.stringValue ?? host)")
+    }
+}
+
+struct ApproveCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "approve")
+    @OptionGroup var decision: TrustDecision
+    func run() async throws { try decision.ask("approve", "trusted") }
+}
+
+struct RejectCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "reject")
+    @OptionGroup var decision: TrustDecision
+    func run() async throws { try decision.ask("reject", "rejected the request of") }
+}
+
+struct UntrustCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "untrust")
+    @OptionGroup var decision: TrustDecision
+    func run() async throws { try decision.ask("untrust", "no longer trusted:") }
+}
+
+enum TrustListing {
+    static func lines(_ value: JSONValue?, _ empty: String) -> String {
+        guard case .array(let items)? = value, !items.isEmpty else { return empty }
+        return items.map { item in
+            let why = item["justification"]?.stringValue ?? ""
+            return PeersTable.pad(item["hostname"]?.stringValue ?? "?", 18) + (item["key"]?.stringValue ?? "?") + (why.isEmpty ? "" : "  \"\(why)\"")
+        }.joined(separator: "\n")
+    }
+}
+
+struct PendingCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "pending")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("pending"))]))
+        if json { return Console.current.out(reply.description) }
+        Console.current.out("asking to be trusted by this node:\n" + TrustListing.lines(reply["incoming"], "  (none)")
+                            + "\nthis node asked, no answer yet:\n" + TrustListing.lines(reply["outgoing"], "  (none)"))
+    }
+}
+
+struct TrustCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "trust")
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("trust"))]))
+        if json { return Console.current.out(reply.description) }
+        Console.current.out(TrustListing.lines(reply["trusted"], "no trusted peers"))
+    }
+}

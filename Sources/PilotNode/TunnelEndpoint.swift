@@ -24,6 +24,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
     static let pingClientPort: UInt16 = 0xFF07
     /// Services on virtual ports: called with the sender's key and message.
     private var services: [UInt16: (PublicKey, OverlayMessage) -> Void] = [:]
+    /// Who may reach ports other than 7 (echo) and 444 (trust handshake).
+    private var isTrusted: (PublicKey) -> Bool = { _ in false }
+    /// Messages refused because the sender is not trusted, by port.
+    public private(set) var refusedUntrusted = 0
     public private(set) var boundAddress: Endpoint?
 
     public init(identity: SigningKey, loop: any EventLoop, logger: Logger, preference: AEADAlgorithm = AEADAlgorithm.localPreference()) {
@@ -61,9 +65,14 @@ public final class TunnelEndpoint: @unchecked Sendable {
         loop.execute { self.transmit(self.router.send(message.encoded, to: peer, candidates: candidates, time: Self.time())) }
     }
 
-    /// Registers the handler of a virtual port (on the loop).
+    /// Registers the handler of a virtual port; it runs on the tunnel loop.
     public func listen(port: UInt16, _ handler: @escaping @Sendable (PublicKey, OverlayMessage) -> Void) {
         loop.execute { self.services[port] = handler }
+    }
+
+    /// Sets the trust gate for every port but 7 and 444 (runs on the tunnel loop).
+    public func setTrustGate(_ gate: @escaping @Sendable (PublicKey) -> Bool) {
+        loop.execute { self.isTrusted = gate }
     }
 
     /// Round trip in microseconds to `peer`'s echo port, or a timeout error.
@@ -112,6 +121,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
             return
         default:
             break
+        }
+        if message.destinationPort != OverlayMessage.trustPort, !isTrusted(delivery.from) {
+            refusedUntrusted += 1
+            logger.debug("refused: peer not trusted", metadata: ["port": "\(message.destinationPort)", "peer": "\(delivery.from.fingerprint)"])
+            return
         }
         if let service = services[message.destinationPort] {
             service(delivery.from, message)

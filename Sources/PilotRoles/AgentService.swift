@@ -38,6 +38,7 @@ public final class AgentService: @unchecked Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     public private(set) var registry: RegistryClient?
     public let tunnels: TunnelEndpoint
+    public private(set) var trust: TrustService?
     private var control: (any Channel)?
     public let controlPath: String
 
@@ -60,6 +61,17 @@ public final class AgentService: @unchecked Sendable {
             client.registryKey = options.registryKey
             client.endpoints = endpoints.map(\.description)
             registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
+        }
+        let registry = self.registry
+        trust = try TrustService(
+            identity: identity, hostname: options.hostname, stateDirectory: options.stateDirectory, joinToken: options.joinToken,
+            tunnels: tunnels, logger: logger
+        ) { host in
+            guard let registry else { throw TrustServiceError("this node has no registry configured, so it cannot find \(host)") }
+            let isAddress = (try? Address(parsing: host)) != nil
+            let reply = try await registry.request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(host))]))
+            guard let node = reply["node"] else { throw TrustServiceError("the registry's answer has no node") }
+            return try RegistryProtocol.nodeView(node)
         }
         control = try await ControlServer.start(group: group, path: controlPath) { [self] request in await self.handle(request) }
         logger.info("node started", metadata: [
@@ -108,6 +120,8 @@ public final class AgentService: @unchecked Sendable {
             return await forward(.lookup, body)
         case "ping":
             return await ping(request)
+        case "handshake", "approve", "reject", "untrust", "pending", "trust":
+            return await trustCommand(request)
         case "set-tags":
             guard let registry else { return ControlSocket.failure("this node has no registry configured") }
             guard case .array(let items)? = request["tags"] else { return ControlSocket.failure("set-tags needs a list of tags") }
@@ -120,6 +134,42 @@ public final class AgentService: @unchecked Sendable {
             }
         case let other:
             return ControlSocket.failure("unknown control command '\(other)'")
+        }
+    }
+
+    private func trustCommand(_ request: JSONValue) async -> JSONValue {
+        guard let trust else { return ControlSocket.failure("the trust service is not running") }
+        let host = request["host"]?.stringValue ?? ""
+        func entries(_ table: [PublicKey: TrustBook.Entry]) -> JSONValue {
+            .array(table.values.sorted { $0.hostname < $1.hostname }.map { entry in
+                .object(JSONObject([("hostname", .string(entry.hostname)), ("key", .string(entry.key.fingerprint)),
+                                    ("justification", .string(entry.justification)), ("since", .number(Double(entry.since)))]))
+            })
+        }
+        do {
+            switch request["cmd"]?.stringValue {
+            case "handshake":
+                guard !host.isEmpty else { return ControlSocket.failure("handshake needs a host") }
+                let status = try await trust.handshake(host: host, justification: request["why"]?.stringValue ?? "")
+                return ControlSocket.ok(JSONObject([("status", .string(status))]))
+            case "approve":
+                let entry = try await trust.approve(host)
+                return ControlSocket.ok(JSONObject([("hostname", .string(entry.hostname))]))
+            case "reject":
+                let entry = try await trust.reject(host)
+                return ControlSocket.ok(JSONObject([("hostname", .string(entry.hostname))]))
+            case "untrust":
+                let entry = try await trust.untrust(host)
+                return ControlSocket.ok(JSONObject([("hostname", .string(entry.hostname))]))
+            case "pending":
+                let book = await trust.snapshot()
+                return ControlSocket.ok(JSONObject([("incoming", entries(book.incoming)), ("outgoing", entries(book.outgoing))]))
+            default:
+                let book = await trust.snapshot()
+                return ControlSocket.ok(JSONObject([("trusted", entries(book.trusted))]))
+            }
+        } catch {
+            return ControlSocket.failure("\(error)")
         }
     }
 

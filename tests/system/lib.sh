@@ -28,11 +28,35 @@ require_command() { # CMD PACKAGE
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/pilot-$TEST_NAME.XXXXXX")
 MOUNTS=""
+PIDS=""
 cleanup() {
+    # Only processes this test started, by PID (stopped ones are woken to die).
+    for pid in $PIDS; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
     for m in $MOUNTS; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-    rm -rf "$SCRATCH"
+    [ -n "${KEEP:-}" ] || rm -rf "$SCRATCH"
 }
 trap cleanup EXIT INT TERM
+
+# start_bg LOG CMD...: runs CMD in the background with stderr to LOG; its PID is $LAST_PID.
+start_bg() {
+    log=$1; shift
+    "$@" > /dev/null 2> "$log" &
+    LAST_PID=$!
+    PIDS="$PIDS $LAST_PID"
+}
+
+# wait_until SECONDS DESCRIPTION -- CMD...: polls CMD every 0.2 s, bounded.
+wait_until() {
+    limit=$1; what=$2; shift 3
+    tries=$((limit * 5))
+    while [ "$tries" -gt 0 ]; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+        tries=$((tries - 1))
+    done
+    fail "timed out after ${limit}s waiting for: $what"
+}
 
 mount_proc() { # ROOT
     mkdir -p "$1/proc"

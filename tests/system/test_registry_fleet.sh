@@ -8,26 +8,6 @@
 # shellcheck source=tests/system/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-PIDS=""
-stop_all() {
-    for pid in $PIDS; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
-    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] || cleanup
-}
-trap stop_all EXIT INT TERM
-
-# wait_until SECONDS DESCRIPTION -- CMD...: polls CMD every 0.2 s.
-wait_until() {
-    limit=$1; what=$2; shift 3
-    tries=$((limit * 5))
-    while [ "$tries" -gt 0 ]; do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-        tries=$((tries - 1))
-    done
-    fail "timed out after ${limit}s waiting for: $what"
-}
-
 start_registry() { # LISTEN
     "$PILOT" registry --listen "$1" --http 127.0.0.1:0 --state-dir "$SCRATCH/registry" --offline-after 3 --log-level warning \
         > "$SCRATCH/registry.out" 2> "$SCRATCH/registry.log" &
