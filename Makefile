@@ -14,7 +14,7 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # What the system tests use beyond the build: file(1), shellcheck for the
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
 # the download path, setpriv to run as an unprivileged user, CA certificates for the image.
-TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench
 
@@ -58,6 +58,7 @@ unit-test: test-deps
 
 system-test: build image
 	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) IMAGE=$(CURDIR)/pilot-image.tar sh tests/system/run.sh
+	sh tests/netns/test_netns_harness.sh
 
 test: test-deps
 	$(MAKE) unit-test
