@@ -19,6 +19,13 @@ public final class TunnelEndpoint: @unchecked Sendable {
     private var router: TunnelRouter
     private var channel: (any Channel)?
     private var addresses: [Endpoint: SocketAddress] = [:]
+    private var beacon: Endpoint?
+    private var beaconAddress: SocketAddress?
+    private var lastConnectRequest: [PublicKey: Int64] = [:]
+    /// This node's endpoint as the beacon sees it (its public NAT mapping).
+    public private(set) var observedEndpoint: Endpoint?
+    /// Called on the loop when the beacon reports a new public endpoint.
+    public var onObservedEndpoint: (@Sendable (Endpoint) -> Void)?
     private var pings: [UInt64: (sentAt: Int64, promise: EventLoopPromise<Int64>)] = [:]
     /// The local port pings are sent from; echoes come back to it.
     static let pingClientPort: UInt16 = 0xFF07
@@ -30,15 +37,25 @@ public final class TunnelEndpoint: @unchecked Sendable {
     public private(set) var refusedUntrusted = 0
     public private(set) var boundAddress: Endpoint?
 
-    public init(identity: SigningKey, loop: any EventLoop, logger: Logger, preference: AEADAlgorithm = AEADAlgorithm.localPreference()) {
+    public init(identity: SigningKey, loop: any EventLoop, logger: Logger, preference: AEADAlgorithm = AEADAlgorithm.localPreference(),
+                beacon: Endpoint? = nil) {
         self.identity = identity
         self.loop = loop
         self.logger = logger
-        router = TunnelRouter(identity: identity, preference: preference)
+        var limits = TunnelRouter.Limits()
+        limits.relayAvailable = beacon != nil
+        router = TunnelRouter(identity: identity, preference: preference, limits: limits)
+        self.beacon = beacon
     }
 
-    /// Binds the socket (port 0 picks one) and starts the tunnel timers.
+    /// Binds the socket (port 0 picks one) and starts the tunnel timers,
+    /// and the beacon hellos every 20 s when a beacon is configured.
     public func start(listen: Endpoint) async throws {
+        if let beacon {
+            // Resolved once here; a beacon named by DNS is looked up at start.
+            beaconAddress = try SocketAddress.makeAddressResolvingHost(beacon.host, port: Int(beacon.port))
+            if let ip = beaconAddress?.ipAddress { self.beacon = Endpoint(host: ip, port: beacon.port) }
+        }
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
@@ -49,6 +66,9 @@ public final class TunnelEndpoint: @unchecked Sendable {
             self.channel = channel
             self.boundAddress = channel.localAddress.flatMap { address in address.port.map { Endpoint(host: address.ipAddress ?? listen.host, port: UInt16($0)) } }
             self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: Self.time())) }
+            if self.beacon != nil {
+                self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(20)) { _ in self.sayHello() }
+            }
         }.get()
     }
 
@@ -62,7 +82,36 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     /// Sends a datagram from a local port to a port of `peer`.
     public func send(_ message: OverlayMessage, to peer: PublicKey, candidates: [Endpoint]) {
-        loop.execute { self.transmit(self.router.send(message.encoded, to: peer, candidates: candidates, time: Self.time())) }
+        loop.execute { self.sendNow(message.encoded, to: peer, candidates: candidates) }
+    }
+
+    /// On the loop: sends, and asks the beacon to introduce us while there is no fresh path.
+    private func sendNow(_ payload: [UInt8], to peer: PublicKey, candidates: [Endpoint]) {
+        let time = Self.time()
+        transmit(router.send(payload, to: peer, candidates: candidates, time: time))
+        guard beacon != nil else { return }
+        if case .direct? = router.path(to: peer, time: time) { return }
+        if let asked = lastConnectRequest[peer], time.now - asked < 5_000_000 { return }
+        lastConnectRequest[peer] = time.now
+        sendToBeacon(BeaconMessage.signedConnect(identity, to: peer, timestamp: nextBeaconTimestamp()))
+    }
+
+    private func sayHello() {
+        sendToBeacon(BeaconMessage.signedHello(identity, timestamp: nextBeaconTimestamp()))
+    }
+
+    private var beaconTimestamp: UInt64 = 0
+
+    /// Unix milliseconds, made strictly increasing: the beacon refuses a
+    /// timestamp it has seen, so two messages within a millisecond differ.
+    private func nextBeaconTimestamp() -> UInt64 {
+        beaconTimestamp = max(UInt64(max(0, Self.time().wall)), beaconTimestamp + 1)
+        return beaconTimestamp
+    }
+
+    private func sendToBeacon(_ message: BeaconMessage) {
+        guard let channel, let beaconAddress else { return }
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: beaconAddress, data: channel.allocator.buffer(bytes: message.encoded)), promise: nil)
     }
 
     /// Registers the handler of a virtual port; it runs on the tunnel loop.
@@ -82,7 +131,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
             let promise = self.loop.makePromise(of: Int64.self)
             self.pings[id] = (Self.time().now, promise)
             let message = OverlayMessage(sourcePort: Self.pingClientPort, destinationPort: OverlayMessage.echoPort, data: id.bigEndianByteArray)
-            self.transmit(self.router.send(message.encoded, to: peer, candidates: candidates, time: Self.time()))
+            self.sendNow(message.encoded, to: peer, candidates: candidates)
             self.loop.assumeIsolated().scheduleTask(in: timeout) {
                 self.pings.removeValue(forKey: id)?.promise.fail(TunnelError.timeout(peer.fingerprint, Int(timeout.nanoseconds / 1_000_000_000)))
             }
@@ -90,15 +139,43 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }.get()
     }
 
-    public func path(to peer: PublicKey) async -> Endpoint? {
-        try? await loop.submit { self.router.path(to: peer) }.get()
+    public func path(to peer: PublicKey) async -> Route? {
+        try? await loop.submit { self.router.path(to: peer, time: Self.time()) }.get()
     }
 
     // MARK: On the loop
 
     fileprivate func received(_ bytes: [UInt8], from source: SocketAddress) {
         guard let ip = source.ipAddress, let port = source.port else { return }
-        let (outgoing, delivered) = router.receive(bytes, from: Endpoint(host: ip, port: UInt16(port)), time: Self.time())
+        let endpoint = Endpoint(host: ip, port: UInt16(port))
+        let time = Self.time()
+        if BeaconMessage.isBeaconDatagram(bytes) {
+            guard endpoint == beacon else { return router.countExternal("beacon message from elsewhere") }
+            guard let message = try? BeaconMessage.parse(bytes) else { return router.countExternal("malformed beacon message") }
+            switch message {
+            case .welcome(let observed):
+                if observed != observedEndpoint {
+                    observedEndpoint = observed
+                    logger.info("beacon sees this node at", metadata: ["endpoint": "\(observed)"])
+                    onObservedEndpoint?(observed)
+                }
+            case let .punch(peer, at):
+                transmit(router.punch(peer, at: at, time: time))
+            case let .relayed(peer, inner):
+                // The beacon's word for the source is not trusted: the tunnel's
+                // own authentication decides who sent it.
+                _ = peer
+                let (outgoing, delivered) = router.receive(inner, from: .relay, time: time)
+                transmit(outgoing)
+                for delivery in delivered { dispatch(delivery) }
+            case .refused(let reason):
+                logger.debug("beacon refused", metadata: ["reason": "\(reason)"])
+            case .hello, .connect, .relay:
+                router.countExternal("beacon message meant for the beacon")
+            }
+            return
+        }
+        let (outgoing, delivered) = router.receive(bytes, from: .direct(endpoint), time: time)
         transmit(outgoing)
         for delivery in delivered { dispatch(delivery) }
     }
@@ -138,16 +215,23 @@ public final class TunnelEndpoint: @unchecked Sendable {
         guard let channel else { return }
         for out in outgoing {
             let address: SocketAddress
-            if let cached = addresses[out.to] {
-                address = cached
-            } else {
-                guard let resolved = try? SocketAddress(ipAddress: out.to.host, port: Int(out.to.port)) else { continue }
-                if addresses.count > 10_000 { addresses.removeAll() }
-                addresses[out.to] = resolved
-                address = resolved
+            var datagram = out.datagram
+            switch out.to {
+            case .relay:
+                guard let beaconAddress else { continue }
+                address = beaconAddress
+                datagram = BeaconMessage.relay(target: out.peer, datagram: datagram).encoded
+            case .direct(let endpoint):
+                if let cached = addresses[endpoint] {
+                    address = cached
+                } else {
+                    guard let resolved = try? SocketAddress(ipAddress: endpoint.host, port: Int(endpoint.port)) else { continue }
+                    if addresses.count > 10_000 { addresses.removeAll() }
+                    addresses[endpoint] = resolved
+                    address = resolved
+                }
             }
-            let envelope = AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: out.datagram))
-            channel.writeAndFlush(envelope, promise: nil)
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: datagram)), promise: nil)
         }
     }
 

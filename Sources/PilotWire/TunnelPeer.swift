@@ -73,8 +73,8 @@ public struct TunnelPeer: Sendable {
     var pending: Pending?
     var queue: [[UInt8]] = []
     var lastInitiationTimestamp: UInt64 = 0
-    var lastSentAt: Int64 = .min
-    var lastActivity: Int64 = .min
+    var lastSentAt: Int64?
+    var lastActivity: Int64?
     public private(set) var handshakesCompleted = 0
 
     public init(identity: SigningKey, peer: PublicKey, preference: AEADAlgorithm, timing: Timing = Timing()) {
@@ -139,6 +139,13 @@ public struct TunnelPeer: Sendable {
         } catch {
             return [.dropped("cannot start a handshake with \(peer.fingerprint): \(error)")]
         }
+    }
+
+    /// Starts a handshake now unless a session exists (after a punch
+    /// introduction, so both NATs open towards each other at once).
+    public mutating func handshakeNow(time: TunnelTime, freshIndex: UInt32) -> [Action] {
+        guard current == nil else { return [] }
+        return startHandshake(time: time, index: freshIndex)
     }
 
     // MARK: Receiving
@@ -232,6 +239,11 @@ public struct TunnelPeer: Sendable {
 
     // MARK: Timers
 
+    /// Time since an event, or "forever" when it never happened.
+    private func elapsed(since event: Int64?, _ now: Int64) -> Int64 {
+        event.map { now &- $0 } ?? .max
+    }
+
     /// Retries and gives up handshakes, rekeys, expires old sessions and
     /// keeps the path alive. Call it about once a second, or at `nextDeadline`.
     public mutating func tick(time: TunnelTime, freshIndex: UInt32) -> [Action] {
@@ -249,10 +261,10 @@ public struct TunnelPeer: Sendable {
             } else if time.now - attempt.sentAt >= timing.handshakeRetry {
                 actions += startHandshake(time: time, index: freshIndex)
             }
-        } else if let session = current, time.now - lastActivity < timing.idleAfter, session.rekeyDue(time.now, timing) {
+        } else if let session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, session.rekeyDue(time.now, timing) {
             actions += startHandshake(time: time, index: freshIndex)
         }
-        if var session = current, time.now - lastActivity < timing.idleAfter, lastSentAt == .min || time.now - lastSentAt >= timing.keepalive,
+        if var session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, elapsed(since: lastSentAt, time.now) >= timing.keepalive,
            let frame = seal([], in: &session, now: time.now) {
             current = session
             actions.append(.transmit(frame))

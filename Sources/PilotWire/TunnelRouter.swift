@@ -1,15 +1,36 @@
 public import PilotCore
 public import PilotCrypto
 
+/// Where a tunnel datagram goes: straight to an endpoint, or through the
+/// beacon's relay (which forwards the ciphertext to the peer).
+public enum Route: Hashable, Sendable, CustomStringConvertible {
+    case direct(Endpoint)
+    case relay
+
+    public var description: String {
+        switch self {
+        case .direct(let endpoint): endpoint.description
+        case .relay: "relay"
+        }
+    }
+}
+
 /// Every tunnel of a node, behind its one UDP socket, as a pure state
-/// machine: which peer a datagram belongs to (by session index), where to
-/// send (the path the peer last spoke from, else every candidate endpoint
-/// at once, so the first that answers becomes the path), and what was
-/// dropped and why.
+/// machine: which peer a datagram belongs to (by session index), and where
+/// to send it. NAT traversal lives here:
+///
+/// - first, every candidate endpoint at once (LAN and public addresses from
+///   the registry, and the one a beacon introduction gives), so whichever
+///   answers becomes the path;
+/// - after `relayAfter` without a direct answer, through the beacon's relay;
+/// - while relayed, an encrypted keepalive of its own goes to the direct
+///   endpoints every `probeEvery`; the first authenticated direct datagram
+///   moves the session off the relay (both sides then prefer the direct path).
 public struct TunnelRouter: Sendable {
     public struct Outgoing: Equatable, Sendable {
         public var datagram: [UInt8]
-        public var to: Endpoint
+        public var to: Route
+        public var peer: PublicKey
     }
 
     public struct Delivery: Equatable, Sendable {
@@ -19,13 +40,23 @@ public struct TunnelRouter: Sendable {
 
     public struct Limits: Sendable {
         public var maxPeers = 4096
+        /// Whether a beacon relay is configured.
+        public var relayAvailable = false
+        public var relayAfter: Int64 = 3_000_000
+        public var probeEvery: Int64 = 5_000_000
+        /// A path is current while datagrams came over it this recently.
+        public var pathFresh: Int64 = 15_000_000
         public init() {}
     }
 
     struct PeerState: Sendable {
         var tunnel: TunnelPeer
         var candidates: [Endpoint]
-        var path: Endpoint?
+        var direct: Endpoint?
+        var lastDirectAt: Int64?
+        var lastRelayedAt: Int64?
+        var firstAttemptAt: Int64?
+        var lastProbeAt: Int64?
         var indices: [UInt32] = []
     }
 
@@ -48,7 +79,15 @@ public struct TunnelRouter: Sendable {
         indexState = indexSeed
     }
 
-    public func path(to peer: PublicKey) -> Endpoint? { peers[peer]?.path }
+    /// The route datagrams to `peer` take now.
+    public func path(to peer: PublicKey, time: TunnelTime? = nil) -> Route? {
+        guard let state = peers[peer] else { return nil }
+        let now = time?.now ?? max(state.lastDirectAt ?? .min, state.lastRelayedAt ?? .min)
+        if let direct = state.direct, let at = state.lastDirectAt, now - at < limits.pathFresh { return .direct(direct) }
+        if let at = state.lastRelayedAt, now - at < limits.pathFresh { return .relay }
+        return state.direct.map { .direct($0) }
+    }
+
     public func isEstablished(with peer: PublicKey) -> Bool { peers[peer]?.tunnel.isEstablished ?? false }
     public func algorithm(with peer: PublicKey) -> AEADAlgorithm? { peers[peer]?.tunnel.algorithm }
     public var droppedTotal: Int { dropped.values.reduce(0, +) }
@@ -56,25 +95,60 @@ public struct TunnelRouter: Sendable {
     /// Sends `payload` to `peer`, whose reachable endpoints (from the
     /// registry) are `candidates`.
     public mutating func send(_ payload: [UInt8], to peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> [Outgoing] {
-        guard peer != identity.publicKey else { count("a node cannot tunnel to itself"); return [] }
-        if peers[peer] == nil {
-            guard peers.count < limits.maxPeers else { count("too many peers"); return [] }
-            peers[peer] = PeerState(tunnel: TunnelPeer(identity: identity, peer: peer, preference: preference, timing: timing), candidates: candidates)
-        } else if !candidates.isEmpty {
-            peers[peer]!.candidates = candidates
-        }
+        guard prepare(peer, candidates: candidates, time: time) else { return [] }
         let index = freshIndex()
         let actions = peers[peer]!.tunnel.send(payload, time: time, freshIndex: index)
-        return apply(actions, peer: peer).outgoing
+        return apply(actions, peer: peer, time: time).outgoing
     }
 
-    /// One datagram from the socket.
-    public mutating func receive(_ datagram: [UInt8], from source: Endpoint, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
+    /// A beacon introduced `peer` at `endpoint`: try it at once (both sides
+    /// do, which opens both NATs).
+    public mutating func punch(_ peer: PublicKey, at endpoint: Endpoint, time: TunnelTime) -> [Outgoing] {
+        guard prepare(peer, candidates: [], time: time) else { return [] }
+        if !peers[peer]!.candidates.contains(endpoint) { peers[peer]!.candidates.insert(endpoint, at: 0) }
+        let index = freshIndex()
+        let actions = peers[peer]!.tunnel.handshakeNow(time: time, freshIndex: index)
+        if actions.isEmpty { return probe(peer, time: time) } // a session exists (relayed): try the new endpoint directly
+        return apply(actions, peer: peer, time: time).outgoing
+    }
+
+    /// An encrypted keepalive sent only directly, to every known endpoint of
+    /// a relayed peer: if one gets through, the peer answers directly and
+    /// both sides leave the relay.
+    private mutating func probe(_ peer: PublicKey, time: TunnelTime) -> [Outgoing] {
+        guard let state = peers[peer], state.tunnel.isEstablished else { return [] }
+        peers[peer]!.lastProbeAt = time.now
+        let directs = (state.direct.map { [$0] } ?? []) + state.candidates.filter { $0 != state.direct }
+        let index = freshIndex()
+        let actions = peers[peer]!.tunnel.send([], time: time, freshIndex: index)
+        var outgoing: [Outgoing] = []
+        for case .transmit(let datagram) in actions {
+            outgoing += directs.map { Outgoing(datagram: datagram, to: .direct($0), peer: peer) }
+        }
+        return outgoing
+    }
+
+    private mutating func prepare(_ peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> Bool {
+        guard peer != identity.publicKey else { count("a node cannot tunnel to itself"); return false }
+        if peers[peer] == nil {
+            guard peers.count < limits.maxPeers else { count("too many peers"); return false }
+            peers[peer] = PeerState(tunnel: TunnelPeer(identity: identity, peer: peer, preference: preference, timing: timing), candidates: candidates)
+        } else if !candidates.isEmpty {
+            for candidate in candidates where !peers[peer]!.candidates.contains(candidate) { peers[peer]!.candidates.append(candidate) }
+        }
+        if peers[peer]!.firstAttemptAt == nil, !peers[peer]!.tunnel.isEstablished { peers[peer]!.firstAttemptAt = time.now }
+        return true
+    }
+
+    /// One tunnel datagram, straight from the socket or unwrapped from the relay.
+    public mutating func receive(_ datagram: [UInt8], from source: Route, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
         let frame: TunnelFrame
         do { frame = try TunnelFrame.parse(datagram) } catch {
             count("malformed datagram")
             return ([], [])
         }
+        let peer: PublicKey
+        let actions: [TunnelPeer.Action]
         switch frame {
         case let .initiation(senderIndex, message):
             let read: (handshake: Handshake, initiator: PublicKey, timestamp: UInt64)
@@ -82,29 +156,37 @@ public struct TunnelRouter: Sendable {
                 count("bad handshake initiation")
                 return ([], [])
             }
-            if peers[read.initiator] == nil {
-                guard peers.count < limits.maxPeers else { count("too many peers"); return ([], []) }
-                peers[read.initiator] = PeerState(tunnel: TunnelPeer(identity: identity, peer: read.initiator, preference: preference, timing: timing), candidates: [])
-            }
+            peer = read.initiator
+            guard prepare(peer, candidates: [], time: time) else { return ([], []) }
             let index = freshIndex()
-            let actions = peers[read.initiator]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp,
-                                                               time: time, localIndex: index)
-            if actions.contains(where: { if case .established = $0 { true } else { false } }) {
-                peers[read.initiator]!.path = source // it proved its key from there
-            }
-            return apply(actions, peer: read.initiator)
+            actions = peers[peer]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
         case .response(_, let receiverIndex, _), .transport(let receiverIndex, _):
-            guard let peer = indexOwner[receiverIndex], peers[peer] != nil else {
+            guard let owner = indexOwner[receiverIndex], peers[owner] != nil else {
                 count("datagram for an unknown session")
                 return ([], [])
             }
-            let actions = peers[peer]!.tunnel.receive(frame, time: time)
-            if actions.contains(where: { if case .dropped = $0 { false } else { true } }) || actions.isEmpty {
-                // Authenticated: the peer is reachable where this came from (roaming, NAT rebinding).
-                peers[peer]!.path = source
-            }
-            return apply(actions, peer: peer)
+            peer = owner
+            actions = peers[peer]!.tunnel.receive(frame, time: time)
         }
+        let authenticated = actions.isEmpty || actions.contains { if case .dropped = $0 { false } else { true } }
+        var answerDirectly = false
+        if authenticated {
+            if case .direct = source, path(to: peer, time: time) == .relay { answerDirectly = true }
+            // The peer proved its key over this route: prefer it (roaming, NAT rebinding, leaving the relay).
+            switch source {
+            case .direct(let endpoint):
+                peers[peer]!.direct = endpoint
+                peers[peer]!.lastDirectAt = time.now
+            case .relay:
+                peers[peer]!.lastRelayedAt = time.now
+            }
+            peers[peer]!.firstAttemptAt = nil
+        }
+        var result = apply(actions, peer: peer, time: time)
+        // A relayed peer just reached us directly: answer at once over that
+        // path, so that it too leaves the relay without waiting for a probe.
+        if answerDirectly { result.outgoing += probe(peer, time: time) }
+        return result
     }
 
     /// Timers of every tunnel; call about once a second.
@@ -113,21 +195,37 @@ public struct TunnelRouter: Sendable {
         for peer in Array(peers.keys) {
             let index = freshIndex()
             let actions = peers[peer]!.tunnel.tick(time: time, freshIndex: index)
-            outgoing += apply(actions, peer: peer).outgoing
+            outgoing += apply(actions, peer: peer, time: time).outgoing
+            if let state = peers[peer], limits.relayAvailable, path(to: peer, time: time) == .relay,
+               state.lastProbeAt.map({ time.now - $0 >= limits.probeEvery }) ?? true {
+                outgoing += probe(peer, time: time)
+            }
         }
         return outgoing
     }
 
-    private mutating func apply(_ actions: [TunnelPeer.Action], peer: PublicKey) -> (outgoing: [Outgoing], delivered: [Delivery]) {
+    /// Where a datagram for `peer` goes now (see the type's comment).
+    private mutating func routes(for peer: PublicKey, time: TunnelTime) -> [Route] {
+        guard let state = peers[peer] else { return [] }
+        if let direct = state.direct, let at = state.lastDirectAt, time.now - at < limits.pathFresh { return [.direct(direct)] }
+        let directs = (state.direct.map { [$0] } ?? []) + state.candidates.filter { $0 != state.direct }
+        let relayed = state.lastRelayedAt.map { time.now - $0 < limits.pathFresh } ?? false
+        let waitedLongEnough = state.firstAttemptAt.map { time.now - $0 >= limits.relayAfter } ?? false
+        guard limits.relayAvailable, relayed || waitedLongEnough else { return directs.map { .direct($0) } }
+        // Relayed: `tick` probes the direct endpoints with keepalives of their own.
+        return [.relay]
+    }
+
+    private mutating func apply(_ actions: [TunnelPeer.Action], peer: PublicKey, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
         var outgoing: [Outgoing] = []
         var delivered: [Delivery] = []
-        guard let state = peers[peer] else { return ([], []) }
+        guard peers[peer] != nil else { return ([], []) }
         for action in actions {
             switch action {
             case .transmit(let datagram):
-                let targets = state.path.map { [$0] } ?? state.candidates
+                let targets = routes(for: peer, time: time)
                 if targets.isEmpty { count("no known endpoint for the peer") }
-                outgoing += targets.map { Outgoing(datagram: datagram, to: $0) }
+                outgoing += targets.map { Outgoing(datagram: datagram, to: $0, peer: peer) }
             case .deliver(let payload):
                 delivered.append(Delivery(from: peer, payload: payload))
             case .established:
@@ -137,6 +235,7 @@ public struct TunnelRouter: Sendable {
             }
         }
         // Keep the index table in step with the sessions the tunnel holds.
+        let state = peers[peer]!
         let live = state.tunnel.localIndices
         if live != state.indices {
             for index in state.indices where !live.contains(index) { indexOwner[index] = nil }
@@ -159,6 +258,9 @@ public struct TunnelRouter: Sendable {
     }
 
     private mutating func count(_ reason: String) { dropped[reason, default: 0] += 1 }
+
+    /// Counts a drop decided outside the router (beacon messages at the node).
+    public mutating func countExternal(_ reason: String) { count(reason) }
 
     /// Groups drop reasons so the counters stay few (no key or counter in them).
     static func category(_ reason: String) -> String {
