@@ -13,8 +13,10 @@ STATIC      = -c release --static-swift-stdlib -Xswiftc -static-executable
 BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # What the system tests use beyond the build: file(1), shellcheck for the
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
-# the download path, setpriv to run as an unprivileged user, CA certificates for the image.
-TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3
+# the download path, setpriv to run as an unprivileged user, CA certificates
+# for the image; iproute2, iptables, python3 and tcpdump for the network
+# namespace tests.
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench
 
@@ -59,6 +61,7 @@ unit-test: test-deps
 system-test: build image
 	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) IMAGE=$(CURDIR)/pilot-image.tar sh tests/system/run.sh
 	sh tests/netns/test_netns_harness.sh
+	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) sh tests/netns/test_nat_traversal.sh
 
 test: test-deps
 	$(MAKE) unit-test

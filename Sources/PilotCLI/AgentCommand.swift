@@ -42,6 +42,7 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.keepaliveSeconds = keepalive
         options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         options.advertise = try advertise.map { try parseEndpoint($0, flag: "--advertise") }
+        options.beacon = try settings.beacon.map { try parseEndpoint($0, flag: "--beacon") }
         let service = AgentService(options: options, identity: identity, logger: log.logger("pilot.agent"))
         do { try await service.start() } catch {
             throw CLIError("cannot start the node: \(error)")

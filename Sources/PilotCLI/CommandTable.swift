@@ -105,9 +105,10 @@ public enum CommandTable {
             details: """
                 Tells a node its public endpoint (UDP, default port 9001), coordinates \
                 simultaneous hole punching between two nodes behind NAT, and relays \
-                ciphertext when no direct path exists. It can read nothing it relays.
+                ciphertext when no direct path exists. It can read nothing it relays, and \
+                bounds what it forwards per node. 'pilot beacon status' shows its counters.
                 """,
-            implementation: nil),
+            implementation: .parsable(BeaconCommand.self)),
 
         // Commands.
         CommandSpec(

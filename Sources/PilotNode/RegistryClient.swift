@@ -103,6 +103,16 @@ public final class RegistryClient: @unchecked Sendable {
         }.get()
     }
 
+    /// New reachable endpoints (a NAT mapping learnt from the beacon):
+    /// registers again with them when connected.
+    public func updateEndpoints(_ endpoints: [String]) {
+        loop.execute {
+            guard endpoints != self.options.endpoints else { return }
+            self.options.endpoints = endpoints
+            if self.status.registered { self.register() }
+        }
+    }
+
     public func setTags(_ tags: [String]) async throws -> [String] {
         let reply = try await request(.setTags, JSONObject([("tags", .array(tags.map { .string($0) }))]))
         let stored = reply["node"]?["tags"].flatMap { value -> [String]? in

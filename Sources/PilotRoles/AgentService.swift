@@ -24,6 +24,8 @@ public final class AgentService: @unchecked Sendable {
         public var tunnelListen = Endpoint(host: "0.0.0.0", port: 0)
         /// Endpoints to publish instead of the ones found on the interfaces.
         public var advertise: [Endpoint] = []
+        /// The beacon for NAT traversal and relay.
+        public var beacon: Endpoint?
 
         public init(stateDirectory: String, configPath: String, hostname: String) {
             self.stateDirectory = stateDirectory
@@ -47,7 +49,7 @@ public final class AgentService: @unchecked Sendable {
         self.identity = identity
         self.logger = logger
         controlPath = ControlSocket.path(stateDirectory: options.stateDirectory)
-        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger)
+        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger, beacon: options.beacon)
     }
 
     public func start() async throws {
@@ -61,6 +63,11 @@ public final class AgentService: @unchecked Sendable {
             client.registryKey = options.registryKey
             client.endpoints = endpoints.map(\.description)
             registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
+            // Peers elsewhere reach us at our public mapping, which only the beacon can tell.
+            let local = endpoints.map(\.description)
+            tunnels.onObservedEndpoint = { [registry] observed in
+                registry?.updateEndpoints(local.contains(observed.description) ? local : local + [observed.description])
+            }
         }
         let registry = self.registry
         trust = try TrustService(

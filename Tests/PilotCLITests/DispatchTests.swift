@@ -35,9 +35,9 @@ func run(_ argv: [String]) async -> (status: Int32, out: String, err: String) {
     }
 
     @Test func aRoleNotBuiltYetSaysSoAndExitsNonZero() async {
-        let result = await run(["pilot-beacon", "--listen", "0.0.0.0:9001"])
+        let result = await run(["pilot-store", "--retention", "30d"])
         #expect(result.status == 69)
-        #expect(result.err == "pilot beacon: this role is not built yet in pilot \(BuildInfo.version) (see 'pilot beacon --help')\n")
+        #expect(result.err == "pilot store: this role is not built yet in pilot \(BuildInfo.version) (see 'pilot store --help')\n")
         #expect(result.out.isEmpty)
     }
 

@@ -33,5 +33,5 @@ grep -q "ed25519-public $key" "$root/state/identity.key" || fail "printed key is
 # Running a role through a link inside the chroot works too.
 ln -s pilot "$root/pilot-beacon"
 expect_status 0 "pilot-beacon --help in chroot" -- chroot "$root" /pilot-beacon --help
-case "$OUT" in "pilot beacon:"*) ;; *) fail "pilot-beacon --help showed: $OUT" ;; esac
+printf '%s\n' "$OUT" | grep -q "^USAGE: pilot beacon " || fail "pilot-beacon --help showed: $OUT"
 echo "ok: static binary runs version, init and a role link in an empty chroot"
