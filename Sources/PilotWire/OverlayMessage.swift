@@ -2,12 +2,14 @@
 ///
 ///     kind u8 | source port u16 | destination port u16 | data
 ///
-/// Kind 1 is an unreliable datagram; stream segments (kind 2) follow with
-/// the stream service. Well-known ports follow the seed: 7 echo, 444 trust
+/// Kind 1 is an unreliable datagram; kind 2 a segment of a reliable,
+/// ordered connection (`StreamMux`). Well-known ports follow the seed: 7 echo, 444 trust
 /// handshake, 1002 event stream.
 public struct OverlayMessage: Equatable, Sendable {
     public enum Kind: UInt8, Sendable {
         case datagram = 1
+        /// A segment of a reliable connection (see `StreamMux`).
+        case stream = 2
     }
 
     public static let echoPort: UInt16 = 7

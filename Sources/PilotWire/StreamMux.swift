@@ -1,0 +1,160 @@
+public import PilotCrypto
+
+/// Reliable, ordered connections between virtual ports, multiplexed over
+/// the tunnels, as a pure state machine. Each connection is a
+/// `ReliableChannel`; its segments travel as overlay messages of kind
+/// `stream`:
+///
+///     overlay header (kind 2, ports) | connection id u32 | flags u8 | reliable segment
+///
+/// Flags: 1 open (first segments of a connection the initiator opened),
+/// 2 reset (the segment is a UTF-8 reason instead). A connection is named
+/// by the peer's key and the initiator's random id. Which ports accept
+/// whom is the caller's policy (`accepts`): only trusted peers reach ports
+/// other than 7 and 444.
+public struct StreamMux: Sendable {
+    public struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+        public var peer: PublicKey
+        public var id: UInt32
+        public var description: String { "\(peer.fingerprint.prefix(15))/\(id)" }
+    }
+
+    public enum Event: Equatable, Sendable {
+        case accepted(ConnectionID, port: UInt16)
+        case message(ConnectionID, [UInt8])
+        case reset(ConnectionID, reason: String)
+    }
+
+    public struct Outgoing: Equatable, Sendable {
+        public var peer: PublicKey
+        public var payload: [UInt8]
+    }
+
+    struct Connection: Sendable {
+        var channel: ReliableChannel
+        var localPort: UInt16
+        var remotePort: UInt16
+        var initiatedHere: Bool
+        var lastHeard: Int64
+    }
+
+    static let openFlag: UInt8 = 1
+    static let resetFlag: UInt8 = 2
+
+    public var configuration = ReliableChannel.Configuration()
+    public var idleTimeout: Int64 = 120_000_000
+    public var maxConnections = 1024
+    private var connections: [ConnectionID: Connection] = [:]
+    private var listening: Set<UInt16> = []
+    private var idState: UInt64
+
+    public init(idSeed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
+        idState = idSeed
+        // The tunnel carries at most 1,280-byte datagrams: overlay header,
+        // connection header and tunnel overhead come off the segment size.
+        configuration.maxSegmentBytes = OverlayMessage.maxDatagramData - 5
+    }
+
+    public mutating func listen(on port: UInt16) { listening.insert(port) }
+
+    public func isOpen(_ connection: ConnectionID) -> Bool { connections[connection] != nil }
+
+    /// Opens a connection to `port` of `peer`; messages can be sent at once.
+    public mutating func open(to peer: PublicKey, port: UInt16, now: Int64) throws(ReliableChannelError) -> ConnectionID {
+        guard connections.count < maxConnections else { throw .sendBufferFull }
+        var id: ConnectionID
+        repeat {
+            idState &+= 0x9E37_79B9_7F4A_7C15
+            id = ConnectionID(peer: peer, id: UInt32(truncatingIfNeeded: (idState ^ (idState >> 29)) &* 0xBF58_476D_1CE4_E5B9 >> 32))
+        } while connections[id] != nil || id.id == 0
+        connections[id] = Connection(channel: ReliableChannel(configuration: configuration), localPort: 0xFF00 | UInt16(id.id & 0xFF),
+                                     remotePort: port, initiatedHere: true, lastHeard: now)
+        return id
+    }
+
+    public mutating func send(_ message: [UInt8], on connection: ConnectionID) throws(ReliableChannelError) {
+        guard connections[connection] != nil else { throw .sendBufferFull }
+        try connections[connection]!.channel.send(message)
+    }
+
+    public func canSend(on connection: ConnectionID) -> Bool { connections[connection]?.channel.canSend ?? false }
+    public func isIdle(_ connection: ConnectionID) -> Bool { connections[connection]?.channel.isIdle ?? true }
+    public func statistics(_ connection: ConnectionID) -> ReliableChannel.Statistics? { connections[connection]?.channel.statistics }
+
+    /// Closes a connection, telling the peer.
+    public mutating func reset(_ connection: ConnectionID, reason: String) -> [Outgoing] {
+        guard let state = connections.removeValue(forKey: connection) else { return [] }
+        return [Outgoing(peer: connection.peer, payload: Self.frame(state, connection.id, flags: Self.resetFlag, Array(reason.utf8.prefix(200))))]
+    }
+
+    /// An overlay message of kind `stream` from `peer`. `accepts(port)` says
+    /// whether this peer may open a connection to that port.
+    public mutating func receive(_ message: OverlayMessage, from peer: PublicKey, now: Int64,
+                                 accepts: (UInt16) -> Bool) -> (outgoing: [Outgoing], events: [Event]) {
+        guard message.kind == .stream, message.data.count >= 5 else { return ([], []) }
+        let id = UInt32(message.data[0]) << 24 | UInt32(message.data[1]) << 16 | UInt32(message.data[2]) << 8 | UInt32(message.data[3])
+        let flags = message.data[4]
+        let body = Array(message.data[5...])
+        let key = ConnectionID(peer: peer, id: id)
+        if flags & Self.resetFlag != 0 {
+            guard connections.removeValue(forKey: key) != nil else { return ([], []) }
+            return ([], [.reset(key, reason: String(decoding: body, as: UTF8.self))])
+        }
+        var events: [Event] = []
+        if connections[key] == nil {
+            // Only an opening segment creates a connection; anything else for
+            // an unknown connection is stale, and is told so.
+            let refuse: String? =
+                flags & Self.openFlag == 0 ? "no such connection" :
+                !listening.contains(message.destinationPort) ? "port \(message.destinationPort) is closed" :
+                !accepts(message.destinationPort) ? "not trusted for port \(message.destinationPort)" :
+                connections.count >= maxConnections ? "too many connections" : nil
+            if let refuse {
+                let frame = OverlayMessage(kind: .stream, sourcePort: message.destinationPort, destinationPort: message.sourcePort,
+                                           data: id.bigEndianBytes + [Self.resetFlag] + Array(refuse.utf8))
+                return ([Outgoing(peer: peer, payload: frame.encoded)], [])
+            }
+            connections[key] = Connection(channel: ReliableChannel(configuration: configuration), localPort: message.destinationPort,
+                                          remotePort: message.sourcePort, initiatedHere: false, lastHeard: now)
+            events.append(.accepted(key, port: message.destinationPort))
+        }
+        connections[key]!.lastHeard = now
+        do {
+            for delivered in try connections[key]!.channel.receive(body, now: now) { events.append(.message(key, delivered)) }
+        } catch {
+            // A malformed segment is dropped; the connection carries on.
+        }
+        return (poll(key, now: now), events)
+    }
+
+    /// Segments due now on every connection (new data, retransmissions,
+    /// acks), and resets for connections silent past the idle timeout.
+    public mutating func poll(now: Int64) -> (outgoing: [Outgoing], events: [Event]) {
+        var outgoing: [Outgoing] = []
+        var events: [Event] = []
+        for key in Array(connections.keys) {
+            if let state = connections[key], now - state.lastHeard >= idleTimeout, state.channel.isIdle || now - state.lastHeard >= idleTimeout * 2 {
+                outgoing += reset(key, reason: "idle timeout")
+                events.append(.reset(key, reason: "idle timeout"))
+                continue
+            }
+            outgoing += poll(key, now: now)
+        }
+        return (outgoing, events)
+    }
+
+    /// The earliest time `poll` has work.
+    public var nextDeadline: Int64? { connections.values.compactMap(\.channel.nextDeadline).min() }
+
+    private mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
+        guard let state = connections[key] else { return [] }
+        let segments = connections[key]!.channel.poll(now: now)
+        let flags = state.initiatedHere ? Self.openFlag : 0
+        return segments.map { Outgoing(peer: key.peer, payload: Self.frame(state, key.id, flags: flags, $0)) }
+    }
+
+    static func frame(_ state: Connection, _ id: UInt32, flags: UInt8, _ segment: [UInt8]) -> [UInt8] {
+        OverlayMessage(kind: .stream, sourcePort: state.localPort, destinationPort: state.remotePort,
+                       data: id.bigEndianBytes + [flags] + segment).encoded
+    }
+}

@@ -1,0 +1,102 @@
+import PilotCrypto
+import PilotWire
+import Testing
+
+/// Two multiplexers over a lossy, reordering path (virtual microseconds).
+struct MuxPair {
+    let aKey = SigningKey.generate(), bKey = SigningKey.generate()
+    var a = StreamMux(idSeed: 1), b = StreamMux(idSeed: 2)
+    var now: Int64 = 0
+    var random = SplitMix64(state: 42)
+    var loss = 0.0
+    var inFlight: [(at: Int64, toB: Bool, payload: [UInt8])] = []
+    var eventsAtB: [StreamMux.Event] = []
+    var eventsAtA: [StreamMux.Event] = []
+    var trusted = true
+
+    mutating func carry(_ outgoing: [StreamMux.Outgoing], fromA: Bool) {
+        for out in outgoing {
+            #expect(out.payload.count <= OverlayMessage.maxDatagramData + OverlayMessage.headerBytes)
+            if Double.random(in: 0..<1, using: &random) < loss { continue }
+            inFlight.append((now + Int64.random(in: 200...20_000, using: &random), fromA, out.payload))
+        }
+    }
+
+    mutating func step() {
+        let deadlines = inFlight.map(\.at) + [a.nextDeadline, b.nextDeadline].compactMap { $0 }
+        now = max(now + 1, deadlines.min() ?? now + 1_000)
+        let due = inFlight.filter { $0.at <= now }
+        inFlight.removeAll { $0.at <= now }
+        for item in due {
+            let message = try! OverlayMessage.parse(item.payload)
+            let trusted = self.trusted
+            if item.toB {
+                let (out, events) = b.receive(message, from: aKey.publicKey, now: now) { _ in trusted }
+                eventsAtB += events
+                carry(out, fromA: false)
+            } else {
+                let (out, events) = a.receive(message, from: bKey.publicKey, now: now) { _ in true }
+                eventsAtA += events
+                carry(out, fromA: true)
+            }
+        }
+        let (outA, evA) = a.poll(now: now)
+        eventsAtA += evA
+        carry(outA, fromA: true)
+        let (outB, evB) = b.poll(now: now)
+        eventsAtB += evB
+        carry(outB, fromA: false)
+    }
+}
+
+@Suite struct StreamMuxTests {
+    @Test func tenThousandMessagesArriveCompleteAndInOrderDespiteLossAndReordering() throws {
+        var pair = MuxPair()
+        pair.loss = 0.10
+        pair.b.listen(on: 1002)
+        let connection = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: 0)
+        var sent = 0
+        var received: [[UInt8]] = []
+        for _ in 0..<400_000 where received.count < 10_000 {
+            while sent < 10_000, pair.a.canSend(on: connection) {
+                try pair.a.send(Array("message \(sent)".utf8), on: connection)
+                sent += 1
+            }
+            pair.step()
+            for event in pair.eventsAtB { if case .message(_, let bytes) = event { received.append(bytes) } }
+            pair.eventsAtB.removeAll { if case .message = $0 { true } else { false } }
+        }
+        #expect(received.count == 10_000)
+        #expect(received == (0..<10_000).map { Array("message \($0)".utf8) })
+        #expect((pair.a.statistics(connection)?.retransmissions ?? 0) > 0)
+    }
+
+    @Test func aClosedPortAndAnUntrustedPeerAreRefusedWithAReason() throws {
+        var pair = MuxPair()
+        let closed = try pair.a.open(to: pair.bKey.publicKey, port: 5000, now: 0)
+        try pair.a.send([1], on: closed)
+        for _ in 0..<50 { pair.step() }
+        #expect(pair.eventsAtA.contains(.reset(closed, reason: "port 5000 is closed")))
+        #expect(!pair.a.isOpen(closed))
+
+        pair.b.listen(on: 1002)
+        pair.trusted = false
+        let refused = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: pair.now)
+        try pair.a.send([2], on: refused)
+        for _ in 0..<50 { pair.step() }
+        #expect(pair.eventsAtA.contains(.reset(refused, reason: "not trusted for port 1002")))
+        #expect(!pair.eventsAtB.contains { if case .accepted = $0 { true } else { false } })
+    }
+
+    @Test func resetsReachTheOtherSideAndStaleSegmentsAreRefused() throws {
+        var pair = MuxPair()
+        pair.b.listen(on: 1002)
+        let connection = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: 0)
+        try pair.a.send([1], on: connection)
+        for _ in 0..<20 { pair.step() }
+        #expect(pair.eventsAtB.contains { if case .accepted(_, 1002) = $0 { true } else { false } })
+        pair.carry(pair.a.reset(connection, reason: "bye"), fromA: true)
+        for _ in 0..<20 { pair.step() }
+        #expect(pair.eventsAtB.contains { if case .reset(_, "bye") = $0 { true } else { false } })
+    }
+}
