@@ -5,11 +5,11 @@ internal import PilotRegistry
 
 /// Asks the local node over its control socket; a node that is not running
 /// gets a one-line error saying how to start it.
-func askNode(_ state: StateOptions, _ request: JSONObject) throws -> JSONValue {
+func askNode(_ state: StateOptions, _ request: JSONObject, timeoutSeconds: Int = 20) throws -> JSONValue {
     let directory = state.resolved
     let reply: JSONValue
     do {
-        reply = try ControlClient.call(path: ControlSocket.path(stateDirectory: directory), request)
+        reply = try ControlClient.call(path: ControlSocket.path(stateDirectory: directory), request, timeoutSeconds: timeoutSeconds)
     } catch {
         // (Matching the case in the catch clause crashes Swift 6.3's SIL verifier with typed throws.)
         if case .notRunning = error {
@@ -102,6 +102,8 @@ struct PingCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("A hostname or overlay address.", valueName: "host")) var host: String
     @Option(help: ArgumentHelp("How many echo requests.", valueName: "n")) var count = 4
     @Option(help: ArgumentHelp("Seconds between requests.", valueName: "seconds")) var interval = 1.0
+    @Flag(help: "Send --count messages over one reliable stream to the echo port instead, and check every echo comes back in order.")
+    var stream = false
     @OptionGroup var state: StateOptions
 
     func validate() throws {
@@ -110,6 +112,13 @@ struct PingCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if stream {
+            let reply = try askNode(state, JSONObject([("cmd", .string("ping")), ("host", .string(host)), ("stream", .number(Double(count)))]),
+                                    timeoutSeconds: 150)
+            let seconds = (reply["elapsed_us"]?.doubleValue ?? 0) / 1_000_000
+            let via = reply["path"]?.stringValue.map { " via \($0)" } ?? ""
+            return Console.current.out("\(count) messages echoed complete and in order over one stream by \(reply["hostname"]?.stringValue ?? host)\(via) in \(Self.milliseconds(seconds * 1000)) ms")
+        }
         var rtts: [Double] = []
         for sequence in 1...count {
             do {

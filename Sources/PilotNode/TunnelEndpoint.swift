@@ -25,8 +25,139 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// This node's endpoint as the beacon sees it (its public NAT mapping).
     public private(set) var observedEndpoint: Endpoint?
     /// Called on the loop when the beacon reports a new public endpoint.
-    public var onObservedEndpoint: (@Sendable (Endpoint) -> Void)?
+    private var onObservedEndpoint: (@Sendable (Endpoint) -> Void)?
+
+    /// Sets what to do when the beacon reports this node's public endpoint;
+    /// called at once if the beacon already did (its first answer can come
+    /// before the caller is ready).
+    public func whenObservedEndpointChanges(_ handler: @escaping @Sendable (Endpoint) -> Void) {
+        loop.execute {
+            self.onObservedEndpoint = handler
+            if let observed = self.observedEndpoint { handler(observed) }
+        }
+    }
     private var pings: [UInt64: (sentAt: Int64, promise: EventLoopPromise<Int64>)] = [:]
+    // MARK: Streams (on the loop)
+
+    private var streams = StreamMux()
+    private var streamPoll: Scheduled<Void>?
+    private var streamPollAt: Int64 = .max
+    /// Per connection: the messages a local client waits for.
+    private var streamWaiters: [StreamMux.ConnectionID: (Result<[UInt8], any Error>) -> Void] = [:]
+
+    private func sendStream(_ outgoing: [StreamMux.Outgoing]) {
+        let time = Self.time()
+        for out in outgoing { transmit(router.send(out.payload, to: out.peer, candidates: [], time: time)) }
+        scheduleStreamPoll()
+    }
+
+    private func handle(_ events: [StreamMux.Event]) {
+        for event in events {
+            switch event {
+            case .accepted:
+                break
+            case let .message(connection, bytes):
+                if let waiter = streamWaiters[connection] {
+                    waiter(.success(bytes))
+                } else {
+                    // The stream echo service on port 7 (the only stream service yet).
+                    // It never drops an echo: past its send buffer it resets instead.
+                    do { try streams.send(bytes, on: connection) } catch {
+                        sendStream(streams.reset(connection, reason: "echo backlog full"))
+                    }
+                }
+            case let .reset(connection, reason):
+                streamWaiters.removeValue(forKey: connection)?(.failure(TunnelError.reset(reason)))
+            }
+        }
+        sendStream(streams.poll(now: Self.time().now).outgoing)
+    }
+
+    /// Polls the connections at their next deadline (acks, retransmissions).
+    private func scheduleStreamPoll() {
+        guard let next = streams.nextDeadline else { return }
+        guard next < streamPollAt else { return }
+        streamPoll?.cancel()
+        streamPollAt = next
+        let delay = max(0, next - Self.time().now)
+        streamPoll = loop.assumeIsolated().scheduleTask(in: .microseconds(delay)) {
+            self.streamPollAt = .max
+            let (outgoing, events) = self.streams.poll(now: Self.time().now)
+            self.sendStream(outgoing)
+            if !events.isEmpty { self.handle(events) }
+            self.scheduleStreamPoll()
+        }
+    }
+
+    /// Sends `count` messages over one reliable stream to `peer`'s echo port
+    /// and checks every echo comes back, complete and in order. Returns the
+    /// elapsed microseconds.
+    public func streamEcho(_ peer: PublicKey, candidates: [Endpoint], count: Int, size: Int = 64, timeout: TimeAmount = .seconds(120)) async throws -> Int64 {
+        // Open the tunnel first with a datagram ping (a few tries): a stream's
+        // first window would otherwise wait in the handshake queue.
+        var opened = false
+        for _ in 0..<3 where !opened { opened = (try? await ping(peer, candidates: candidates)) != nil }
+        guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
+        return try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
+            let promise = self.loop.makePromise(of: Int64.self)
+            let started = Self.time().now
+            let connection: StreamMux.ConnectionID
+            do { connection = try self.streams.open(to: peer, port: OverlayMessage.echoPort, now: started) } catch {
+                promise.fail(error)
+                return promise.futureResult
+            }
+            func message(_ index: Int) -> [UInt8] {
+                var bytes = Array("echo \(index) ".utf8)
+                while bytes.count < size { bytes.append(UInt8(truncatingIfNeeded: index &+ bytes.count)) }
+                return bytes
+            }
+            var sent = 0, received = 0
+            func pump() {
+                // At most 1,024 echoes outstanding: the echo side's send buffer is bounded too.
+                while sent < count, sent - received < 1024, self.streams.canSend(on: connection) {
+                    try? self.streams.send(message(sent), on: connection)
+                    sent += 1
+                }
+                self.sendStream(self.streams.poll(now: Self.time().now).outgoing)
+            }
+            self.streamWaiters[connection] = { result in
+                switch result {
+                case .success(let bytes):
+                    guard bytes == message(received) else {
+                        self.streamWaiters[connection] = nil
+                        self.sendStream(self.streams.reset(connection, reason: "out of order"))
+                        promise.fail(TunnelError.reset("echo \(received) came back wrong or out of order"))
+                        return
+                    }
+                    received += 1
+                    if received == count {
+                        if let stats = self.streams.statistics(connection) {
+                            self.logger.info("stream echo done", metadata: [
+                                "segments": "\(stats.segmentsSent)", "retransmissions": "\(stats.retransmissions)",
+                                "timeouts": "\(stats.timeouts)", "fast": "\(stats.fastRetransmissions)", "duplicates": "\(stats.duplicatesReceived)",
+                            ])
+                        }
+                        self.streamWaiters[connection] = nil
+                        self.sendStream(self.streams.reset(connection, reason: "done"))
+                        promise.succeed(Self.time().now - started)
+                    } else {
+                        pump()
+                    }
+                case .failure(let error):
+                    promise.fail(error)
+                }
+            }
+            pump()
+            self.loop.assumeIsolated().scheduleTask(in: timeout) {
+                if self.streamWaiters.removeValue(forKey: connection) != nil {
+                    self.sendStream(self.streams.reset(connection, reason: "timeout"))
+                    promise.fail(TunnelError.timeout("\(received) of \(count) echoes from \(peer.fingerprint)", Int(timeout.nanoseconds / 1_000_000_000)))
+                }
+            }
+            return promise.futureResult
+        }.get()
+    }
+
     /// The local port pings are sent from; echoes come back to it.
     static let pingClientPort: UInt16 = 0xFF07
     /// Services on virtual ports: called with the sender's key and message.
@@ -46,6 +177,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         limits.relayAvailable = beacon != nil
         router = TunnelRouter(identity: identity, preference: preference, limits: limits)
         self.beacon = beacon
+        streams.listen(on: OverlayMessage.echoPort)
     }
 
     /// Binds the socket (port 0 picks one) and starts the tunnel timers,
@@ -58,6 +190,9 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Room for a stream's window of datagrams arriving at once.
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramHandler(endpoint: self)) }
             }
@@ -185,6 +320,15 @@ public final class TunnelEndpoint: @unchecked Sendable {
             logger.debug("unreadable overlay message", metadata: ["from": "\(delivery.from.fingerprint)"])
             return
         }
+        if message.kind == .stream {
+            let gate = isTrusted
+            let (outgoing, events) = streams.receive(message, from: delivery.from, now: Self.time().now) { port in
+                port == OverlayMessage.echoPort || port == OverlayMessage.trustPort || gate(delivery.from)
+            }
+            sendStream(outgoing)
+            handle(events)
+            return
+        }
         switch message.destinationPort {
         case OverlayMessage.echoPort:
             // The echo service answers anyone with a tunnel: ping needs no trust.
@@ -192,7 +336,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
             transmit(router.send(reply.encoded, to: delivery.from, candidates: [], time: Self.time()))
             return
         case Self.pingClientPort:
-            guard message.data.count == 8 else { return }
+            guard message.data.count == 8 else { return } // (an empty echo only opened the tunnel)
             let id = message.data.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             if let waiting = pings.removeValue(forKey: id) { waiting.promise.succeed(Self.time().now - waiting.sentAt) }
             return
@@ -259,9 +403,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
 public enum TunnelError: Error, CustomStringConvertible {
     case timeout(String, Int)
+    case reset(String)
     public var description: String {
         switch self {
         case let .timeout(peer, seconds): "no reply from \(peer) within \(seconds) s"
+        case .reset(let reason): "the connection was reset: \(reason)"
         }
     }
 }

@@ -65,7 +65,7 @@ public final class AgentService: @unchecked Sendable {
             registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
             // Peers elsewhere reach us at our public mapping, which only the beacon can tell.
             let local = endpoints.map(\.description)
-            tunnels.onObservedEndpoint = { [registry] observed in
+            tunnels.whenObservedEndpointChanges { [registry] observed in
                 registry?.updateEndpoints(local.contains(observed.description) ? local : local + [observed.description])
             }
         }
@@ -195,6 +195,18 @@ public final class AgentService: @unchecked Sendable {
         }
         let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
         guard !candidates.isEmpty else { return ControlSocket.failure("\(view.record.hostname) has published no tunnel endpoint") }
+        if let count = request["stream"]?.doubleValue {
+            do {
+                let elapsed = try await tunnels.streamEcho(view.record.publicKey, candidates: candidates, count: Int(count))
+                let path = await tunnels.path(to: view.record.publicKey)
+                return ControlSocket.ok(JSONObject([
+                    ("hostname", .string(view.record.hostname)), ("address", .string(view.record.address.description)),
+                    ("echoed", .number(count)), ("elapsed_us", .number(Double(elapsed))), ("path", path.map { .string($0.description) } ?? .null),
+                ]))
+            } catch {
+                return ControlSocket.failure("\(error)")
+            }
+        }
         do {
             let rtt = try await tunnels.ping(view.record.publicKey, candidates: candidates)
             let path = await tunnels.path(to: view.record.publicKey)

@@ -56,6 +56,9 @@ public struct ReliableChannel: Sendable {
         var retransmitted: Bool
         var sacked = false
         var sackedPast = 0
+        /// Fast retransmission happens once per segment; after that only the
+        /// timeout resends it (else every ack would resend it again).
+        var fastRetransmitted = false
     }
 
     public let configuration: Configuration
@@ -70,7 +73,13 @@ public struct ReliableChannel: Sendable {
     private var lowestUnacked: UInt32 = 0
     private var peerWindow: Int
     private var retransmitDue: [UInt32] = []
+    private var lossEpochEnds: UInt32?
     private var rtoDeadline: Int64?
+
+    // Congestion control (AIMD with slow start, in segments): a burst never
+    // exceeds what the path has shown it can take.
+    public private(set) var congestionWindow: Double = 16
+    private var slowStartThreshold: Double = .infinity
 
     // RTT estimation (RFC 6298).
     private var smoothedRTT: Int64?
@@ -124,6 +133,8 @@ public struct ReliableChannel: Sendable {
             // Timeout: resend every hole that has waited a full RTO (oldest
             // first, a bounded batch), then back off.
             statistics.timeouts += 1
+            slowStartThreshold = max(2, congestionWindow / 2)
+            congestionWindow = 4
             let expired = inFlight.filter { !$0.value.sacked && now - $0.value.sentAt >= rto }.keys
                 .sorted { Self.before($0, $1) }.prefix(32)
             retransmitDue.insert(contentsOf: expired.isEmpty ? [oldestUnsacked()].compactMap { $0 } : Array(expired), at: 0)
@@ -141,7 +152,7 @@ public struct ReliableChannel: Sendable {
             out.append(entry.segment)
         }
         retransmitDue.removeAll()
-        while inFlight.count < min(configuration.sendWindow, peerWindow) {
+        while inFlight.count < min(configuration.sendWindow, peerWindow, max(1, Int(congestionWindow))) {
             if fragments.isEmpty { cutNextMessage() }
             guard !fragments.isEmpty else { break }
             let fragment = fragments.removeFirst()
@@ -288,12 +299,20 @@ public struct ReliableChannel: Sendable {
 
         var newestSample: Int64?
         var progressed = false
+        var acknowledged = 0
         while Self.before(lowestUnacked, cumulative) {
             if let entry = inFlight.removeValue(forKey: lowestUnacked) {
                 progressed = true
+                acknowledged += 1
                 if !entry.retransmitted { newestSample = now - entry.sentAt }
             }
             lowestUnacked &+= 1
+        }
+        if acknowledged > 0 {
+            let limit = Double(configuration.sendWindow)
+            congestionWindow = congestionWindow < slowStartThreshold
+                ? min(limit, congestionWindow + Double(acknowledged))
+                : min(limit, congestionWindow + Double(acknowledged) / congestionWindow)
         }
         var highestSacked: UInt32?
         for index in 0..<count {
@@ -314,11 +333,18 @@ public struct ReliableChannel: Sendable {
         }
         if let highestSacked {
             // Segments below a SACKed one were passed over: three times means lost.
-            for (sequence, var entry) in inFlight where !entry.sacked && Self.before(sequence, highestSacked) {
+            for (sequence, var entry) in inFlight where !entry.sacked && !entry.fastRetransmitted && Self.before(sequence, highestSacked) {
                 entry.sackedPast += 1
                 if entry.sackedPast == 3 {
+                    entry.fastRetransmitted = true
                     retransmitDue.append(sequence)
                     statistics.fastRetransmissions += 1
+                    if lossEpochEnds.map({ !Self.before(sequence, $0) }) ?? true {
+                        // One halving per window of loss (like NewReno's recovery).
+                        slowStartThreshold = max(2, congestionWindow / 2)
+                        congestionWindow = slowStartThreshold
+                        lossEpochEnds = nextSequence
+                    }
                 }
                 inFlight[sequence] = entry
             }

@@ -84,7 +84,7 @@ public struct TunnelRouter: Sendable {
         guard let state = peers[peer] else { return nil }
         let now = time?.now ?? max(state.lastDirectAt ?? .min, state.lastRelayedAt ?? .min)
         if let direct = state.direct, let at = state.lastDirectAt, now - at < limits.pathFresh { return .direct(direct) }
-        if let at = state.lastRelayedAt, now - at < limits.pathFresh { return .relay }
+        if state.lastRelayedAt != nil { return .relay }
         return state.direct.map { .direct($0) }
     }
 
@@ -136,7 +136,9 @@ public struct TunnelRouter: Sendable {
         } else if !candidates.isEmpty {
             for candidate in candidates where !peers[peer]!.candidates.contains(candidate) { peers[peer]!.candidates.append(candidate) }
         }
-        if peers[peer]!.firstAttemptAt == nil, !peers[peer]!.tunnel.isEstablished { peers[peer]!.firstAttemptAt = time.now }
+        // The relay clock starts when there is no fresh path, whether or not a
+        // session exists (a NAT mapping can expire under an established session).
+        if peers[peer]!.firstAttemptAt == nil, !hasFreshPath(peers[peer]!, time: time) { peers[peer]!.firstAttemptAt = time.now }
         return true
     }
 
@@ -204,12 +206,18 @@ public struct TunnelRouter: Sendable {
         return outgoing
     }
 
+    private func hasFreshPath(_ state: PeerState, time: TunnelTime) -> Bool {
+        [state.lastDirectAt, state.lastRelayedAt].contains { $0.map { time.now - $0 < limits.pathFresh } ?? false }
+    }
+
     /// Where a datagram for `peer` goes now (see the type's comment).
     private mutating func routes(for peer: PublicKey, time: TunnelTime) -> [Route] {
         guard let state = peers[peer] else { return [] }
         if let direct = state.direct, let at = state.lastDirectAt, time.now - at < limits.pathFresh { return [.direct(direct)] }
         let directs = (state.direct.map { [$0] } ?? []) + state.candidates.filter { $0 != state.direct }
-        let relayed = state.lastRelayedAt.map { time.now - $0 < limits.pathFresh } ?? false
+        // Once the relay has carried this peer, it stays the route until a
+        // direct path proves itself (probes keep trying that).
+        let relayed = state.lastRelayedAt != nil
         let waitedLongEnough = state.firstAttemptAt.map { time.now - $0 >= limits.relayAfter } ?? false
         guard limits.relayAvailable, relayed || waitedLongEnough else { return directs.map { .direct($0) } }
         // Relayed: `tick` probes the direct endpoints with keepalives of their own.

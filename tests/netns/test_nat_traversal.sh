@@ -3,7 +3,8 @@
 # the "internet", nodes behind two endpoint-independent NATs (a, b) and one
 # symmetric NAT (s). a and b reach each other directly after a beacon
 # introduction (the relay stays at zero); s is reached through the relay
-# (its counters rise); pilot ping works across both; a capture of the
+# (its counters rise); pilot ping works across both; with 10 % loss on a
+# link, 10,000 messages over a stream arrive complete and in order; a capture of the
 # internet segment holds the test's packets and none of a marker string
 # sent through the tunnel.
 # Exit 0 pass, 77 skip (never under CI=true), anything else fail.
@@ -67,6 +68,13 @@ printf '%s\n' "$out" | grep -q "via relay" || fail "a -> s did not use the relay
 [ "$(relayed)" -gt 0 ] || fail "the relay counters stayed at 0 for the symmetric NAT"
 ok "3 - a <-> s through the relay ($(relayed) datagrams relayed)"
 
+# 10 % random loss on a's link: 10,000 messages over one stream still arrive complete and in order.
+netns_loss a 10
+out=$("$PILOT" ping node-b --stream --count 10000 --state-dir "$T/a" 2>&1) || fail "stream through 10 % loss: $out"
+printf '%s\n' "$out" | grep -q "^10000 messages echoed complete and in order" || fail "stream through 10 % loss: $out"
+netns_loss a 0
+ok "4 - 10 % loss on a's link: $out"
+
 # A marker sent inside the tunnel (a trust request's justification) never appears on the wire.
 MARKER="PILOT-MARKER-$NETNS_ID-plaintext"
 "$PILOT" handshake node-b "$MARKER" --state-dir "$T/a" > /dev/null || fail "handshake a -> b"
@@ -77,5 +85,5 @@ sleep 1
 size=$(stat -c %s "$T/internet.pcap" 2>/dev/null || echo 0)
 [ "$size" -gt 1000 ] || fail "the capture of the internet segment is empty ($size bytes): $(cat "$T/tcpdump.log")"
 grep -a -q "$MARKER" "$T/internet.pcap" && fail "the marker appeared in plaintext on the internet segment"
-ok "4 - capture of the internet segment: $size bytes, no plaintext marker"
+ok "5 - capture of the internet segment: $size bytes, no plaintext marker"
 echo "PASS"
