@@ -86,9 +86,10 @@ let package = Package(
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/PilotBench",
             swiftSettings: strict
@@ -107,7 +108,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "PilotNodeTests", dependencies: ["PilotNode", "PilotCrypto", "PilotCore"], swiftSettings: strict),
+        .testTarget(
+            name: "PilotNodeTests",
+            dependencies: [
+                "PilotNode", "PilotCrypto", "PilotCore",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -44,6 +44,9 @@ public final class TunnelEndpoint: @unchecked Sendable {
     private var streamPollAt: Int64 = .max
     /// Per connection: the messages a local client waits for.
     private var streamWaiters: [StreamMux.ConnectionID: (Result<[UInt8], any Error>) -> Void] = [:]
+    private var discardConnections: Set<StreamMux.ConnectionID> = []
+    /// Bulk senders waiting for window space, run after stream traffic arrives.
+    private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
 
     private func sendStream(_ outgoing: [StreamMux.Outgoing]) {
         let time = Self.time()
@@ -54,11 +57,13 @@ public final class TunnelEndpoint: @unchecked Sendable {
     private func handle(_ events: [StreamMux.Event]) {
         for event in events {
             switch event {
-            case .accepted:
-                break
+            case let .accepted(connection, port):
+                if port == OverlayMessage.discardPort { discardConnections.insert(connection) }
             case let .message(connection, bytes):
                 if let waiter = streamWaiters[connection] {
                     waiter(.success(bytes))
+                } else if discardConnections.contains(connection) {
+                    discarded += bytes.count
                 } else {
                     // The stream echo service on port 7 (the only stream service yet).
                     // It never drops an echo: past its send buffer it resets instead.
@@ -67,6 +72,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     }
                 }
             case let .reset(connection, reason):
+                discardConnections.remove(connection)
                 streamWaiters.removeValue(forKey: connection)?(.failure(TunnelError.reset(reason)))
             }
         }
@@ -158,6 +164,48 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }.get()
     }
 
+    /// Sends `count` messages of `size` bytes over one stream to `peer`'s
+    /// discard port (9) and returns once all are acknowledged: the elapsed
+    /// microseconds. For benchmarks.
+    public func streamSend(_ peer: PublicKey, candidates: [Endpoint], count: Int, size: Int) async throws -> Int64 {
+        var opened = false
+        for _ in 0..<3 where !opened { opened = (try? await ping(peer, candidates: candidates)) != nil }
+        guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
+        return try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
+            let promise = self.loop.makePromise(of: Int64.self)
+            let started = Self.time().now
+            let connection: StreamMux.ConnectionID
+            do { connection = try self.streams.open(to: peer, port: OverlayMessage.discardPort, now: started) } catch {
+                promise.fail(error)
+                return promise.futureResult
+            }
+            let payload = [UInt8](repeating: 0x5A, count: size)
+            var sent = 0
+            // Driven by acks (after each incoming stream message), never a busy loop:
+            // a task that re-queues itself would starve the socket reads.
+            func pump() {
+                guard self.streams.isOpen(connection) else {
+                    self.streamSenders[connection] = nil
+                    promise.fail(TunnelError.reset("the discard connection closed after \(sent) of \(count) messages"))
+                    return
+                }
+                while sent < count, self.streams.canSend(on: connection) {
+                    try? self.streams.send(payload, on: connection)
+                    sent += 1
+                }
+                self.sendStream(self.streams.poll(now: Self.time().now).outgoing)
+                if sent == count, self.streams.isIdle(connection) {
+                    self.streamSenders[connection] = nil
+                    promise.succeed(Self.time().now - started)
+                    self.sendStream(self.streams.reset(connection, reason: "done"))
+                }
+            }
+            self.streamSenders[connection] = pump
+            pump()
+            return promise.futureResult
+        }.get()
+    }
+
     /// The local port pings are sent from; echoes come back to it.
     static let pingClientPort: UInt16 = 0xFF07
     /// Services on virtual ports: called with the sender's key and message.
@@ -178,7 +226,14 @@ public final class TunnelEndpoint: @unchecked Sendable {
         router = TunnelRouter(identity: identity, preference: preference, limits: limits)
         self.beacon = beacon
         streams.listen(on: OverlayMessage.echoPort)
+        streams.listen(on: OverlayMessage.discardPort)
     }
+
+    /// Bytes the discard service (port 9) has swallowed: for benchmarks.
+    public var discardedBytes: Int {
+        get async { (try? await loop.submit { self.discarded }.get()) ?? 0 }
+    }
+    private var discarded = 0
 
     /// Binds the socket (port 0 picks one) and starts the tunnel timers,
     /// and the beacon hellos every 20 s when a beacon is configured.
@@ -327,6 +382,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
             }
             sendStream(outgoing)
             handle(events)
+            // Acks free window space: let bulk senders continue.
+            for sender in Array(streamSenders.values) { sender() }
             return
         }
         switch message.destinationPort {

@@ -13,6 +13,8 @@ public struct OverlayMessage: Equatable, Sendable {
     }
 
     public static let echoPort: UInt16 = 7
+    /// Swallows stream data (for throughput measurements).
+    public static let discardPort: UInt16 = 9
     public static let trustPort: UInt16 = 444
     public static let eventStreamPort: UInt16 = 1002
     public static let headerBytes = 5

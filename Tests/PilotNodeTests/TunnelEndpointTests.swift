@@ -1,0 +1,46 @@
+import Logging
+import NIOPosix
+import PilotCore
+import PilotCrypto
+import PilotNode
+import Testing
+
+/// Two nodes' tunnel endpoints in one process, over real UDP on loopback.
+@Suite(.serialized) struct TunnelEndpointTests {
+    static func pair() async throws -> (TunnelEndpoint, TunnelEndpoint, SigningKey, MultiThreadedEventLoopGroup) {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let aKey = SigningKey.generate(), bKey = SigningKey.generate()
+        let a = TunnelEndpoint(identity: aKey, loop: group.next(), logger: logger)
+        let b = TunnelEndpoint(identity: bKey, loop: group.next(), logger: logger)
+        try await a.start(listen: Endpoint(host: "127.0.0.1", port: 0))
+        try await b.start(listen: Endpoint(host: "127.0.0.1", port: 0))
+        return (a, b, bKey, group)
+    }
+
+    @Test func pingStreamEchoAndBulkStreamWorkOverRealSockets() async throws {
+        let (a, b, bKey, group) = try await Self.pair()
+        let target = [b.boundAddress!]
+        let rtt = try await a.ping(bKey.publicKey, candidates: target)
+        #expect(rtt > 0)
+        _ = try await a.streamEcho(bKey.publicKey, candidates: target, count: 2000)
+        b.setTrustGate { _ in true }
+        _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 2000, size: 1100)
+        #expect(await b.discardedBytes == 2000 * 1100)
+        await a.stop()
+        await b.stop()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func anUntrustedPeerCannotOpenAStreamBeyondTheEchoPort() async throws {
+        let (a, b, bKey, group) = try await Self.pair()
+        let target = [b.boundAddress!]
+        await #expect(throws: (any Error).self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10) }
+        #expect(await b.discardedBytes == 0)
+        await a.stop()
+        await b.stop()
+        try await group.shutdownGracefully()
+    }
+}
+
