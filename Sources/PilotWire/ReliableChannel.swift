@@ -27,7 +27,7 @@ public struct ReliableChannel: Sendable {
         public var sendBufferMessages = 4096
         public var maxMessageBytes = 16 << 20
         public var initialRTO: Int64 = 1_000_000
-        public var minRTO: Int64 = 200_000
+        public var minRTO: Int64 = 50_000
         public var maxRTO: Int64 = 60_000_000
         /// An ack is sent at most this long after data arrived.
         public var ackDelay: Int64 = 5_000
@@ -70,6 +70,10 @@ public struct ReliableChannel: Sendable {
     private var fragments: [[UInt8]] = []      // cut, not yet sent
     private var nextSequence: UInt32 = 0
     private var inFlight: [UInt32: InFlight] = [:]
+    /// How many of `inFlight` the receiver has already (selectively) acked:
+    /// those no longer occupy the path, so they do not count against the
+    /// congestion window (RFC 6675's "pipe").
+    private var sackedInFlight = 0
     private var lowestUnacked: UInt32 = 0
     private var peerWindow: Int
     private var retransmitDue: [UInt32] = []
@@ -152,7 +156,7 @@ public struct ReliableChannel: Sendable {
             out.append(entry.segment)
         }
         retransmitDue.removeAll()
-        while inFlight.count < min(configuration.sendWindow, peerWindow, max(1, Int(congestionWindow))) {
+        while inFlight.count < min(configuration.sendWindow, peerWindow), inFlight.count - sackedInFlight < max(1, Int(congestionWindow)) {
             if fragments.isEmpty { cutNextMessage() }
             guard !fragments.isEmpty else { break }
             let fragment = fragments.removeFirst()
@@ -304,6 +308,7 @@ public struct ReliableChannel: Sendable {
             if let entry = inFlight.removeValue(forKey: lowestUnacked) {
                 progressed = true
                 acknowledged += 1
+                if entry.sacked { sackedInFlight -= 1 }
                 if !entry.retransmitted { newestSample = now - entry.sentAt }
             }
             lowestUnacked &+= 1
@@ -324,6 +329,7 @@ public struct ReliableChannel: Sendable {
             while sequence != end {
                 if var entry = inFlight[sequence], !entry.sacked {
                     entry.sacked = true
+                    sackedInFlight += 1
                     inFlight[sequence] = entry
                     if !entry.retransmitted { newestSample = now - entry.sentAt }
                 }
@@ -333,9 +339,13 @@ public struct ReliableChannel: Sendable {
         }
         if let highestSacked {
             // Segments below a SACKed one were passed over: three times means lost.
+            // Reordering is not loss: a hole counts as lost only once three
+            // later segments were acknowledged past it and it has been out
+            // longer than a round trip and a quarter (a simple RACK).
+            let reorderAllowance = (smoothedRTT ?? configuration.initialRTO) * 5 / 4 + 2_000
             for (sequence, var entry) in inFlight where !entry.sacked && !entry.fastRetransmitted && Self.before(sequence, highestSacked) {
                 entry.sackedPast += 1
-                if entry.sackedPast == 3 {
+                if entry.sackedPast >= 3, now - entry.sentAt > reorderAllowance {
                     entry.fastRetransmitted = true
                     retransmitDue.append(sequence)
                     statistics.fastRetransmissions += 1
@@ -349,7 +359,12 @@ public struct ReliableChannel: Sendable {
                 inFlight[sequence] = entry
             }
         }
-        if let sample = newestSample { updateRTT(sample: max(1, sample)) }
+        if let sample = newestSample {
+            updateRTT(sample: max(1, sample))
+        } else if progressed, let smoothed = smoothedRTT {
+            // The path delivers again: drop the timeout backoff (RFC 6298 5.7).
+            rto = min(max(smoothed + max(1000, 4 * rttVariance), configuration.minRTO), configuration.maxRTO)
+        }
         if progressed { rtoDeadline = inFlight.isEmpty ? nil : now + rto }
     }
 
