@@ -45,6 +45,35 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Per connection: the messages a local client waits for.
     private var streamWaiters: [StreamMux.ConnectionID: (Result<[UInt8], any Error>) -> Void] = [:]
     private var discardConnections: Set<StreamMux.ConnectionID> = []
+    private var streamServices: [UInt16: @Sendable (StreamServiceEvent) -> Void] = [:]
+    private var serviceConnections: [StreamMux.ConnectionID: UInt16] = [:]
+
+    /// What a stream service on a virtual port hears (on the tunnel loop).
+    public enum StreamServiceEvent: Sendable {
+        case accepted(StreamMux.ConnectionID)
+        case message(StreamMux.ConnectionID, [UInt8])
+        case closed(StreamMux.ConnectionID, String)
+    }
+
+    /// Accepts reliable stream connections on `port` (only from trusted
+    /// peers, unless the port is 7 or 444); the handler runs on the tunnel loop.
+    public func acceptStreams(on port: UInt16, _ handler: @escaping @Sendable (StreamServiceEvent) -> Void) {
+        loop.execute {
+            self.streams.listen(on: port)
+            self.streamServices[port] = handler
+        }
+    }
+
+    /// Sends a message on a stream connection (from the tunnel loop, e.g. a service handler).
+    /// False when the connection is gone or its send buffer is full.
+    @discardableResult
+    public func sendOnStream(_ message: [UInt8], on connection: StreamMux.ConnectionID) -> Bool {
+        loop.preconditionInEventLoop()
+        guard (try? streams.send(message, on: connection)) != nil else { return false }
+        sendStream(streams.poll(now: Self.time().now).outgoing)
+        return true
+    }
+
     /// Bulk senders waiting for window space, run after stream traffic arrives.
     private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
 
@@ -59,11 +88,17 @@ public final class TunnelEndpoint: @unchecked Sendable {
             switch event {
             case let .accepted(connection, port):
                 if port == OverlayMessage.discardPort { discardConnections.insert(connection) }
+                if let service = streamServices[port] {
+                    serviceConnections[connection] = port
+                    service(.accepted(connection))
+                }
             case let .message(connection, bytes):
                 if let waiter = streamWaiters[connection] {
                     waiter(.success(bytes))
                 } else if discardConnections.contains(connection) {
                     discarded += bytes.count
+                } else if let port = serviceConnections[connection], let service = streamServices[port] {
+                    service(.message(connection, bytes))
                 } else {
                     // The stream echo service on port 7 (the only stream service yet).
                     // It never drops an echo: past its send buffer it resets instead.
@@ -73,6 +108,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                 }
             case let .reset(connection, reason):
                 discardConnections.remove(connection)
+                if let port = serviceConnections.removeValue(forKey: connection) { streamServices[port]?(.closed(connection, reason)) }
                 streamWaiters.removeValue(forKey: connection)?(.failure(TunnelError.reset(reason)))
             }
         }
@@ -164,10 +200,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }.get()
     }
 
-    /// Sends `count` messages of `size` bytes over one stream to `peer`'s
-    /// discard port (9) and returns once all are acknowledged: the elapsed
-    /// microseconds. For benchmarks.
-    public func streamSend(_ peer: PublicKey, candidates: [Endpoint], count: Int, size: Int) async throws -> Int64 {
+    /// Sends `count` messages of `size` bytes over one stream to `port` of
+    /// `peer` (by default the discard port, 9) and returns once all are
+    /// acknowledged: the elapsed microseconds. For benchmarks and tests.
+    public func streamSend(_ peer: PublicKey, candidates: [Endpoint], port: UInt16 = OverlayMessage.discardPort,
+                           count: Int, size: Int) async throws -> Int64 {
         var opened = false
         for _ in 0..<3 where !opened { opened = (try? await ping(peer, candidates: candidates)) != nil }
         guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
@@ -175,7 +212,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
             let promise = self.loop.makePromise(of: Int64.self)
             let started = Self.time().now
             let connection: StreamMux.ConnectionID
-            do { connection = try self.streams.open(to: peer, port: OverlayMessage.discardPort, now: started) } catch {
+            do { connection = try self.streams.open(to: peer, port: port, now: started) } catch {
                 promise.fail(error)
                 return promise.futureResult
             }
@@ -186,7 +223,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
             func pump() {
                 guard self.streams.isOpen(connection) else {
                     self.streamSenders[connection] = nil
-                    promise.fail(TunnelError.reset("the discard connection closed after \(sent) of \(count) messages"))
+                    promise.fail(TunnelError.reset("the connection to port \(port) closed after \(sent) of \(count) messages"))
                     return
                 }
                 while sent < count, self.streams.canSend(on: connection) {

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOPosix
 import PilotCore
 import PilotCrypto
@@ -28,6 +29,24 @@ import Testing
         b.setTrustGate { _ in true }
         _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 2000, size: 1100)
         #expect(await b.discardedBytes == 2000 * 1100)
+        await a.stop()
+        await b.stop()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func aServiceAcceptsStreamsFromTrustedPeersOnItsPort() async throws {
+        let (a, b, bKey, group) = try await Self.pair()
+        let target = [b.boundAddress!]
+        let received = Mutex<[[UInt8]]>([])
+        b.setTrustGate { _ in true }
+        b.acceptStreams(on: 1002) { event in
+            if case .message(_, let bytes) = event { received.withLock { $0.append(bytes) } }
+        }
+        _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1002, count: 10, size: 100)
+        #expect(received.withLock { $0 } == Array(repeating: [UInt8](repeating: 0x5A, count: 100), count: 10))
+        #expect(await b.discardedBytes == 0)
+        // A port with no service refuses the connection with its reason.
+        await #expect(throws: (any Error).self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1003, count: 1, size: 1) }
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
