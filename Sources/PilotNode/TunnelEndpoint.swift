@@ -70,7 +70,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     public func sendOnStream(_ message: [UInt8], on connection: StreamMux.ConnectionID) -> Bool {
         loop.preconditionInEventLoop()
         guard (try? streams.send(message, on: connection)) != nil else { return false }
-        sendStream(streams.poll(now: Self.time().now).outgoing)
+        sendStream(streams.poll(now: TunnelTime.current().now).outgoing)
         return true
     }
 
@@ -78,7 +78,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
 
     private func sendStream(_ outgoing: [StreamMux.Outgoing]) {
-        let time = Self.time()
+        let time = TunnelTime.current()
         for out in outgoing { transmit(router.send(out.payload, to: out.peer, candidates: [], time: time)) }
         scheduleStreamPoll()
     }
@@ -112,7 +112,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                 streamWaiters.removeValue(forKey: connection)?(.failure(TunnelError.reset(reason)))
             }
         }
-        sendStream(streams.poll(now: Self.time().now).outgoing)
+        sendStream(streams.poll(now: TunnelTime.current().now).outgoing)
     }
 
     /// Polls the connections at their next deadline (acks, retransmissions).
@@ -121,10 +121,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
         guard next < streamPollAt else { return }
         streamPoll?.cancel()
         streamPollAt = next
-        let delay = max(0, next - Self.time().now)
+        let delay = max(0, next - TunnelTime.current().now)
         streamPoll = loop.assumeIsolated().scheduleTask(in: .microseconds(delay)) {
             self.streamPollAt = .max
-            let (outgoing, events) = self.streams.poll(now: Self.time().now)
+            let (outgoing, events) = self.streams.poll(now: TunnelTime.current().now)
             self.sendStream(outgoing)
             if !events.isEmpty { self.handle(events) }
             self.scheduleStreamPoll()
@@ -142,7 +142,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
         return try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
             let promise = self.loop.makePromise(of: Int64.self)
-            let started = Self.time().now
+            let started = TunnelTime.current().now
             let connection: StreamMux.ConnectionID
             do { connection = try self.streams.open(to: peer, port: OverlayMessage.echoPort, now: started) } catch {
                 promise.fail(error)
@@ -160,7 +160,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     try? self.streams.send(message(sent), on: connection)
                     sent += 1
                 }
-                self.sendStream(self.streams.poll(now: Self.time().now).outgoing)
+                self.sendStream(self.streams.poll(now: TunnelTime.current().now).outgoing)
             }
             self.streamWaiters[connection] = { result in
                 switch result {
@@ -181,7 +181,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                         }
                         self.streamWaiters[connection] = nil
                         self.sendStream(self.streams.reset(connection, reason: "done"))
-                        promise.succeed(Self.time().now - started)
+                        promise.succeed(TunnelTime.current().now - started)
                     } else {
                         pump()
                     }
@@ -210,7 +210,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
         return try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
             let promise = self.loop.makePromise(of: Int64.self)
-            let started = Self.time().now
+            let started = TunnelTime.current().now
             let connection: StreamMux.ConnectionID
             do { connection = try self.streams.open(to: peer, port: port, now: started) } catch {
                 promise.fail(error)
@@ -230,10 +230,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     try? self.streams.send(payload, on: connection)
                     sent += 1
                 }
-                self.sendStream(self.streams.poll(now: Self.time().now).outgoing)
+                self.sendStream(self.streams.poll(now: TunnelTime.current().now).outgoing)
                 if sent == count, self.streams.isIdle(connection) {
                     self.streamSenders[connection] = nil
-                    promise.succeed(Self.time().now - started)
+                    promise.succeed(TunnelTime.current().now - started)
                     self.sendStream(self.streams.reset(connection, reason: "done"))
                 }
             }
@@ -286,13 +286,13 @@ public final class TunnelEndpoint: @unchecked Sendable {
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramHandler(endpoint: self)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramReader { bytes, source, _ in self.received(bytes, from: source) }) }
             }
             .bind(host: listen.host, port: Int(listen.port)).get()
         try await loop.submit {
             self.channel = channel
             self.boundAddress = channel.localAddress.flatMap { address in address.port.map { Endpoint(host: address.ipAddress ?? listen.host, port: UInt16($0)) } }
-            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: Self.time())) }
+            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: TunnelTime.current())) }
             if self.beacon != nil {
                 self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(20)) { _ in self.sayHello() }
             }
@@ -314,7 +314,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     /// On the loop: sends, and asks the beacon to introduce us while there is no fresh path.
     private func sendNow(_ payload: [UInt8], to peer: PublicKey, candidates: [Endpoint]) {
-        let time = Self.time()
+        let time = TunnelTime.current()
         transmit(router.send(payload, to: peer, candidates: candidates, time: time))
         guard beacon != nil else { return }
         if case .direct? = router.path(to: peer, time: time) { return }
@@ -332,7 +332,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Unix milliseconds, made strictly increasing: the beacon refuses a
     /// timestamp it has seen, so two messages within a millisecond differ.
     private func nextBeaconTimestamp() -> UInt64 {
-        beaconTimestamp = max(UInt64(max(0, Self.time().wall)), beaconTimestamp + 1)
+        beaconTimestamp = max(UInt64(max(0, TunnelTime.current().wall)), beaconTimestamp + 1)
         return beaconTimestamp
     }
 
@@ -356,7 +356,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
             let id = UInt64.random(in: 1...UInt64.max)
             let promise = self.loop.makePromise(of: Int64.self)
-            self.pings[id] = (Self.time().now, promise)
+            self.pings[id] = (TunnelTime.current().now, promise)
             let message = OverlayMessage(sourcePort: Self.pingClientPort, destinationPort: OverlayMessage.echoPort, data: id.bigEndianByteArray)
             self.sendNow(message.encoded, to: peer, candidates: candidates)
             self.loop.assumeIsolated().scheduleTask(in: timeout) {
@@ -367,7 +367,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     }
 
     public func path(to peer: PublicKey) async -> Route? {
-        try? await loop.submit { self.router.path(to: peer, time: Self.time()) }.get()
+        try? await loop.submit { self.router.path(to: peer, time: TunnelTime.current()) }.get()
     }
 
     // MARK: On the loop
@@ -375,7 +375,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     fileprivate func received(_ bytes: [UInt8], from source: SocketAddress) {
         guard let ip = source.ipAddress, let port = source.port else { return }
         let endpoint = Endpoint(host: ip, port: UInt16(port))
-        let time = Self.time()
+        let time = TunnelTime.current()
         if BeaconMessage.isBeaconDatagram(bytes) {
             guard endpoint == beacon else { return router.countExternal("beacon message from elsewhere") }
             guard let message = try? BeaconMessage.parse(bytes) else { return router.countExternal("malformed beacon message") }
@@ -414,7 +414,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }
         if message.kind == .stream {
             let gate = isTrusted
-            let (outgoing, events) = streams.receive(message, from: delivery.from, now: Self.time().now) { port in
+            let (outgoing, events) = streams.receive(message, from: delivery.from, now: TunnelTime.current().now) { port in
                 port == OverlayMessage.echoPort || port == OverlayMessage.trustPort || gate(delivery.from)
             }
             sendStream(outgoing)
@@ -427,12 +427,12 @@ public final class TunnelEndpoint: @unchecked Sendable {
         case OverlayMessage.echoPort:
             // The echo service answers anyone with a tunnel: ping needs no trust.
             let reply = OverlayMessage(sourcePort: OverlayMessage.echoPort, destinationPort: message.sourcePort, data: message.data)
-            transmit(router.send(reply.encoded, to: delivery.from, candidates: [], time: Self.time()))
+            transmit(router.send(reply.encoded, to: delivery.from, candidates: [], time: TunnelTime.current()))
             return
         case Self.pingClientPort:
             guard message.data.count == 8 else { return } // (an empty echo only opened the tunnel)
             let id = message.data.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            if let waiting = pings.removeValue(forKey: id) { waiting.promise.succeed(Self.time().now - waiting.sentAt) }
+            if let waiting = pings.removeValue(forKey: id) { waiting.promise.succeed(TunnelTime.current().now - waiting.sentAt) }
             return
         default:
             break
@@ -473,26 +473,6 @@ public final class TunnelEndpoint: @unchecked Sendable {
         }
     }
 
-    static func time() -> TunnelTime {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return TunnelTime(now: Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000, wall: WallClock.nowMilliseconds())
-    }
-
-    final class DatagramHandler: ChannelInboundHandler {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        let endpoint: TunnelEndpoint
-        init(endpoint: TunnelEndpoint) { self.endpoint = endpoint }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let envelope = unwrapInboundIn(data)
-            endpoint.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            // ICMP errors (port unreachable) surface here; a datagram socket carries on.
-        }
-    }
 }
 
 public enum TunnelError: Error, CustomStringConvertible {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-internal import Glibc
-#endif
 public import Logging
 internal import NIOCore
 internal import NIOPosix
@@ -39,7 +36,7 @@ public final class BeaconService: @unchecked Sendable {
         let channel = try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(service: self)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramReader { bytes, source, channel in self.received(bytes, from: source, on: channel) }) }
             }
             .bind(host: options.listen.host, port: Int(options.listen.port)).get()
         self.channel = channel
@@ -49,7 +46,7 @@ public final class BeaconService: @unchecked Sendable {
         control = try await ControlServer.start(group: group, path: ControlSocket.path(stateDirectory: options.stateDirectory, name: "beacon.sock")) {
             [self] _ in await self.status()
         }
-        loop.scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { [self] _ in self.core.expire(time: Self.time()) }
+        loop.scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { [self] _ in self.core.expire(time: TunnelTime.current()) }
         logger.info("beacon listening", metadata: ["address": "\(boundAddress)"])
     }
 
@@ -70,28 +67,10 @@ public final class BeaconService: @unchecked Sendable {
 
     fileprivate func received(_ bytes: [UInt8], from source: SocketAddress, on channel: any Channel) {
         guard let ip = source.ipAddress, let port = source.port else { return }
-        for out in core.receive(bytes, from: Endpoint(host: ip, port: UInt16(port)), time: Self.time()) {
+        for out in core.receive(bytes, from: Endpoint(host: ip, port: UInt16(port)), time: TunnelTime.current()) {
             guard let address = try? SocketAddress(ipAddress: out.to.host, port: Int(out.to.port)) else { continue }
             channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: out.datagram)), promise: nil)
         }
     }
 
-    static func time() -> TunnelTime {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return TunnelTime(now: Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000, wall: WallClock.nowMilliseconds())
-    }
-
-    final class Handler: ChannelInboundHandler {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        let service: BeaconService
-        init(service: BeaconService) { self.service = service }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let envelope = unwrapInboundIn(data)
-            service.received(Array(envelope.data.readableBytesView), from: envelope.remoteAddress, on: context.channel)
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {}
-    }
 }

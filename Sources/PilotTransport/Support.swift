@@ -3,6 +3,7 @@ internal import Glibc
 #endif
 public import NIOCore
 public import PilotCore
+public import PilotWire
 
 /// Wall-clock time in Unix milliseconds: what timestamps and presence use.
 public enum WallClock {
@@ -43,4 +44,31 @@ private func glibcMallocTrim(_ pad: Int) -> Int32
 /// Returns freed heap pages to the kernel.
 public func releaseFreeMemory() {
     _ = glibcMallocTrim(0)
+}
+
+extension TunnelTime {
+    /// Now: the monotonic clock in microseconds, the wall clock in milliseconds.
+    public static func current() -> TunnelTime {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return TunnelTime(now: Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000, wall: WallClock.nowMilliseconds())
+    }
+}
+
+/// Hands every datagram a UDP channel reads to `receive` (on its event loop).
+public final class DatagramReader: ChannelInboundHandler {
+    public typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let receive: (_ bytes: [UInt8], _ source: SocketAddress, _ channel: any Channel) -> Void
+
+    public init(_ receive: @escaping (_ bytes: [UInt8], _ source: SocketAddress, _ channel: any Channel) -> Void) {
+        self.receive = receive
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        receive(Array(envelope.data.readableBytesView), envelope.remoteAddress, context.channel)
+    }
+
+    /// ICMP errors (port unreachable) surface here; a datagram socket carries on.
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {}
 }
