@@ -53,7 +53,7 @@ struct BeaconCommand: AsyncParsableCommand {
                 throw CLIError("no beacon is running for \(state.resolved) (\(error))")
             }
             if json { return Console.current.out(reply.description) }
-            func number(_ key: String) -> String { reply[key]?.doubleValue.map { String(Int64($0)) } ?? "0" }
+            func number(_ key: String) -> String { reply[key]?.int64Value.map { String($0) } ?? "0" }
             Console.current.out("""
                 beacon \(reply["address"]?.stringValue ?? "?"): \(number("nodes")) nodes, \(number("hellos")) hellos, \(number("punches")) introductions
                 relayed \(number("relayed_datagrams")) datagrams, \(number("relayed_bytes")) bytes

@@ -25,7 +25,8 @@ public struct ConfigFile: Equatable, Sendable {
     public init(parsing text: String, path: String) throws(ConfigError) {
         self.path = path
         guard text.utf8.count <= Self.maxBytes else { throw ConfigError(path: path, line: nil, reason: "larger than \(Self.maxBytes) bytes") }
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: split on it too, so CRLF files read line by line.
+        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let number = index + 1
             guard rawLine.utf8.count <= Self.maxLineBytes else {
                 throw ConfigError(path: path, line: number, reason: "line longer than \(Self.maxLineBytes) bytes")

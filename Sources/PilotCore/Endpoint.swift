@@ -28,8 +28,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             portText = parts.count == 2 ? parts[1] : nil
         }
         guard !host.isEmpty else { throw ParseError("endpoint", text, "the host is empty") }
-        guard host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }) else {
-            throw ParseError("endpoint", text, "the host has a space, slash or non-ASCII character")
+        guard host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "[") && $0 != UInt8(ascii: "]") }) else {
+            throw ParseError("endpoint", text, "the host has a space, slash, bracket or non-ASCII character")
         }
         let port: UInt16
         if let portText {

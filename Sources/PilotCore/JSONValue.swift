@@ -22,6 +22,13 @@ public enum JSONValue: Hashable, Sendable {
         return nil
     }
 
+    /// The number as a whole Int64, or nil when it is not one (fractional,
+    /// out of range): never a trap on what a peer sent.
+    public var int64Value: Int64? {
+        guard case .number(let value) = self, value == value.rounded(), abs(value) < 9.2e18 else { return nil }
+        return Int64(exactly: value)
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

@@ -55,7 +55,7 @@ public enum IdentityFile {
     static func parse(_ text: String, path: String) throws(IdentityFileError) -> SigningKey {
         var seed: [UInt8]?
         var publicKey: [UInt8]?
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let trimmed = line.split(separator: " ", omittingEmptySubsequences: true)
             if trimmed.isEmpty || trimmed[0].hasPrefix("#") { continue }
             guard trimmed.count == 2 else { throw IdentityFileError(path: path, reason: "is corrupt: line \(index + 1) is not 'NAME VALUE'") }

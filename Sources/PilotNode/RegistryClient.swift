@@ -272,7 +272,7 @@ extension RegistryClient: SecureStreamDelegate {
             onPresence?(PresenceEvent(address: address, hostname: body["hostname"]?.stringValue ?? "", presence: presence))
             return
         }
-        guard let number = json["id"]?.doubleValue, let promise = pending.removeValue(forKey: UInt64(number)) else { return }
+        guard let number = json["id"]?.int64Value, let id = UInt64(exactly: number), let promise = pending.removeValue(forKey: id) else { return }
         if json["ok"] == .bool(true) {
             promise.succeed(json["body"]?.objectValue ?? JSONObject())
         } else {

@@ -132,7 +132,7 @@ public struct TrustBook: Equatable, Sendable {
                 guard let keyText = item["key"]?.stringValue, let hostname = item["hostname"]?.stringValue,
                       let key = try? PublicKey(base64: keyText) else { throw .corrupt("an entry of \"\(name)\" is damaged") }
                 result[key] = Entry(key: key, hostname: hostname, justification: item["justification"]?.stringValue ?? "",
-                                    since: Int64(item["since"]?.doubleValue ?? 0))
+                                    since: item["since"]?.int64Value ?? 0)
             }
             return result
         }

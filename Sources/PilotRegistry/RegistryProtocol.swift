@@ -92,8 +92,12 @@ public enum RegistryProtocol {
         var endpoints: [String] = []
         if case .array(let list)? = value["endpoints"] { endpoints = list.compactMap(\.stringValue) }
         let record = NodeRecord(publicKey: key, address: address, hostname: hostname, tags: tags.compactMap(\.stringValue),
-                                endpoints: endpoints, registeredAt: Int64(value["registered_at"]?.doubleValue ?? 0))
-        return NodeView(record: record, presence: presence, lastSeen: value["last_seen"]?.doubleValue.map { Int64($0) * 1000 })
+                                endpoints: endpoints, registeredAt: value["registered_at"]?.int64Value ?? 0)
+        let lastSeen = value["last_seen"]?.int64Value.flatMap { seconds -> Int64? in
+            let (milliseconds, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            return overflow ? nil : milliseconds
+        }
+        return NodeView(record: record, presence: presence, lastSeen: lastSeen)
     }
 
     /// Proof of the fleet join token bound to one channel: the token itself

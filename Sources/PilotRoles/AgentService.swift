@@ -195,13 +195,16 @@ public final class AgentService: @unchecked Sendable {
         }
         let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
         guard !candidates.isEmpty else { return ControlSocket.failure("\(view.record.hostname) has published no tunnel endpoint") }
-        if let count = request["stream"]?.doubleValue {
+        if let stream = request["stream"] {
+            guard let count = stream.int64Value, (1...1_000_000).contains(count) else {
+                return ControlSocket.failure("a stream ping needs a count from 1 to 1000000")
+            }
             do {
                 let elapsed = try await tunnels.streamEcho(view.record.publicKey, candidates: candidates, count: Int(count))
                 let path = await tunnels.path(to: view.record.publicKey)
                 return ControlSocket.ok(JSONObject([
                     ("hostname", .string(view.record.hostname)), ("address", .string(view.record.address.description)),
-                    ("echoed", .number(count)), ("elapsed_us", .number(Double(elapsed))), ("path", path.map { .string($0.description) } ?? .null),
+                    ("echoed", .number(Double(count))), ("elapsed_us", .number(Double(elapsed))), ("path", path.map { .string($0.description) } ?? .null),
                 ]))
             } catch {
                 return ControlSocket.failure("\(error)")

@@ -96,3 +96,26 @@ import Testing
         #expect(StateDirectory.resolve(flag: nil, environment: ["HOME": "/home/u"], isRoot: false) == "/home/u/.pilot")
     }
 }
+
+@Suite struct FuzzRegressionTests {
+    /// Found by the fuzzer: "\r\n" is one Character, so CRLF files were one line.
+    @Test func crlfConfigFilesReadLineByLine() throws {
+        let config = try ConfigFile(parsing: "--registry rv:9000\r\n--tag web\r\n", path: "c")
+        #expect(config.arguments == ["--registry", "rv:9000", "--tag", "web"])
+    }
+
+    /// Found by the fuzzer: "[[]" parsed to a host "[" that printed as text that did not parse back.
+    @Test(arguments: ["[[]", "[[x]:9000", "a]b:1", "[a[b]:1"])
+    func bracketsInsideHostsAreRefused(text: String) {
+        #expect(throws: ParseError.self) { try Endpoint(parsing: text, defaultPort: 9000) }
+    }
+
+    @Test func wholeNumbersFromPeersNeverTrap() throws {
+        #expect(JSONValue.number(42).int64Value == 42)
+        #expect(JSONValue.number(-7).int64Value == -7)
+        #expect(JSONValue.number(1.5).int64Value == nil)
+        #expect(JSONValue.number(1e19).int64Value == nil)
+        #expect(JSONValue.number(-1e300).int64Value == nil)
+        #expect(JSONValue.string("1").int64Value == nil)
+    }
+}

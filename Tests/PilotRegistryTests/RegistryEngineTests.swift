@@ -179,3 +179,15 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(outcome["error"]?.stringValue?.isEmpty == false)
     }
 }
+
+@Suite struct NodeViewParsingTests {
+    /// Found by the fuzzer: a registry answer with huge numbers trapped the node.
+    @Test(arguments: [#""registered_at":1e19"#, #""last_seen":1e16"#, #""last_seen":-1e300"#, #""registered_at":-3.5"#])
+    func hugeOrFractionalNumbersInAnswersNeverTrap(field: String) throws {
+        let key = SigningKey.generate().publicKey.base64
+        let text = #"{"hostname":"a","address":"1:0001.0000.0001","public_key":""# + key + #"","tags":[],"presence":"online","# + field + "}"
+        let view = try RegistryProtocol.nodeView(JSONValue.parse(text))
+        #expect(view.record.hostname == "a")
+        #expect(view.lastSeen == nil)
+    }
+}
