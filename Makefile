@@ -4,6 +4,7 @@
 #   make test           install what is missing, build, run every test
 #   make image          OCI image tarball pilot-image.tar (no container engine needed)
 #   make bench          benchmarks (a separate executable, pilot-bench), against ./pilot
+#   make fuzz           libFuzzer targets for every decoder (FUZZ_SECONDS each)
 #   make install PREFIX=/usr/local
 
 SWIFT      ?= swift
@@ -18,7 +19,7 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # namespace tests.
 TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump
 
-.PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench
+.PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench fuzz fuzz-ci
 
 all: build
 
@@ -66,6 +67,17 @@ system-test: build image
 test: test-deps
 	$(MAKE) unit-test
 	$(MAKE) system-test
+	$(MAKE) fuzz-ci
+
+# Fuzzing (Fuzz/: a separate package, libFuzzer + AddressSanitizer), one
+# target per decoder of untrusted bytes. FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	sh Fuzz/run.sh $(FUZZ_SECONDS)
+
+# The short run CI does: 5 s per target.
+fuzz-ci: deps
+	sh Fuzz/run.sh 5
 
 # BENCH_NODES=10000 by default; the registry's heartbeat timeline is
 # compressed 10x (30 s -> 3 s) and its CPU scaled back in the report.
@@ -91,4 +103,4 @@ uninstall:
 	./install.sh --prefix $(PREFIX) --uninstall
 
 clean:
-	rm -rf .build pilot pilot.tmp pilot-image.tar dist $(RUN_DIR)
+	rm -rf .build pilot pilot.tmp pilot-image.tar dist $(RUN_DIR) Fuzz/.build-fuzz Fuzz/crashes

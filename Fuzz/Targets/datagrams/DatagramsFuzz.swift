@@ -1,0 +1,61 @@
+// The datagram codecs of the overlay (PilotWire): TunnelFrame.parse (every
+// UDP datagram a node receives), BeaconMessage.parse (every datagram the
+// beacon and the nodes exchange) and OverlayMessage.parse (what a tunnel
+// delivers).
+//
+// Input: `codec u8 | datagram`. Checked (a violation traps): a tunnel frame
+// or an overlay message re-encodes to exactly the bytes it came from; a
+// beacon message re-encodes to bytes that parse to the same message.
+import FuzzSupport
+import PilotCore
+import PilotCrypto
+import PilotWire
+
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: OpaquePointer?, _ argv: OpaquePointer?) -> Int32 {
+    FuzzSeeds.writeIfAsked(seeds)
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    var input = FuzzInput(data, size)
+    let codec = input.byte() % 3
+    let datagram = input.rest()
+    switch codec {
+    case 0:
+        guard let frame = try? TunnelFrame.parse(datagram) else { return 0 }
+        guard sameBytes(frame.encoded, datagram) else { violated("tunnel frame re-encodes differently") }
+    case 1:
+        guard let message = try? OverlayMessage.parse(datagram) else { return 0 }
+        guard sameBytes(message.encoded, datagram) else { violated("overlay message re-encodes differently") }
+    default:
+        let isBeacon = BeaconMessage.isBeaconDatagram(datagram)
+        guard let message = try? BeaconMessage.parse(datagram) else { return 0 }
+        guard isBeacon else { violated("a datagram parsed as a beacon message but isBeaconDatagram says no") }
+        _ = try? message.verifySignature()
+        guard let again = try? BeaconMessage.parse(message.encoded) else { violated("beacon message \(message) does not re-parse") }
+        if case .refused = message { return 0 } // the reason is cut at 300 bytes, possibly mid-character
+        guard again == message else { violated("beacon message \(message) re-parses as \(again)") }
+    }
+    return 0
+}
+
+func seeds() -> [(name: String, bytes: [UInt8])] {
+    let key = FuzzKeys.signing(0x51), other = FuzzKeys.signing(0x52)
+    let transport = TunnelFrame.transport(receiverIndex: 0xDEAD_BEEF, sealed: [UInt8](repeating: 0xAB, count: 40)).encoded
+    return [
+        ("tunnel-initiation", [0] + TunnelFrame.initiation(senderIndex: 7, message: [UInt8](repeating: 1, count: 106)).encoded),
+        ("tunnel-response", [0] + TunnelFrame.response(senderIndex: 8, receiverIndex: 7, message: [UInt8](repeating: 2, count: 64)).encoded),
+        ("tunnel-transport", [0] + transport),
+        ("overlay-datagram", [1] + OverlayMessage(sourcePort: 40000, destinationPort: OverlayMessage.echoPort, data: Array("ping".utf8)).encoded),
+        ("overlay-stream", [1] + OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 1, 1, 3, 0, 0, 0, 0]).encoded),
+        ("beacon-hello", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000).encoded),
+        ("beacon-connect", [2] + BeaconMessage.signedConnect(key, to: other.publicKey, timestamp: 1_764_100_000_001).encoded),
+        ("beacon-welcome-v4", [2] + BeaconMessage.welcome(observed: Endpoint(host: "203.0.113.9", port: 4000)).encoded),
+        ("beacon-punch-v6", [2] + BeaconMessage.punch(peer: other.publicKey, endpoint: Endpoint(host: "2001:db8::7", port: 4001)).encoded),
+        ("beacon-relay", [2] + BeaconMessage.relay(target: other.publicKey, datagram: transport).encoded),
+        ("beacon-relayed", [2] + BeaconMessage.relayed(source: key.publicKey, datagram: transport).encoded),
+        ("beacon-refused", [2] + BeaconMessage.refused("the target is not connected to this beacon").encoded),
+    ]
+}
