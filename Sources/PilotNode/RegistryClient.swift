@@ -172,6 +172,7 @@ public final class RegistryClient: @unchecked Sendable {
     }
 
     private func register() {
+        let sentEndpoints = options.endpoints
         var body = JSONObject([
             ("hostname", .string(options.hostname)),
             ("tags", .array(options.tags.map { .string($0) })),
@@ -191,6 +192,9 @@ public final class RegistryClient: @unchecked Sendable {
                 self.logger.info("registered", metadata: ["address": "\(address?.description ?? "?")", "hostname": "\(self.options.hostname)"])
                 if let address { self.onRegistered?(address) }
                 self.startHeartbeats()
+                // The endpoints changed while this registration was in flight
+                // (the beacon answered meanwhile): register them too.
+                if self.options.endpoints != sentEndpoints { self.register() }
             case .failure(let error):
                 self.stream?.close(reason: "registration refused: \(error)", tellPeer: false)
                 self.status.lastError = "registration refused: \(error)"
