@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(
             name: "PilotNodeTests",
             dependencies: [
-                "PilotNode", "PilotCrypto", "PilotCore",
+                "PilotNode", "PilotCrypto", "PilotCore", "PilotWire",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -307,9 +307,16 @@ public final class TunnelEndpoint: @unchecked Sendable {
         get async { (try? await loop.submit { self.router.dropped }.get()) ?? [:] }
     }
 
-    /// Sends a datagram from a local port to a port of `peer`.
-    public func send(_ message: OverlayMessage, to peer: PublicKey, candidates: [Endpoint]) {
+    /// Sends a datagram from a local port to a port of `peer`. Data beyond
+    /// what one 1,280-byte tunnel datagram carries is refused (use a stream).
+    @discardableResult
+    public func send(_ message: OverlayMessage, to peer: PublicKey, candidates: [Endpoint]) -> Bool {
+        guard message.data.count <= OverlayMessage.maxDatagramData else {
+            logger.warning("datagram too large for one tunnel datagram; use a stream", metadata: ["bytes": "\(message.data.count)"])
+            return false
+        }
         loop.execute { self.sendNow(message.encoded, to: peer, candidates: candidates) }
+        return true
     }
 
     /// On the loop: sends, and asks the beacon to introduce us while there is no fresh path.

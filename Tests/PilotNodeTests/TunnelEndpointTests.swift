@@ -4,6 +4,7 @@ import NIOPosix
 import PilotCore
 import PilotCrypto
 import PilotNode
+import PilotWire
 import Testing
 
 /// Two nodes' tunnel endpoints in one process, over real UDP on loopback.
@@ -47,6 +48,16 @@ import Testing
         #expect(await b.discardedBytes == 0)
         // A port with no service refuses the connection with its reason.
         await #expect(throws: (any Error).self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1003, count: 1, size: 1) }
+        await a.stop()
+        await b.stop()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func datagramsThatWouldExceed1280BytesAreRefused() async throws {
+        let (a, b, bKey, group) = try await Self.pair()
+        let target = [b.boundAddress!]
+        #expect(a.send(OverlayMessage(sourcePort: 1, destinationPort: 7, data: Array(repeating: 0, count: OverlayMessage.maxDatagramData)), to: bKey.publicKey, candidates: target))
+        #expect(!a.send(OverlayMessage(sourcePort: 1, destinationPort: 7, data: Array(repeating: 0, count: OverlayMessage.maxDatagramData + 1)), to: bKey.publicKey, candidates: target))
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
