@@ -1,0 +1,92 @@
+public import PilotCore
+
+/// One event of the stream: a topic, a JSON object payload, and the
+/// publisher's identity and sequence number, which together name it for
+/// duplicate elimination (at-least-once delivery resends).
+public struct EventMessage: Equatable, Sendable {
+    public var topic: Topic
+    public var payload: JSONObject
+    /// The publisher's key (base64) as the broker saw it on the channel.
+    public var publisher: String
+    public var sequence: UInt64
+
+    public init(topic: Topic, payload: JSONObject, publisher: String, sequence: UInt64) {
+        self.topic = topic
+        self.payload = payload
+        self.publisher = publisher
+        self.sequence = sequence
+    }
+
+    public struct Limits: Sendable {
+        public var maxPayloadBytes = 64 * 1024
+        public init() {}
+    }
+
+    /// Checks what a publisher sends: a valid topic and a JSON object within
+    /// the size limit; anything else is refused with a clear reason.
+    public static func validate(topic: String, payload text: String, limits: Limits = Limits()) throws(EventError) -> (Topic, JSONObject) {
+        let parsedTopic: Topic
+        do { parsedTopic = try Topic(topic) } catch { throw .badTopic(error.description) }
+        guard text.utf8.count <= limits.maxPayloadBytes else {
+            throw .payloadTooLarge(text.utf8.count, limit: limits.maxPayloadBytes)
+        }
+        let value: JSONValue
+        do { value = try JSONValue.parse(text, limits: .init(maxBytes: limits.maxPayloadBytes, maxDepth: 32)) } catch {
+            throw .badPayload(error.description)
+        }
+        guard case .object(let object) = value else { throw .badPayload("the payload must be a JSON object") }
+        return (parsedTopic, object)
+    }
+}
+
+public enum EventError: Error, Equatable, CustomStringConvertible {
+    case badTopic(String)
+    case badPayload(String)
+    case payloadTooLarge(Int, limit: Int)
+    case notTrusted
+
+    public var description: String {
+        switch self {
+        case .badTopic(let reason): reason
+        case .badPayload(let reason): "invalid payload: \(reason)"
+        case let .payloadTooLarge(size, limit): "payload of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .notTrusted: "this node is not trusted by the hub (pilot handshake HUB \"why\")"
+        }
+    }
+}
+
+/// Remembers which (publisher, sequence) pairs a consumer has seen, so a
+/// resent message is dropped: per publisher, everything up to a contiguous
+/// watermark plus a bounded set above it.
+public struct DuplicateFilter: Sendable {
+    struct Seen: Sendable {
+        var contiguous: UInt64 = 0 // every sequence <= this was seen (sequences start at 1)
+        var above: Set<UInt64> = []
+    }
+
+    public let maxAbove: Int
+    private var publishers: [String: Seen] = [:]
+
+    public init(maxAbove: Int = 65_536) { self.maxAbove = maxAbove }
+
+    /// True the first time a (publisher, sequence) is seen.
+    public mutating func isNew(publisher: String, sequence: UInt64) -> Bool {
+        var seen = publishers[publisher] ?? Seen()
+        defer { publishers[publisher] = seen }
+        if sequence <= seen.contiguous || seen.above.contains(sequence) { return false }
+        if sequence == seen.contiguous + 1 {
+            seen.contiguous = sequence
+            while seen.above.remove(seen.contiguous + 1) != nil { seen.contiguous += 1 }
+        } else {
+            seen.above.insert(sequence)
+            if seen.above.count > maxAbove {
+                // A gap that never fills (a publisher's spool was lost): move on past it.
+                let lowest = seen.above.min()!
+                seen.contiguous = lowest
+                seen.above.remove(lowest)
+                while seen.above.remove(seen.contiguous + 1) != nil { seen.contiguous += 1 }
+            }
+        }
+        return true
+    }
+}
