@@ -103,6 +103,16 @@ public final class RegistryClient: @unchecked Sendable {
         }.get()
     }
 
+    /// A node by hostname or overlay address, as the registry knows it.
+    public func lookup(_ host: String) async throws -> NodeView {
+        let isAddress = (try? Address(parsing: host)) != nil
+        let reply = try await request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(host))]))
+        guard let node = reply["node"] else { throw RegistryClientError(code: "bad_answer", message: "the registry's answer has no node") }
+        do { return try RegistryProtocol.nodeView(node) } catch {
+            throw RegistryClientError(code: "bad_answer", message: "the registry's answer is malformed: \(error)")
+        }
+    }
+
     /// New reachable endpoints (a NAT mapping learnt from the beacon):
     /// registers again with them when connected.
     public func updateEndpoints(_ endpoints: [String]) {

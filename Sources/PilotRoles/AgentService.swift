@@ -4,8 +4,8 @@ internal import NIOPosix
 public import PilotCore
 public import PilotCrypto
 public import PilotNode
-public import PilotRegistry
-public import PilotWire
+internal import PilotRegistry
+internal import PilotWire
 
 /// The node daemon of a host (`pilot agent`): its registry session and the
 /// control socket the CLI verbs reach it through. Metrics collection joins
@@ -75,10 +75,7 @@ public final class AgentService: @unchecked Sendable {
             tunnels: tunnels, logger: logger
         ) { host in
             guard let registry else { throw TrustServiceError("this node has no registry configured, so it cannot find \(host)") }
-            let isAddress = (try? Address(parsing: host)) != nil
-            let reply = try await registry.request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(host))]))
-            guard let node = reply["node"] else { throw TrustServiceError("the registry's answer has no node") }
-            return try RegistryProtocol.nodeView(node)
+            return try await registry.lookup(host)
         }
         control = try await ControlServer.start(group: group, path: controlPath) { [self] request in await self.handle(request) }
         logger.info("node started", metadata: [
@@ -184,13 +181,8 @@ public final class AgentService: @unchecked Sendable {
     private func ping(_ request: JSONValue) async -> JSONValue {
         guard let registry else { return ControlSocket.failure("this node has no registry configured, so it cannot find peers") }
         guard let target = request["host"]?.stringValue, !target.isEmpty else { return ControlSocket.failure("ping needs a host") }
-        let isAddress = (try? Address(parsing: target)) != nil
         let view: NodeView
-        do {
-            let reply = try await registry.request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(target))]))
-            guard let node = reply["node"] else { return ControlSocket.failure("the registry's answer has no node") }
-            view = try RegistryProtocol.nodeView(node)
-        } catch {
+        do { view = try await registry.lookup(target) } catch {
             return ControlSocket.failure("\(error)")
         }
         let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
