@@ -31,6 +31,12 @@ public struct TunnelPeer: Sendable {
         /// the session is left to expire.
         public var idleAfter: Int64 = 300_000_000
         public var maxQueued = 256
+        /// Data sent and nothing heard back for this long: the peer has
+        /// probably restarted and lost the session, so handshake again.
+        public var unanswered: Int64 = 5_000_000
+        /// Data received and nothing sent back for this long: send a
+        /// keepalive so the sender knows the session still works.
+        public var passiveKeepalive: Int64 = 1_000_000
         public init() {}
     }
 
@@ -75,6 +81,10 @@ public struct TunnelPeer: Sendable {
     var lastInitiationTimestamp: UInt64 = 0
     var lastSentAt: Int64?
     var lastActivity: Int64?
+    /// When data went out with nothing received since (nil once answered).
+    var unansweredSince: Int64?
+    /// When data arrived with nothing sent since (nil once answered).
+    var unrepliedSince: Int64?
     public private(set) var handshakesCompleted = 0
 
     public init(identity: SigningKey, peer: PublicKey, preference: AEADAlgorithm, timing: Timing = Timing()) {
@@ -103,6 +113,7 @@ public struct TunnelPeer: Sendable {
         if var session = usableSession(time.now) {
             if let frame = seal(payload, in: &session, now: time.now) {
                 current = session
+                if unansweredSince == nil { unansweredSince = time.now }
                 actions.append(.transmit(frame))
                 if pending == nil, session.rekeyDue(time.now, timing) {
                     actions += startHandshake(time: time, index: freshIndex)
@@ -127,6 +138,7 @@ public struct TunnelPeer: Sendable {
     private mutating func seal(_ payload: [UInt8], in session: inout Session, now: Int64) -> [UInt8]? {
         guard let sealed = try? session.sender.seal(payload) else { return nil }
         lastSentAt = now
+        unrepliedSince = nil
         return TunnelFrame.transport(receiverIndex: session.remoteIndex, sealed: sealed).encoded
     }
 
@@ -209,8 +221,10 @@ public struct TunnelPeer: Sendable {
                 do {
                     let payload = try session.receiver.open(sealed)
                     if slot == 0 { current = session } else { previous = session }
+                    unansweredSince = nil
                     if payload.isEmpty { return [] } // keepalive
                     lastActivity = time.now
+                    if unrepliedSince == nil { unrepliedSince = time.now }
                     return [.deliver(payload)]
                 } catch {
                     return [.dropped("\(error)")]
@@ -223,6 +237,7 @@ public struct TunnelPeer: Sendable {
     private mutating func install(_ session: Session) {
         previous = current
         current = session
+        unansweredSince = nil
         handshakesCompleted += 1
     }
 
@@ -263,8 +278,14 @@ public struct TunnelPeer: Sendable {
             }
         } else if let session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, session.rekeyDue(time.now, timing) {
             actions += startHandshake(time: time, index: freshIndex)
+        } else if current != nil, let since = unansweredSince, time.now - since >= timing.unanswered {
+            // Our data goes unanswered: the peer lost the session (a restart).
+            unansweredSince = nil
+            actions += startHandshake(time: time, index: freshIndex)
         }
-        if var session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, elapsed(since: lastSentAt, time.now) >= timing.keepalive,
+        let keepaliveDue = elapsed(since: lastSentAt, time.now) >= timing.keepalive
+            || unrepliedSince.map { time.now - $0 >= timing.passiveKeepalive } == true
+        if var session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, keepaliveDue,
            let frame = seal([], in: &session, now: time.now) {
             current = session
             actions.append(.transmit(frame))

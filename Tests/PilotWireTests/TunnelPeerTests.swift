@@ -186,4 +186,39 @@ struct TunnelPair {
         try pair.pump()
         #expect(pair.deliveredToB.count == before) // keepalives deliver nothing
     }
+
+    @Test func aPeerThatRestartedAndLostTheSessionIsReachedAgainAfterAHandshake() throws {
+        var pair = TunnelPair()
+        pair.sendFromA(Array("first".utf8))
+        try pair.pump()
+        #expect(pair.deliveredToB == [Array("first".utf8)])
+        // B restarts: same key, no sessions. A's frames now go unanswered.
+        pair.b = nil
+        for second in 1...6 {
+            pair.sendFromA(Array("lost \(second)".utf8))
+            pair.toB.removeAll { if case .transport? = try? TunnelFrame.parse($0) { true } else { false } } // the new B cannot read them
+            pair.advance(seconds: 1)
+            if pair.toB.contains(where: { if case .initiation? = try? TunnelFrame.parse($0) { true } else { false } }) { break }
+        }
+        #expect(pair.toB.contains { if case .initiation? = try? TunnelFrame.parse($0) { true } else { false } },
+                "an unanswered session must lead to a new handshake within the unanswered time")
+        try pair.pump()
+        pair.sendFromA(Array("after".utf8))
+        try pair.pump()
+        #expect(pair.deliveredToB.last == Array("after".utf8))
+    }
+
+    @Test func aSessionThatIsAnsweredIsNotRenegotiated() throws {
+        var pair = TunnelPair()
+        pair.sendFromA(Array("hello".utf8))
+        try pair.pump()
+        let handshakes = pair.a.handshakesCompleted
+        for _ in 0..<20 { // 20 s of one-way data: B's passive keepalives answer it
+            pair.sendFromA(Array("data".utf8))
+            try pair.pump()
+            pair.advance(seconds: 1)
+            try pair.pump()
+        }
+        #expect(pair.a.handshakesCompleted == handshakes)
+    }
 }
