@@ -50,7 +50,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .target(name: "PilotEvents", dependencies: ["PilotCore"], swiftSettings: strict),
+        .target(name: "PilotEvents", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotNode",
@@ -118,7 +118,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore"], swiftSettings: strict),
+        .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

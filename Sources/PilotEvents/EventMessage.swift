@@ -5,12 +5,14 @@ public import PilotCore
 /// duplicate elimination (at-least-once delivery resends).
 public struct EventMessage: Equatable, Sendable {
     public var topic: Topic
-    public var payload: JSONObject
-    /// The publisher's key (base64) as the broker saw it on the channel.
+    /// A JSON object as compact text on one line (checked by `validate`).
+    public var payload: String
+    /// The publisher as the hub saw it: its key (base64, from the channel,
+    /// never from the message) and the epoch of its spool.
     public var publisher: String
     public var sequence: UInt64
 
-    public init(topic: Topic, payload: JSONObject, publisher: String, sequence: UInt64) {
+    public init(topic: Topic, payload: String, publisher: String, sequence: UInt64) {
         self.topic = topic
         self.payload = payload
         self.publisher = publisher
@@ -24,9 +26,15 @@ public struct EventMessage: Equatable, Sendable {
 
     /// Checks what a publisher sends: a valid topic and a JSON object within
     /// the size limit; anything else is refused with a clear reason.
-    public static func validate(topic: String, payload text: String, limits: Limits = Limits()) throws(EventError) -> (Topic, JSONObject) {
+    public static func validate(topic: String, payload text: String, limits: Limits = Limits()) throws(EventError) -> (Topic, String) {
         let parsedTopic: Topic
         do { parsedTopic = try Topic(topic) } catch { throw .badTopic(error.description) }
+        return (parsedTopic, try validate(payload: text, limits: limits))
+    }
+
+    /// Checks a payload: a JSON object within the size limit. Returns it as
+    /// one line (the text itself when it has no line break, else re-encoded).
+    public static func validate(payload text: String, limits: Limits = Limits()) throws(EventError) -> String {
         guard text.utf8.count <= limits.maxPayloadBytes else {
             throw .payloadTooLarge(text.utf8.count, limit: limits.maxPayloadBytes)
         }
@@ -34,8 +42,9 @@ public struct EventMessage: Equatable, Sendable {
         do { value = try JSONValue.parse(text, limits: .init(maxBytes: limits.maxPayloadBytes, maxDepth: 32)) } catch {
             throw .badPayload(error.description)
         }
-        guard case .object(let object) = value else { throw .badPayload("the payload must be a JSON object") }
-        return (parsedTopic, object)
+        guard case .object = value else { throw .badPayload("the payload must be a JSON object") }
+        let oneLine = !text.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D })
+        return oneLine ? text : value.description
     }
 }
 

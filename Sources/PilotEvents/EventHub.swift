@@ -1,0 +1,341 @@
+public import PilotCore
+
+/// The broker of virtual port 1002 as a state machine over the durable
+/// log, independent of the network: connections come and go, send request
+/// lines, and are asked for their next frame when they can take one.
+///
+/// - Publications are checked, freed of duplicates by (publisher, sequence)
+///   against each publisher's watermark, and acknowledged (cumulatively)
+///   only after `commit` has stored them.
+/// - Plain subscribers get live messages through a bounded queue: a slow
+///   one loses its oldest undelivered messages, is told (`DROP n`) and
+///   counted, and never holds up the others.
+/// - A durable subscriber (`SUB filter NAME`) resumes after its last `ACK`;
+///   when it falls behind it reads from the log instead of a queue, so it
+///   loses only what retention removes, which is counted and reported.
+/// Confined to one thread (the node's event loop).
+public final class EventHub<Connection: Hashable & Sendable> {
+    public struct Options: Sendable {
+        public var limits = EventMessage.Limits()
+        public var queuePerSubscriber = 10_000
+        public var filtersPerConnection = 64
+        public var replayBatch = 1_000
+        public init() {}
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        public var stored = 0
+        public var duplicates = 0
+        public var refused = 0
+        public var delivered = 0
+        public var droppedSlow = 0
+        public var droppedRetention = 0
+        public var replayed = 0
+    }
+
+    struct Session {
+        var peer: String
+        var epoch = "0"
+        var filters: [TopicFilter] = []
+        var durable: String?
+        /// Durable: the id of the last message queued or sent.
+        var position: UInt64 = 0
+        var replaying = false
+        var queue: [[UInt8]] = []
+        var head = 0
+        var replies: [String] = []
+        var droppedUnreported = 0
+        /// The highest publication to acknowledge after the next commit.
+        var ackDue: UInt64 = 0
+
+        var publisher: String { peer + "/" + epoch }
+        var queued: Int { queue.count - head }
+        var hasOutput: Bool { !replies.isEmpty || droppedUnreported > 0 || queued > 0 || replaying }
+    }
+
+    public let log: EventLog
+    public let options: Options
+    public private(set) var statistics = Statistics()
+    private var sessions: [Connection: Session] = [:]
+    private var pending: [(connection: Connection, message: EventMessage)] = []
+    private var watermarks: [String: UInt64]
+    private var cursors: [String: EventLog.Cursor]
+    private var dirtyCursors: Set<String> = []
+    private var durableOwners: [String: Connection] = [:]
+    /// Connections with something to send.
+    public private(set) var ready: Set<Connection> = []
+
+    public init(log: EventLog, options: Options = Options()) throws {
+        self.log = log
+        self.options = options
+        watermarks = try log.watermarks()
+        cursors = try log.cursors()
+    }
+
+    public var connections: Int { sessions.count }
+    public var needsCommit: Bool { !pending.isEmpty || !dirtyCursors.isEmpty || sessions.values.contains { $0.ackDue > 0 } }
+    public var durableNames: [String: UInt64] { cursors.mapValues(\.position) }
+
+    /// A peer opened a connection; `peer` is its key as the tunnel proved it.
+    public func open(_ connection: Connection, peer: String) {
+        sessions[connection] = Session(peer: peer)
+    }
+
+    public func close(_ connection: Connection) {
+        guard let session = sessions.removeValue(forKey: connection) else { return }
+        if let name = session.durable, durableOwners[name] == connection { durableOwners[name] = nil }
+        // Its pending publications are still stored at the next commit (the
+        // watermark already counts them); their resend is then a duplicate.
+        ready.remove(connection)
+    }
+
+    /// One stream message from a connection: request lines.
+    public func receive(_ bytes: [UInt8], from connection: Connection) {
+        guard sessions[connection] != nil else { return }
+        for line in EventLines.split(bytes) { handle(line, from: connection) }
+        if sessions[connection]?.hasOutput == true { ready.insert(connection) }
+    }
+
+    private func handle(_ line: ArraySlice<UInt8>, from connection: Connection) {
+        let request: EventRequest
+        do { request = try EventRequest.parse(line, limits: options.limits) } catch {
+            statistics.refused += 1
+            sessions[connection]?.replies.append(EventReply.error(sequence: error.sequence, reason: error.reason).line)
+            return
+        }
+        switch request {
+        case .epoch(let epoch):
+            sessions[connection]?.epoch = epoch
+        case .ping:
+            sessions[connection]?.replies.append(EventReply.pong.line)
+        case let .publish(sequence, topic, payload):
+            guard let session = sessions[connection] else { return }
+            let publisher = session.publisher
+            if sequence > 0 {
+                if sequence <= watermarks[publisher] ?? 0 {
+                    statistics.duplicates += 1
+                } else {
+                    watermarks[publisher] = sequence
+                    pending.append((connection, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: sequence)))
+                }
+                sessions[connection]!.ackDue = max(session.ackDue, sequence)
+            } else {
+                pending.append((connection, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: 0)))
+            }
+        case let .subscribe(filter, durable):
+            subscribe(connection, filter, durable: durable)
+        case .unsubscribe(let filter):
+            sessions[connection]?.filters.removeAll { $0 == filter }
+            if let name = sessions[connection]?.durable {
+                cursors[name]?.filters.removeAll { $0 == filter }
+                dirtyCursors.insert(name)
+            }
+            sessions[connection]?.replies.append(EventReply.unsubscribed(filter).line)
+        case .ack(let id):
+            guard let name = sessions[connection]?.durable, let cursor = cursors[name] else { return }
+            let acked = min(id, sessions[connection]!.position)
+            if acked > cursor.position {
+                cursors[name]!.position = acked
+                dirtyCursors.insert(name)
+            }
+        }
+    }
+
+    private func subscribe(_ connection: Connection, _ filter: TopicFilter, durable: String?) {
+        guard var session = sessions[connection] else { return }
+        defer { sessions[connection] = session }
+        if let durable, session.durable != durable {
+            guard session.durable == nil else {
+                session.replies.append(EventReply.error(sequence: 0, reason: "this connection is already the durable subscriber \(session.durable!)").line)
+                return
+            }
+            if let previous = durableOwners[durable], previous != connection {
+                // The newest connection under a name takes over (a restarted subscriber).
+                sessions[previous]?.durable = nil
+                sessions[previous]?.filters = []
+                sessions[previous]?.replies.append(EventReply.error(sequence: 0, reason: "durable subscriber \(durable) was taken over by a new connection").line)
+                ready.insert(previous)
+            }
+            durableOwners[durable] = connection
+            let cursor = cursors[durable] ?? EventLog.Cursor(position: log.lastID, filters: [])
+            cursors[durable] = cursor
+            session.durable = durable
+            session.position = cursor.position
+            session.replaying = true
+            session.queue = []
+            session.head = 0
+        }
+        if !session.filters.contains(filter) {
+            guard session.filters.count < options.filtersPerConnection else {
+                session.replies.append(EventReply.error(sequence: 0, reason: "too many subscriptions on one connection (at most \(options.filtersPerConnection))").line)
+                return
+            }
+            session.filters.append(filter)
+        }
+        if let name = session.durable, cursors[name]?.filters.contains(filter) == false {
+            cursors[name]!.filters.append(filter)
+            dirtyCursors.insert(name)
+        }
+        session.replies.append(EventReply.subscribed(filter).line)
+    }
+
+    /// Stores what was published since the last commit in one transaction,
+    /// then acknowledges it and hands it to subscribers. On a storage error
+    /// nothing is acknowledged; the error names the connections whose
+    /// publications were not stored (they should be reset, so their
+    /// publishers send them again).
+    public func commit(now: Int64) throws(CommitError) {
+        let batch = pending
+        pending = []
+        let ids: [UInt64]
+        do { ids = try log.append(batch.map(\.message), at: now) } catch {
+            watermarks = (try? log.watermarks()) ?? watermarks
+            let affected = Set(batch.map(\.connection))
+            for connection in affected { sessions[connection]?.ackDue = 0 }
+            throw CommitError(reason: "cannot store events: \(error)", connections: Array(affected))
+        }
+        statistics.stored += batch.count
+        for (connection, session) in sessions where session.ackDue > 0 {
+            sessions[connection]!.replies.append(EventReply.published(upTo: session.ackDue).line)
+            sessions[connection]!.ackDue = 0
+            ready.insert(connection)
+        }
+        if !dirtyCursors.isEmpty {
+            do { try log.save(cursors: cursors.filter { dirtyCursors.contains($0.key) }) } catch {
+                throw CommitError(reason: "cannot store subscriber positions: \(error)", connections: [])
+            }
+            dirtyCursors = []
+        }
+        guard !ids.isEmpty else { return }
+        let subscribers = sessions.filter { !$0.value.filters.isEmpty }
+        guard !subscribers.isEmpty else { return }
+        for (index, id) in ids.enumerated() {
+            let message = batch[index].message
+            var line: [UInt8]?
+            for (connection, session) in subscribers where session.filters.contains(where: { $0.matches(message.topic) }) {
+                let bytes = line ?? Array(EventReply.messageLine(id: id, message).utf8)
+                line = bytes
+                enqueue(bytes, id: id, for: connection)
+            }
+        }
+    }
+
+    private func enqueue(_ line: [UInt8], id: UInt64, for connection: Connection) {
+        guard var session = sessions[connection] else { return }
+        sessions[connection] = nil // edit in place, without copying the queue
+        defer {
+            sessions[connection] = session
+            ready.insert(connection)
+        }
+        if session.durable != nil {
+            guard !session.replaying else { return } // it reads from the log
+            guard session.queued < options.queuePerSubscriber else {
+                session.replaying = true // fell behind: continue from the log after `position`
+                return
+            }
+            session.position = id
+        } else if session.queued >= options.queuePerSubscriber {
+            session.head += 1
+            session.droppedUnreported += 1
+            statistics.droppedSlow += 1
+        }
+        if session.head > 4096, session.head * 2 > session.queue.count {
+            session.queue.removeFirst(session.head)
+            session.head = 0
+        }
+        session.queue.append(line)
+    }
+
+    /// The next frame for a connection (replies first, then messages), at
+    /// most about `maxBytes`; nil when it has nothing to send.
+    public func nextFrame(for connection: Connection, maxBytes: Int = 60_000) -> [UInt8]? {
+        guard var session = sessions[connection] else {
+            ready.remove(connection)
+            return nil
+        }
+        sessions[connection] = nil
+        defer {
+            if !session.hasOutput { ready.remove(connection) }
+            sessions[connection] = session
+        }
+        var frame: [UInt8] = []
+        for reply in session.replies {
+            frame.append(contentsOf: reply.utf8)
+            frame.append(0x0A)
+        }
+        session.replies = []
+        if session.droppedUnreported > 0 {
+            frame.append(contentsOf: EventReply.dropped(session.droppedUnreported).line.utf8)
+            frame.append(0x0A)
+            session.droppedUnreported = 0
+        }
+        while session.head < session.queue.count, frame.count < maxBytes {
+            frame.append(contentsOf: session.queue[session.head])
+            frame.append(0x0A)
+            session.head += 1
+            statistics.delivered += 1
+        }
+        if session.head == session.queue.count {
+            session.queue = []
+            session.head = 0
+        }
+        if session.queued == 0, session.replaying, frame.count < maxBytes {
+            replay(&session, into: &frame, maxBytes: maxBytes)
+        }
+        return frame.isEmpty ? nil : frame
+    }
+
+    private func replay(_ session: inout Session, into frame: inout [UInt8], maxBytes: Int) {
+        let entries: [EventLog.Entry]
+        do { entries = try log.read(after: session.position, limit: options.replayBatch) } catch { return } // retried at the next frame
+        for entry in entries {
+            guard frame.count < maxBytes else { return }
+            session.position = entry.id
+            guard session.filters.contains(where: { $0.matches(entry.message.topic) }) else { continue }
+            frame.append(contentsOf: EventReply.messageLine(id: entry.id, entry.message).utf8)
+            frame.append(0x0A)
+            statistics.delivered += 1
+            statistics.replayed += 1
+        }
+        if entries.count < options.replayBatch, session.position >= (entries.last?.id ?? session.position) {
+            session.position = max(session.position, log.lastID)
+            session.replaying = false // caught up: live messages queue from here
+        }
+    }
+
+    /// Applies retention (a bounded step) and returns one line per durable
+    /// subscriber that lost messages, for the log.
+    public func maintain(now: Int64) -> [String] {
+        let removed: [(id: UInt64, topic: Topic?)]
+        do { removed = try log.prune(now: now) } catch { return ["cannot apply retention to the event log: \(error)"] }
+        guard let last = removed.last?.id else { return [] }
+        var lost: [String: Int] = [:]
+        for (name, cursor) in cursors where cursor.position < last {
+            let count = removed.filter { entry in
+                entry.id > cursor.position && (entry.topic.map { topic in cursor.filters.contains { $0.matches(topic) } } ?? true)
+            }.count
+            cursors[name]!.position = last
+            dirtyCursors.insert(name)
+            if count > 0 { lost[name] = count }
+        }
+        for (connection, session) in sessions where session.durable != nil && session.position < last {
+            sessions[connection]!.position = last
+            if let count = lost[session.durable!] {
+                sessions[connection]!.droppedUnreported += count
+                ready.insert(connection)
+            }
+        }
+        statistics.droppedRetention += lost.values.reduce(0, +)
+        return lost.sorted { $0.key < $1.key }.map { name, count in
+            "retention bound reached: \(count) messages dropped before durable subscriber \(name) read them"
+        }
+    }
+
+    public struct CommitError: Error, CustomStringConvertible {
+        public var reason: String
+        /// Connections whose publications were not stored (reset them, so
+        /// their publishers send them again).
+        public var connections: [Connection]
+        public var description: String { reason }
+    }
+}

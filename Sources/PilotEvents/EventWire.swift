@@ -1,0 +1,207 @@
+public import PilotCore
+
+/// What travels on virtual port 1002, inside the encrypted tunnel stream:
+/// lines of text, many to one stream message (so small events share
+/// datagrams). Fields are separated by one space; topics, filters, keys
+/// and numbers have none, and the payload, a one-line JSON object, is last.
+///
+///     client → hub:  EPOCH <hex>                      (names this publisher's spool)
+///                    SUB <filter> [<durable name>]
+///                    UNSUB <filter>
+///                    PUB <seq> <topic> <payload>      (seq 0: fire and forget, no ack)
+///                    ACK <id>                         (a durable subscriber has all up to id)
+///                    PING
+///     hub → client:  OK SUB <filter> | OK UNSUB <filter>
+///                    PUBACK <seq>                     (every publication up to seq is stored)
+///                    ERR <seq> <reason>               (seq 0: not about a publication)
+///                    MSG <id> <publisher> <seq> <topic> <payload>
+///                    DROP <count>                     (messages this subscriber lost)
+///                    PONG
+public enum EventRequest: Equatable, Sendable {
+    case epoch(String)
+    case subscribe(TopicFilter, durable: String?)
+    case unsubscribe(TopicFilter)
+    case publish(sequence: UInt64, topic: Topic, payload: String)
+    case ack(UInt64)
+    case ping
+
+    public var line: String {
+        switch self {
+        case .epoch(let epoch): "EPOCH \(epoch)"
+        case let .subscribe(filter, durable): "SUB \(filter)" + (durable.map { " " + $0 } ?? "")
+        case .unsubscribe(let filter): "UNSUB \(filter)"
+        case let .publish(sequence, topic, payload): "PUB \(sequence) \(topic) \(payload)"
+        case .ack(let id): "ACK \(id)"
+        case .ping: "PING"
+        }
+    }
+
+    /// Parses one request line. A publication's payload is checked against
+    /// `limits` here, at the hub, whatever the publisher checked.
+    public static func parse(_ line: ArraySlice<UInt8>, limits: EventMessage.Limits = .init()) throws(EventWireError) -> EventRequest {
+        var fields = EventFields(line)
+        switch fields.word() {
+        case "EPOCH":
+            let epoch = fields.rest()
+            guard (1...32).contains(epoch.count), epoch.allSatisfy(\.isHexDigit) else { throw EventWireError(sequence: 0, "EPOCH needs 1 to 32 hex digits") }
+            return .epoch(epoch)
+        case "SUB":
+            let filter = try fields.filter()
+            let durable = fields.rest()
+            if durable.isEmpty { return .subscribe(filter, durable: nil) }
+            do { try DurableName.validate(durable) } catch { throw EventWireError(sequence: 0, error.description) }
+            return .subscribe(filter, durable: durable)
+        case "UNSUB":
+            return .unsubscribe(try fields.filter())
+        case "PUB":
+            guard let sequence = UInt64(fields.word()) else { throw EventWireError(sequence: 0, "PUB needs a sequence number") }
+            let topic: Topic
+            do { topic = try Topic(fields.word()) } catch { throw EventWireError(sequence: sequence, error.description) }
+            let payload: String
+            do { payload = try EventMessage.validate(payload: fields.rest(), limits: limits) } catch {
+                throw EventWireError(sequence: sequence, error.description)
+            }
+            return .publish(sequence: sequence, topic: topic, payload: payload)
+        case "ACK":
+            guard let id = UInt64(fields.rest()) else { throw EventWireError(sequence: 0, "ACK needs a message id") }
+            return .ack(id)
+        case "PING":
+            return .ping
+        case let other:
+            throw EventWireError(sequence: 0, "unknown request '\(other.prefix(20))'")
+        }
+    }
+}
+
+public enum EventReply: Equatable, Sendable {
+    case subscribed(TopicFilter)
+    case unsubscribed(TopicFilter)
+    case published(upTo: UInt64)
+    case error(sequence: UInt64, reason: String)
+    case message(id: UInt64, EventMessage)
+    case dropped(Int)
+    case pong
+
+    public var line: String {
+        switch self {
+        case .subscribed(let filter): "OK SUB \(filter)"
+        case .unsubscribed(let filter): "OK UNSUB \(filter)"
+        case .published(let sequence): "PUBACK \(sequence)"
+        case let .error(sequence, reason): "ERR \(sequence) \(reason.filter { $0 != "\n" && $0 != "\r" })"
+        case let .message(id, message): Self.messageLine(id: id, message)
+        case .dropped(let count): "DROP \(count)"
+        case .pong: "PONG"
+        }
+    }
+
+    public static func messageLine(id: UInt64, _ message: EventMessage) -> String {
+        "MSG \(id) \(message.publisher) \(message.sequence) \(message.topic) \(message.payload)"
+    }
+
+    /// Parses one reply line. The payload of a message is passed on as the
+    /// hub stored it (the hub checked it); its framing is checked here.
+    public static func parse(_ line: ArraySlice<UInt8>) throws(EventWireError) -> EventReply {
+        var fields = EventFields(line)
+        switch fields.word() {
+        case "OK":
+            let of = fields.word()
+            let filter = try fields.filter()
+            return of == "UNSUB" ? .unsubscribed(filter) : .subscribed(filter)
+        case "PUBACK":
+            guard let sequence = UInt64(fields.rest()) else { break }
+            return .published(upTo: sequence)
+        case "ERR":
+            guard let sequence = UInt64(fields.word()) else { break }
+            return .error(sequence: sequence, reason: fields.rest())
+        case "MSG":
+            guard let id = UInt64(fields.word()) else { break }
+            let publisher = fields.word()
+            guard !publisher.isEmpty, let sequence = UInt64(fields.word()), let topic = try? Topic(fields.word()) else { break }
+            let payload = fields.rest()
+            guard payload.hasPrefix("{"), payload.hasSuffix("}") else { break }
+            return .message(id: id, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: sequence))
+        case "DROP":
+            guard let count = Int(fields.rest()) else { break }
+            return .dropped(count)
+        case "PONG":
+            return .pong
+        default:
+            break
+        }
+        throw EventWireError(sequence: 0, "malformed reply from the hub: \(String(decoding: line.prefix(60), as: UTF8.self))")
+    }
+}
+
+/// Splits a stream message into its lines (without the line feeds).
+public enum EventLines {
+    public static func split(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        bytes.split(separator: 0x0A, omittingEmptySubsequences: true)
+    }
+
+    /// Joins lines into stream messages of at most `maxBytes` each (a longer
+    /// line goes alone).
+    public static func pack(_ lines: [String], maxBytes: Int = 60_000) -> [[UInt8]] {
+        var messages: [[UInt8]] = []
+        var current: [UInt8] = []
+        for line in lines {
+            if !current.isEmpty, current.count + line.utf8.count + 1 > maxBytes {
+                messages.append(current)
+                current = []
+            }
+            current.append(contentsOf: line.utf8)
+            current.append(0x0A)
+        }
+        if !current.isEmpty { messages.append(current) }
+        return messages
+    }
+}
+
+/// A durable subscriber's name: 1 to 64 of letters, digits, `.`, `_`, `-`.
+public enum DurableName {
+    public static func validate(_ name: String) throws(ParseError) {
+        guard (1...64).contains(name.utf8.count),
+              name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
+            throw ParseError("durable name", name, "use 1 to 64 letters, digits, '.', '_' or '-'")
+        }
+    }
+}
+
+public struct EventWireError: Error, Equatable, CustomStringConvertible {
+    /// The publication the error is about (0: none).
+    public var sequence: UInt64
+    public var reason: String
+    public init(sequence: UInt64, _ reason: String) {
+        self.sequence = sequence
+        self.reason = reason
+    }
+    public var description: String { reason }
+}
+
+/// Space-separated fields of one line, the last taking the rest.
+struct EventFields {
+    private var rest_: Substring
+
+    init(_ line: ArraySlice<UInt8>) {
+        var text = Substring(String(decoding: line, as: UTF8.self))
+        if text.last == "\r" { text = text.dropLast() }
+        rest_ = text
+    }
+
+    mutating func word() -> String {
+        guard let space = rest_.firstIndex(of: " ") else {
+            defer { rest_ = "" }
+            return String(rest_)
+        }
+        defer { rest_ = rest_[rest_.index(after: space)...] }
+        return String(rest_[..<space])
+    }
+
+    mutating func rest() -> String {
+        defer { rest_ = "" }
+        return String(rest_)
+    }
+
+    mutating func filter() throws(EventWireError) -> TopicFilter {
+        do { return try TopicFilter(word()) } catch { throw EventWireError(sequence: 0, error.description) }
+    }
+}
