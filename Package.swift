@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "PilotNode",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotEvents",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -17,6 +17,18 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(help: ArgumentHelp("Seconds between keepalives to the registry.", valueName: "seconds"))
     var keepalive: Int64 = 30
 
+    @Option(name: .customLong("max-payload-bytes"), help: ArgumentHelp("Largest event payload this node's broker accepts.", valueName: "n"))
+    var maxPayloadBytes = 64 * 1024
+
+    @Option(name: .customLong("event-retention-size"), help: ArgumentHelp("Payload megabytes the broker keeps on disk for durable subscribers.", valueName: "MB"))
+    var eventRetentionSize = 512
+
+    @Option(name: .customLong("event-retention-age"), help: ArgumentHelp("How long the broker keeps messages for durable subscribers (e.g. 90m, 24h, 7d).", valueName: "duration"))
+    var eventRetentionAge = "7d"
+
+    @Option(name: .customLong("spool-size"), help: ArgumentHelp("Messages this node's spool holds at most while the hub is away.", valueName: "n"))
+    var spoolSize = 1_000_000
+
     @Option(help: ArgumentHelp("A config file of one flag a line (default: STATE/config).", valueName: "file"))
     var config: String?
 
@@ -27,6 +39,10 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         _ = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         for endpoint in advertise { _ = try parseEndpoint(endpoint, flag: "--advertise") }
         guard (1...3600).contains(keepalive) else { throw ValidationError("--keepalive must be between 1 and 3600 seconds") }
+        guard (2...(16 << 20)).contains(maxPayloadBytes) else { throw ValidationError("--max-payload-bytes must be between 2 and 16777216") }
+        guard (1...1_048_576).contains(eventRetentionSize) else { throw ValidationError("--event-retention-size must be between 1 and 1048576 MB") }
+        _ = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
+        guard (1...100_000_000).contains(spoolSize) else { throw ValidationError("--spool-size must be between 1 and 100000000 messages") }
     }
 
     func run() async throws {
@@ -43,6 +59,11 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         options.advertise = try advertise.map { try parseEndpoint($0, flag: "--advertise") }
         options.beacon = try settings.beacon.map { try parseEndpoint($0, flag: "--beacon") }
+        options.hub = settings.hub
+        options.events.limits.maxPayloadBytes = maxPayloadBytes
+        options.events.retention.maxBytes = eventRetentionSize << 20
+        options.events.retention.maxAgeSeconds = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
+        options.events.spool.maxMessages = spoolSize
         let service = AgentService(options: options, identity: identity, logger: log.logger("pilot.agent"))
         do { try await service.start() } catch {
             throw CLIError("cannot start the node: \(error)")

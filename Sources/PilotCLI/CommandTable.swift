@@ -114,7 +114,7 @@ public enum CommandTable {
         CommandSpec(
             name: "init", kind: .command,
             abstract: "Create this node's identity and config file, and print its public key.",
-            usage: "pilot init [--hostname NAME] [--registry HOST:PORT] [--beacon HOST:PORT] [--state-dir DIR]",
+            usage: "pilot init [--hostname NAME] [--registry HOST:PORT] [--beacon HOST:PORT] [--hub NAME] [--state-dir DIR]",
             details: """
                 Creates the state directory (mode 0700), an Ed25519 identity (mode 0600) \
                 and a config file of one flag a line. Running it again keeps the identity \
@@ -175,6 +175,31 @@ public enum CommandTable {
             usage: "pilot untrust HOST [--state-dir DIR]",
             details: "",
             implementation: .parsable(UntrustCommand.self)),
+        CommandSpec(
+            name: "publish", kind: .command,
+            abstract: "Publish events to the hub: one JSON object, or one a line from stdin.",
+            usage: "pilot publish TOPIC (--data JSON | --stdin) [--to HUB] [--no-ack] [--state-dir DIR]",
+            details: """
+                The local node numbers each message and keeps it in its on-disk spool \
+                until the hub has stored it, so a hub restart or an outage loses nothing; \
+                this command returns once the messages are spooled. --no-ack sends at \
+                most once, without the spool. A payload is a JSON object of at most \
+                64 KiB; a topic is '/'-separated printable levels without empty ones.
+                """,
+            implementation: .parsable(PublishCommand.self)),
+        CommandSpec(
+            name: "subscribe", kind: .command,
+            abstract: "Print events from the hub as they arrive: '[topic] payload' a line.",
+            usage: "pilot subscribe FILTER... [--from HUB] [--json] [--count N] [--timeout S] [--durable NAME] [--state-dir DIR]",
+            details: """
+                In a filter '*' matches one level and a trailing '*' one or more, so \
+                'metrics/*' gets metrics/cpu/web-01 and 'metrics/*/web-01' every metric \
+                of one host. Output is flushed line by line for shell pipelines. With \
+                --durable NAME the hub keeps messages for NAME while it is away (within \
+                its retention bounds) and resumes after the last message printed. \
+                Duplicates from resends are discarded.
+                """,
+            implementation: .parsable(SubscribeCommand.self)),
         CommandSpec(
             name: "set-tags", kind: .command,
             abstract: "Replace this node's tags at the registry (kept across restarts).",

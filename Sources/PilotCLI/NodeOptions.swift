@@ -77,3 +77,13 @@ func loadOrCreateIdentity(stateDirectory: String) throws -> SigningKey {
     try IdentityFile.save(key, to: path)
     return key
 }
+
+func parseDuration(_ text: String, flag: String) throws -> Int64 {
+    do {
+        let seconds = try DurationText.seconds(text)
+        guard seconds > 0 else { throw ValidationError("\(flag): the duration must be more than zero") }
+        return seconds
+    } catch let error as ParseError {
+        throw ValidationError("\(flag): \(error)")
+    }
+}

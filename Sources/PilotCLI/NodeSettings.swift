@@ -20,6 +20,9 @@ struct NodeSettings: ParsableArguments {
     @Option(help: ArgumentHelp("The beacon for NAT traversal and relay.", valueName: "host:port"))
     var beacon: String?
 
+    @Option(help: ArgumentHelp("The fleet's event hub (a hostname), the default of publish and subscribe.", valueName: "name"))
+    var hub: String?
+
     @Option(name: .customLong("tag"), help: ArgumentHelp("A tag for this node (repeatable).", valueName: "tag"))
     var tags: [String] = []
 
@@ -27,6 +30,7 @@ struct NodeSettings: ParsableArguments {
         do {
             if let hostname { _ = try Hostname.validate(hostname) }
             _ = try Tags.validate(tags)
+            if let hub { _ = try Hostname.validate(hub) }
         } catch {
             throw ValidationError("\(error)")
         }

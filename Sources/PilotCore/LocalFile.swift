@@ -77,6 +77,18 @@ public enum LocalFile {
         guard access(path, W_OK | X_OK) == 0 else { throw FileError(path: path, operation: "cannot write to directory", code: errno) }
     }
 
+    /// The names in a directory (without `.` and `..`).
+    public static func listDirectory(_ path: String) throws(FileError) -> [String] {
+        guard let directory = opendir(path) else { throw FileError(path: path, operation: "cannot list directory", code: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     public static func directoryName(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let parent = String(path[..<slash])

@@ -39,12 +39,20 @@ public enum ControlSocket {
 /// completes on any loop; responses go back in order per connection.
 public enum ControlServer {
     public typealias Handler = @Sendable (JSONValue) async -> JSONValue
+    /// Takes over a connection whose first request names a streaming command
+    /// (publish, subscribe); runs on the connection's loop.
+    public typealias StreamHandler = @Sendable (JSONValue, ControlStream) -> Void
 
-    public static func start(group: any EventLoopGroup, path: String, handler: @escaping Handler) async throws -> any Channel {
+    public static func start(group: any EventLoopGroup, path: String, handler: @escaping Handler,
+                             streaming: [String: StreamHandler] = [:]) async throws -> any Channel {
         try LocalFile.makeDirectory(LocalFile.directoryName(path), mode: 0o700)
         let channel = try await ServerBootstrap(group: group)
+            // A subscriber reading a burst: room to buffer it rather than drop.
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 1 << 20, high: 16 << 20))
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(LineHandler(handler: handler)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(LineHandler(handler: handler, streaming: streaming))
+                }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         chmod(path, 0o660)
@@ -55,17 +63,28 @@ public enum ControlServer {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let handler: Handler
+        let streaming: [String: StreamHandler]
         var buffer: [UInt8] = []
+        var stream: ControlStream?
 
-        init(handler: @escaping Handler) { self.handler = handler }
+        init(handler: @escaping Handler, streaming: [String: StreamHandler]) {
+            self.handler = handler
+            self.streaming = streaming
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(buffer[..<newline])
-                buffer.removeFirst(newline + 1)
-                respond(context: context, to: line)
+            var start = 0
+            while let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = buffer[start..<newline]
+                start = newline + 1
+                if let stream {
+                    stream.onLine?(line)
+                } else {
+                    respond(context: context, to: Array(line))
+                }
             }
+            buffer.removeFirst(start)
             if buffer.count > ControlSocket.maxLineBytes {
                 write(context: context, ControlSocket.failure("request longer than \(ControlSocket.maxLineBytes) bytes"))
                 context.close(promise: nil)
@@ -81,11 +100,28 @@ public enum ControlServer {
                 return write(context: context, ControlSocket.failure(
                     "control protocol version \(request["v"]?.description ?? "(none)") is not \(ControlSocket.version); use the pilot binary that runs this node"))
             }
+            if let command = request["cmd"]?.stringValue, let takeOver = streaming[command] {
+                let stream = ControlStream(channel: context.channel)
+                self.stream = stream
+                takeOver(request, stream)
+                return
+            }
             let handler = self.handler
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.makeFutureWithTask { await handler(request) }.whenSuccess { response in
                 bound.value.0.write(context: bound.value.1, response)
             }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            stream?.closed()
+            stream = nil
+            context.fireChannelInactive()
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if context.channel.isWritable { stream?.onWritable?() }
+            context.fireChannelWritabilityChanged()
         }
 
         private func write(context: ChannelHandlerContext, _ response: JSONValue) {
@@ -94,28 +130,146 @@ public enum ControlServer {
     }
 }
 
-/// The CLI side: one blocking request/response over the control socket.
-public enum ControlClient {
-    public static func call(path: String, _ request: JSONObject, timeoutSeconds: Int = 20) throws(ControlError) -> JSONValue {
+/// A control connection taken over by a streaming command: lines both ways
+/// until either side closes. Used on the connection's loop.
+public final class ControlStream: @unchecked Sendable {
+    let channel: any Channel
+    /// Each further line from the client (without its line feed).
+    public var onLine: ((ArraySlice<UInt8>) -> Void)?
+    /// Once, when the client has gone.
+    public var onClose: (() -> Void)?
+    /// When the client has read enough of what was written to take more.
+    public var onWritable: (() -> Void)?
+    public private(set) var isClosed = false
+
+    init(channel: any Channel) { self.channel = channel }
+
+    public var eventLoop: any EventLoop { channel.eventLoop }
+    public var isWritable: Bool { channel.isWritable }
+
+    /// Writes bytes as they are (the caller ends lines with a line feed).
+    public func send(_ bytes: [UInt8]) {
+        guard !isClosed else { return }
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+    }
+
+    public func send(_ response: JSONValue) { send(Array((response.description + "\n").utf8)) }
+
+    public func close() {
+        guard !isClosed else { return }
+        channel.close(promise: nil)
+    }
+
+    func closed() {
+        guard !isClosed else { return }
+        isClosed = true
+        onLine = nil
+        onWritable = nil
+        onClose?()
+        onClose = nil
+    }
+}
+
+/// The CLI side of a streaming command: a blocking connection that sends
+/// the request, then lines both ways.
+public final class ControlConnection {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+    public let path: String
+
+    public init(path: String, _ request: JSONObject, readTimeoutSeconds: Int = 0) throws(ControlError) {
+        self.path = path
+        fd = try ControlClient.connect(path: path, timeoutSeconds: readTimeoutSeconds)
         var object = JSONObject([("v", .number(Double(ControlSocket.version)))])
         for member in request { object[member.key] = member.value }
+        do { try write(Array((JSONValue.object(object).description + "\n").utf8)) } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit { close(fd) }
+
+    public func write(_ bytes: [UInt8]) throws(ControlError) {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw .unreachable("the node closed the control connection (\(String(cString: strerror(errno))))") }
+            sent += n
+        }
+    }
+
+    /// The next line (without its line feed); nil at the end of the stream.
+    /// Throws on a read timeout or error.
+    public func readLine(maxBytes: Int = ControlSocket.maxLineBytes) throws(ControlError) -> ArraySlice<UInt8>? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                defer { start = newline + 1 }
+                return buffer[start..<newline]
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            guard buffer.count <= maxBytes else { throw .unreachable("a line from the node is longer than \(maxBytes) bytes") }
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n == 0 { return nil }
+            guard n > 0 else {
+                throw errno == EAGAIN || errno == EWOULDBLOCK ? .timedOut : .unreachable("cannot read from the node: \(String(cString: strerror(errno)))")
+            }
+            buffer.append(contentsOf: chunk[..<n])
+        }
+    }
+
+    /// Whether a line or the end of the stream can be read within `milliseconds`.
+    public func waitReadable(milliseconds: Int32) -> Bool {
+        if buffer[start...].contains(0x0A) { return true }
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, milliseconds) > 0
+    }
+
+    /// Says the request is complete (the node sees the end of input).
+    public func finishWriting() { shutdown(fd, Int32(SHUT_WR)) }
+}
+
+/// The CLI side: one blocking request/response over the control socket.
+public enum ControlClient {
+    static func connect(path: String, timeoutSeconds: Int) throws(ControlError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .unreachable("cannot create a socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw .unreachable("socket path too long: \(path)") }
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw .unreachable("socket path too long: \(path)")
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: pathBytes)
             raw[pathBytes.count] = 0
         }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if timeoutSeconds > 0 { setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { throw .notRunning(path: path, reason: String(cString: strerror(errno))) }
+        guard connected == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .notRunning(path: path, reason: reason)
+        }
+        return fd
+    }
+
+    public static func call(path: String, _ request: JSONObject, timeoutSeconds: Int = 20) throws(ControlError) -> JSONValue {
+        var object = JSONObject([("v", .number(Double(ControlSocket.version)))])
+        for member in request { object[member.key] = member.value }
+        let fd = try connect(path: path, timeoutSeconds: timeoutSeconds)
+        defer { close(fd) }
         let line = Array((JSONValue.object(object).description + "\n").utf8)
         var sent = 0
         while sent < line.count {
@@ -144,11 +298,13 @@ public enum ControlClient {
 public enum ControlError: Error, CustomStringConvertible {
     case notRunning(path: String, reason: String)
     case unreachable(String)
+    case timedOut
 
     public var description: String {
         switch self {
         case let .notRunning(path, reason): "no pilot node is running here (\(path): \(reason))"
         case .unreachable(let reason): reason
+        case .timedOut: "no answer from the node in time"
         }
     }
 }

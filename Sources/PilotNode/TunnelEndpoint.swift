@@ -77,6 +77,50 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Bulk senders waiting for window space, run after stream traffic arrives.
     private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
 
+    /// Messages sent on a connection and not yet on the wire (on the loop).
+    public func queuedOnStream(_ connection: StreamMux.ConnectionID) -> Int {
+        loop.preconditionInEventLoop()
+        return streams.queuedMessages(on: connection)
+    }
+
+    public func isStreamOpen(_ connection: StreamMux.ConnectionID) -> Bool {
+        loop.preconditionInEventLoop()
+        return streams.isOpen(connection)
+    }
+
+    /// Runs `handler` (on the loop) whenever stream traffic arrives, which is
+    /// when acknowledgements free send space; nil stops it.
+    public func whenStreamWritable(_ connection: StreamMux.ConnectionID, _ handler: (() -> Void)?) {
+        loop.preconditionInEventLoop()
+        streamSenders[connection] = handler
+    }
+
+    /// Closes a connection, telling the peer (on the loop).
+    public func resetStream(_ connection: StreamMux.ConnectionID, reason: String) {
+        loop.preconditionInEventLoop()
+        streamSenders[connection] = nil
+        streamWaiters[connection] = nil
+        sendStream(streams.reset(connection, reason: reason))
+    }
+
+    /// Opens a stream connection to `port` of `peer` (opening the tunnel
+    /// first). The handler runs on the loop with each message, then once
+    /// with the failure that closed the connection.
+    public func connectStream(to peer: PublicKey, candidates: [Endpoint], port: UInt16,
+                              handler: @escaping @Sendable (Result<[UInt8], any Error>) -> Void) async throws -> StreamMux.ConnectionID {
+        var opened = false
+        for _ in 0..<3 where !opened { opened = (try? await ping(peer, candidates: candidates)) != nil }
+        guard opened else { throw TunnelError.timeout(peer.fingerprint, 9) }
+        return try await loop.submit { () throws -> StreamMux.ConnectionID in
+            let connection = try self.streams.open(to: peer, port: port, now: TunnelTime.current().now)
+            self.streamWaiters[connection] = { result in
+                if case .failure = result { self.streamWaiters[connection] = nil }
+                handler(result)
+            }
+            return connection
+        }.get()
+    }
+
     private func sendStream(_ outgoing: [StreamMux.Outgoing]) {
         let time = TunnelTime.current()
         for out in outgoing { transmit(router.send(out.payload, to: out.peer, candidates: [], time: time)) }

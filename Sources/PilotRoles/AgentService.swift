@@ -6,6 +6,7 @@ public import PilotCrypto
 public import PilotNode
 internal import PilotRegistry
 internal import PilotWire
+public import PilotEvents
 
 /// The node daemon of a host (`pilot agent`): its registry session and the
 /// control socket the CLI verbs reach it through. Metrics collection joins
@@ -26,6 +27,9 @@ public final class AgentService: @unchecked Sendable {
         public var advertise: [Endpoint] = []
         /// The beacon for NAT traversal and relay.
         public var beacon: Endpoint?
+        /// The fleet's event hub (a hostname) that publish and subscribe use by default.
+        public var hub: String?
+        public var events = EventService.Options()
 
         public init(stateDirectory: String, configPath: String, hostname: String) {
             self.stateDirectory = stateDirectory
@@ -41,6 +45,7 @@ public final class AgentService: @unchecked Sendable {
     public private(set) var registry: RegistryClient?
     public let tunnels: TunnelEndpoint
     public private(set) var trust: TrustService?
+    public private(set) var events: EventService?
     private var control: (any Channel)?
     public let controlPath: String
 
@@ -77,7 +82,20 @@ public final class AgentService: @unchecked Sendable {
             guard let registry else { throw TrustServiceError("this node has no registry configured, so it cannot find \(host)") }
             return try await registry.lookup(host)
         }
-        control = try await ControlServer.start(group: group, path: controlPath) { [self] request in await self.handle(request) }
+        let identity = self.identity
+        events = try EventService(tunnels: tunnels, stateDirectory: options.stateDirectory, options: options.events, logger: logger) { hub in
+            guard let registry else { throw EventServiceError("this node has no registry configured, so it cannot find the hub \(hub)") }
+            let view = try await registry.lookup(hub)
+            guard view.record.publicKey != identity.publicKey else {
+                throw EventServiceError("\(hub) is this node itself; publish and subscribe from another node of the fleet")
+            }
+            let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
+            guard !candidates.isEmpty else { throw EventServiceError("the hub \(hub) has published no tunnel endpoint") }
+            return EventService.HubAddress(hostname: view.record.hostname, key: view.record.publicKey, candidates: candidates)
+        }
+        events?.resumeSpools()
+        control = try await ControlServer.start(group: group, path: controlPath, handler: { [self] request in await self.handle(request) },
+                                                streaming: ["publish": { [self] in self.publish($0, $1) }, "subscribe": { [self] in self.subscribe($0, $1) }])
         logger.info("node started", metadata: [
             "hostname": "\(options.hostname)", "key": "\(identity.publicKey.fingerprint)", "control": "\(controlPath)",
             "registry": "\(options.registry?.description ?? "none")",
@@ -214,6 +232,100 @@ public final class AgentService: @unchecked Sendable {
         }
     }
 
+    // MARK: Event stream
+
+    private func hubName(_ request: JSONValue) throws -> String {
+        guard let hub = request["to"]?.stringValue ?? request["from"]?.stringValue ?? options.hub else {
+            throw EventServiceError("no hub given: use --to/--from HUB, or set one with 'pilot init --hub NAME'")
+        }
+        do { return try Hostname.validate(hub) } catch { throw EventServiceError("\(error)") }
+    }
+
+    /// `pilot publish`: payload lines after the request, then `END`.
+    /// Each burst of lines is spooled in one transaction; the answer comes
+    /// after `END`, once everything is spooled (or at the first error).
+    private func publish(_ request: JSONValue, _ stream: ControlStream) {
+        guard let events else { stream.send(ControlSocket.failure("the event service is not running")); return stream.close() }
+        let hub: String, topic: Topic
+        do {
+            hub = try hubName(request)
+            topic = try Topic(request["topic"]?.stringValue ?? "")
+        } catch {
+            stream.send(ControlSocket.failure("\(error)"))
+            return stream.close()
+        }
+        let acknowledged = request["ack"] != .bool(false)
+        let maxBytes = options.events.limits.maxPayloadBytes
+        final class State: @unchecked Sendable {
+            var batch: [String] = []
+            var count = 0
+            var lineNumber = 0
+            var failed = false
+            var ended = false
+            var inFlight = false
+        }
+        let state = State()
+        @Sendable func finish(_ reply: JSONValue) {
+            guard !state.failed else { return }
+            state.failed = true
+            stream.send(reply)
+            stream.close()
+        }
+        @Sendable func flush() {
+            guard !state.inFlight, !state.failed else { return }
+            let batch = state.batch
+            state.batch = []
+            if batch.isEmpty {
+                if state.ended { finish(ControlSocket.ok(JSONObject([("published", .number(Double(state.count))), ("hub", .string(hub))]))) }
+                return
+            }
+            state.inFlight = true
+            let loop = stream.eventLoop
+            loop.makeFutureWithTask { try await events.publish(to: hub, topic: topic, payloads: batch, acknowledged: acknowledged) }.whenComplete { result in
+                state.inFlight = false
+                switch result {
+                case .success(let count):
+                    state.count += count
+                    flush()
+                case .failure(let error):
+                    finish(ControlSocket.failure("\(error)" + (state.count > 0 ? " (\(state.count) messages were published before)" : "")))
+                }
+            }
+        }
+        stream.onLine = { line in
+            guard !state.failed, !state.ended else { return }
+            if line.elementsEqual("END".utf8) {
+                state.ended = true
+                return flush()
+            }
+            state.lineNumber += 1
+            guard line.first == UInt8(ascii: "{"), line.count <= maxBytes else {
+                return finish(ControlSocket.failure("payload line \(state.lineNumber): not a JSON object of at most \(maxBytes) bytes"))
+            }
+            state.batch.append(String(decoding: line, as: UTF8.self))
+            if state.batch.count == 1 { stream.eventLoop.execute { flush() } } // once per burst of lines
+            if state.batch.count >= 5_000 { flush() }
+        }
+    }
+
+    /// `pilot subscribe`: confirmation, then message lines; the CLI sends acks.
+    private func subscribe(_ request: JSONValue, _ stream: ControlStream) {
+        guard let events else { stream.send(ControlSocket.failure("the event service is not running")); return stream.close() }
+        do {
+            let hub = try hubName(request)
+            guard case .array(let items)? = request["filters"], !items.isEmpty, items.count <= 64 else {
+                throw EventServiceError("subscribe needs 1 to 64 filters")
+            }
+            let filters = try items.map { try TopicFilter($0.stringValue ?? "") }
+            let durable = request["durable"]?.stringValue
+            if let durable { try DurableName.validate(durable) }
+            events.subscribe(hubName: hub, filters: filters, durable: durable, stream: stream)
+        } catch {
+            stream.send(ControlSocket.failure("\(error)"))
+            stream.close()
+        }
+    }
+
     private func status() async -> JSONValue {
         var body = JSONObject([
             ("hostname", .string(options.hostname)),
@@ -232,6 +344,8 @@ public final class AgentService: @unchecked Sendable {
             body["tags"] = .array(status.tags.map { .string($0) })
             body["last_error"] = status.lastError.map { .string($0) } ?? .null
         }
+        body["hub"] = options.hub.map { .string($0) } ?? .null
+        if let events { body["events"] = .object(await events.status()) }
         return ControlSocket.ok(body)
     }
 

@@ -28,7 +28,9 @@ public struct ReliableChannel: Sendable {
         public var maxMessageBytes = 16 << 20
         public var initialRTO: Int64 = 1_000_000
         public var minRTO: Int64 = 50_000
-        public var maxRTO: Int64 = 60_000_000
+        /// Low for a transport: after an outage (a peer restarting) the
+        /// next retransmission, which finds out, is never far off.
+        public var maxRTO: Int64 = 3_000_000
         /// An ack is sent at most this long after data arrived.
         public var ackDelay: Int64 = 5_000
         public init() {}
@@ -119,6 +121,9 @@ public struct ReliableChannel: Sendable {
     }
 
     public var canSend: Bool { queue.count - queueHead < configuration.sendBufferMessages }
+
+    /// Messages accepted by `send` and not yet fully sent.
+    public var queuedMessages: Int { queue.count - queueHead }
 
     /// Nothing queued, nothing unacknowledged.
     public var isIdle: Bool { queue.count == queueHead && fragments.isEmpty && inFlight.isEmpty }

@@ -36,6 +36,7 @@ public struct StreamMux: Sendable {
         var remotePort: UInt16
         var initiatedHere: Bool
         var lastHeard: Int64
+        var heardFromPeer = false
     }
 
     static let openFlag: UInt8 = 1
@@ -78,6 +79,7 @@ public struct StreamMux: Sendable {
     }
 
     public func canSend(on connection: ConnectionID) -> Bool { connections[connection]?.channel.canSend ?? false }
+    public func queuedMessages(on connection: ConnectionID) -> Int { connections[connection]?.channel.queuedMessages ?? 0 }
     public func isIdle(_ connection: ConnectionID) -> Bool { connections[connection]?.channel.isIdle ?? true }
     public func statistics(_ connection: ConnectionID) -> ReliableChannel.Statistics? { connections[connection]?.channel.statistics }
 
@@ -119,6 +121,7 @@ public struct StreamMux: Sendable {
             events.append(.accepted(key, port: message.destinationPort))
         }
         connections[key]!.lastHeard = now
+        connections[key]!.heardFromPeer = true
         do {
             for delivered in try connections[key]!.channel.receive(body, now: now) { events.append(.message(key, delivered)) }
         } catch {
@@ -149,7 +152,10 @@ public struct StreamMux: Sendable {
     private mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
         guard let state = connections[key] else { return [] }
         let segments = connections[key]!.channel.poll(now: now)
-        let flags = state.initiatedHere ? Self.openFlag : 0
+        // Only until the peer has answered: a peer that restarted since then
+        // must refuse the segments ("no such connection"), not take them
+        // for a new connection that would wait for data sent long ago.
+        let flags = state.initiatedHere && !state.heardFromPeer ? Self.openFlag : 0
         return segments.map { Outgoing(peer: key.peer, payload: Self.frame(state, key.id, flags: flags, $0)) }
     }
 

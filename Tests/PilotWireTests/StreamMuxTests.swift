@@ -99,4 +99,22 @@ struct MuxPair {
         for _ in 0..<20 { pair.step() }
         #expect(pair.eventsAtB.contains { if case .reset(_, "bye") = $0 { true } else { false } })
     }
+
+    @Test func aPeerThatRestartedRefusesTheOldConnectionInsteadOfAcceptingItAgain() throws {
+        var pair = MuxPair()
+        pair.b.listen(on: 1002)
+        let connection = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: 0)
+        try pair.a.send([1], on: connection)
+        for _ in 0..<20 { pair.step() }
+        #expect(pair.eventsAtB.contains { if case .message(_, [1]) = $0 { true } else { false } })
+        // B restarts: it forgets every connection. A's next segments must be refused.
+        pair.b = StreamMux(idSeed: 3)
+        pair.b.listen(on: 1002)
+        pair.eventsAtB = []
+        try pair.a.send([2], on: connection)
+        for _ in 0..<50 { pair.step() }
+        #expect(!pair.eventsAtB.contains { if case .accepted = $0 { true } else { false } })
+        #expect(pair.eventsAtA.contains { if case .reset(connection, "no such connection") = $0 { true } else { false } })
+        #expect(!pair.a.isOpen(connection))
+    }
 }

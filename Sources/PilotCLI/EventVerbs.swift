@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import ArgumentParser
+internal import PilotCore
+internal import PilotEvents
+internal import PilotNode
+
+/// Opens a streaming control connection; a node that is not running gets
+/// the same one-line advice as the other verbs.
+func openNodeStream(_ state: StateOptions, _ request: JSONObject) throws -> ControlConnection {
+    let directory = state.resolved
+    do {
+        return try ControlConnection(path: ControlSocket.path(stateDirectory: directory), request)
+    } catch {
+        if case .notRunning = error {
+            throw CLIError("no pilot node is running for \(directory); start it with 'pilot agent --state-dir \(directory)'")
+        }
+        throw CLIError(error.description)
+    }
+}
+
+/// Reads the node's one-line JSON answer; a refusal becomes the error.
+func readNodeAnswer(_ connection: ControlConnection) throws -> JSONValue {
+    let line: ArraySlice<UInt8>?
+    do { line = try connection.readLine() } catch { throw CLIError(error.description) }
+    guard let line else { throw CLIError("the node closed the connection without answering") }
+    let reply: JSONValue
+    do { reply = try JSONValue.parse(Array(line), limits: .init(maxBytes: ControlSocket.maxLineBytes, maxDepth: 16)) } catch {
+        throw CLIError("unreadable answer from the node: \(error)")
+    }
+    guard reply["ok"] == .bool(true) else { throw CLIError(reply["error"]?.stringValue ?? "the node refused the request") }
+    return reply
+}
+
+struct PublishCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "publish")
+    @Argument(help: ArgumentHelp("The topic, e.g. metrics/cpu/web-01.", valueName: "topic")) var topic: String
+    @Option(help: ArgumentHelp("The payload: one JSON object.", valueName: "json")) var data: String?
+    @Flag(help: "Read payloads from standard input, one JSON object a line.") var stdin = false
+    @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var to: String?
+    @Flag(name: .customLong("no-ack"), help: "Fire and forget: no spool, no acknowledgement (may be lost).") var noAck = false
+    @Option(name: .customLong("max-payload-bytes"), help: ArgumentHelp("Refuse payloads larger than this.", valueName: "n"))
+    var maxPayloadBytes = 64 * 1024
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        guard data != nil || stdin else { throw ValidationError("give either --data JSON or --stdin") }
+        if data != nil && stdin { throw ValidationError("give either --data JSON or --stdin, not both") }
+        do { _ = try Topic(topic) } catch { throw ValidationError("\(error)") }
+        if let to { do { _ = try Hostname.validate(to) } catch { throw ValidationError("--to: \(error)") } }
+        guard (2...(16 << 20)).contains(maxPayloadBytes) else { throw ValidationError("--max-payload-bytes must be between 2 and 16777216") }
+    }
+
+    func run() async throws {
+        var limits = EventMessage.Limits()
+        limits.maxPayloadBytes = maxPayloadBytes
+        var request = JSONObject([("cmd", .string("publish")), ("topic", .string(topic)), ("ack", .bool(!noAck))])
+        if let to { request["to"] = .string(to) }
+        if let data {
+            let payload: String
+            do { payload = try EventMessage.validate(payload: data, limits: limits) } catch { throw CLIError("--data: \(error)") }
+            let connection = try openNodeStream(state, request)
+            try send(connection, Array((payload + "\nEND\n").utf8))
+            _ = try readNodeAnswer(connection)
+            return
+        }
+        let connection = try openNodeStream(state, request)
+        var pending: [UInt8] = []
+        var lineNumber = 0
+        var sent = 0
+        var failure: String?
+        while let line = readLine(strippingNewline: true) {
+            lineNumber += 1
+            if line.allSatisfy(\.isWhitespace) { continue }
+            do {
+                let payload = try EventMessage.validate(payload: line, limits: limits)
+                pending.append(contentsOf: payload.utf8)
+                pending.append(0x0A)
+                sent += 1
+            } catch {
+                failure = "stdin line \(lineNumber): \(error)"
+                break
+            }
+            if pending.count >= 64 * 1024 {
+                try send(connection, pending)
+                pending = []
+            }
+        }
+        try send(connection, pending + Array("END\n".utf8))
+        let reply = try readNodeAnswer(connection)
+        if let failure {
+            let published = reply["published"]?.int64Value ?? Int64(sent)
+            throw CLIError("\(failure); nothing from that line on was published (\(published) before it were)")
+        }
+    }
+
+    private func send(_ connection: ControlConnection, _ bytes: [UInt8]) throws {
+        do { try connection.write(bytes) } catch {
+            // The node stopped reading: it says why in its answer.
+            _ = try readNodeAnswer(connection)
+            throw CLIError(error.description)
+        }
+    }
+}
+
+struct SubscribeCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "subscribe")
+    @Argument(help: ArgumentHelp("Topic filters: '*' is one level, a trailing '*' one or more.", valueName: "filter")) var filters: [String]
+    @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var from: String?
+    @Flag(help: "Print each message as a JSON object instead of '[topic] payload'.") var json = false
+    @Option(help: ArgumentHelp("Exit after this many messages.", valueName: "n")) var count: Int?
+    @Option(help: ArgumentHelp("Exit after this many seconds (an error if --count was not reached).", valueName: "seconds")) var timeout: Double?
+    @Option(help: ArgumentHelp("A durable subscription: the hub keeps messages for NAME and resumes after the last one printed.", valueName: "name"))
+    var durable: String?
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        guard !filters.isEmpty, filters.count <= 64 else { throw ValidationError("give 1 to 64 filters") }
+        for filter in filters { do { _ = try TopicFilter(filter) } catch { throw ValidationError("\(error)") } }
+        if let from { do { _ = try Hostname.validate(from) } catch { throw ValidationError("--from: \(error)") } }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if let timeout, !(timeout > 0 && timeout <= 31_536_000) { throw ValidationError("--timeout must be between 0 and 31536000 seconds") }
+        if let durable { do { try DurableName.validate(durable) } catch { throw ValidationError("--durable: \(error)") } }
+    }
+
+    func run() async throws {
+        var request = JSONObject([("cmd", .string("subscribe")), ("filters", .array(filters.map { .string($0) }))])
+        if let from { request["from"] = .string(from) }
+        if let durable { request["durable"] = .string(durable) }
+        let connection = try openNodeStream(state, request)
+        let deadline = timeout.map { monotonicSeconds() + $0 }
+        func remainingMilliseconds() -> Int32 {
+            guard let deadline else { return -1 }
+            return Int32(max(0, min(Double(Int32.max), (deadline - monotonicSeconds()) * 1000)))
+        }
+        guard connection.waitReadable(milliseconds: remainingMilliseconds()) else {
+            throw CLIError("the hub did not confirm the subscription within \(timeout ?? 0) s")
+        }
+        _ = try readNodeAnswer(connection)
+        var received = 0
+        while count.map({ received < $0 }) ?? true {
+            guard connection.waitReadable(milliseconds: remainingMilliseconds()) else {
+                if let count { throw CLIError("timed out after \(Self.format(timeout ?? 0)) s with \(received) of \(count) messages") }
+                return
+            }
+            var output: [UInt8] = []
+            var lastID: Substring?
+            // Everything already here, printed with one write.
+            repeat {
+                let line: ArraySlice<UInt8>?
+                do { line = try connection.readLine() } catch { throw CLIError(error.description) }
+                guard let line else {
+                    if !output.isEmpty { Console.current.out(String(decoding: output.dropLast(), as: UTF8.self)) }
+                    throw CLIError("the node ended the subscription")
+                }
+                let text = String(decoding: line, as: UTF8.self)
+                if text.hasPrefix("MSG ") {
+                    let fields = text.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: false)
+                    guard fields.count == 6 else { continue }
+                    lastID = fields[1]
+                    let rendered = json
+                        ? #"{"topic":"\#(fields[4])","payload":\#(fields[5]),"publisher":"\#(fields[2])","seq":\#(fields[3])}"#
+                        : "[\(fields[4])] \(fields[5])"
+                    output.append(contentsOf: rendered.utf8)
+                    output.append(0x0A)
+                    received += 1
+                } else if text.hasPrefix("DROP ") {
+                    Console.current.err("pilot subscribe: the hub dropped \(text.dropFirst(5)) messages this subscriber could not take in time")
+                } else if text.hasPrefix("{"), let reply = try? JSONValue.parse(text), reply["ok"] == .bool(false) {
+                    throw CLIError(reply["error"]?.stringValue ?? "the node ended the subscription")
+                }
+            } while count.map({ received < $0 }) ?? true && connection.waitReadable(milliseconds: 0)
+            if !output.isEmpty { Console.current.out(String(decoding: output.dropLast(), as: UTF8.self)) }
+            if durable != nil, let lastID { try? connection.write(Array("ACK \(lastID)\n".utf8)) }
+        }
+    }
+
+    static func format(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+    }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

@@ -1,0 +1,572 @@
+public import Logging
+public import NIOCore
+public import PilotCore
+public import PilotCrypto
+public import PilotEvents
+public import PilotWire
+internal import PilotTransport
+
+/// The event stream on a node (virtual port 1002): the hub's broker over
+/// its durable log (`STATE/events.db`), and the client side that publishes
+/// through a spool per hub (`STATE/spool-HUB.db`) and holds subscriptions
+/// for the CLI. Everything runs on the tunnel loop.
+public final class EventService: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var limits = EventMessage.Limits()
+        public var retention = EventLog.Retention()
+        public var spool = EventSpool.Limits()
+        public var queuePerSubscriber = 10_000
+        public init() {}
+    }
+
+    /// Where a hub is: its key and the endpoints to try.
+    public struct HubAddress: Sendable {
+        public var hostname: String
+        public var key: PublicKey
+        public var candidates: [Endpoint]
+        public init(hostname: String, key: PublicKey, candidates: [Endpoint]) {
+            self.hostname = hostname
+            self.key = key
+            self.candidates = candidates
+        }
+    }
+
+    public typealias Resolve = @Sendable (_ hub: String) async throws -> HubAddress
+    typealias Connection = StreamMux.ConnectionID
+
+    let tunnels: TunnelEndpoint
+    let stateDirectory: String
+    let options: Options
+    let logger: Logger
+    let resolve: Resolve
+    var loop: any EventLoop { tunnels.loop }
+    let hub: EventHub<Connection>
+    private var commitScheduled = false
+    private var forwarders: [String: Forwarder] = [:]
+    private var maintenance: RepeatedTask?
+
+    public init(tunnels: TunnelEndpoint, stateDirectory: String, options: Options, logger: Logger, resolve: @escaping Resolve) throws {
+        self.tunnels = tunnels
+        self.stateDirectory = stateDirectory
+        self.options = options
+        self.logger = logger
+        self.resolve = resolve
+        var hubOptions = EventHub<Connection>.Options()
+        hubOptions.limits = options.limits
+        hubOptions.queuePerSubscriber = options.queuePerSubscriber
+        do {
+            hub = try EventHub(log: EventLog(path: stateDirectory + "/events.db", retention: options.retention), options: hubOptions)
+        } catch {
+            throw EventServiceError("cannot open the event log \(stateDirectory)/events.db: \(error)")
+        }
+        tunnels.acceptStreams(on: OverlayMessage.eventStreamPort) { [self] event in self.hubEvent(event) }
+        maintenance = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in self.tick() }
+    }
+
+    // MARK: The hub (connections from peers to our port 1002)
+
+    private func hubEvent(_ event: TunnelEndpoint.StreamServiceEvent) {
+        switch event {
+        case .accepted(let connection):
+            hub.open(connection, peer: connection.peer.base64)
+        case let .message(connection, bytes):
+            hub.receive(bytes, from: connection)
+            scheduleCommit()
+            flush(connection)
+        case .closed(let connection, _):
+            hub.close(connection)
+        }
+    }
+
+    /// Commits once per turn of the loop, so every publication that arrived
+    /// in one burst of datagrams shares one transaction.
+    private func scheduleCommit() {
+        guard !commitScheduled else { return }
+        commitScheduled = true
+        loop.execute { [self] in
+            commitScheduled = false
+            guard hub.needsCommit else { return }
+            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: WallClock.nowMilliseconds() / 1000) } catch {
+                logger.error("event hub cannot store publications; the publishers will send them again", metadata: ["error": "\(error.reason)"])
+                for connection in error.connections { tunnels.resetStream(connection, reason: "the hub could not store the publications") }
+            }
+            for connection in hub.ready { flush(connection) }
+        }
+    }
+
+    /// Sends what the hub has for a connection while its stream has room;
+    /// continues when acknowledgements free space.
+    private func flush(_ connection: Connection) {
+        guard tunnels.isStreamOpen(connection) else { return }
+        while tunnels.queuedOnStream(connection) < 16, let frame = hub.nextFrame(for: connection) {
+            tunnels.sendOnStream(frame, on: connection)
+        }
+        tunnels.whenStreamWritable(connection, hub.ready.contains(connection) ? { [self] in flush(connection) } : nil)
+    }
+
+    private func tick() {
+        for line in hub.maintain(now: WallClock.nowMilliseconds() / 1000) { logger.error("event hub: \(line)") }
+        if hub.needsCommit { scheduleCommit() }
+        for forwarder in forwarders.values { forwarder.tick() }
+        for subscription in subscriptions.values { subscription.tick() }
+    }
+
+    // MARK: Publishing (the client side)
+
+    /// Numbers and spools messages for `hubName` (committed before this
+    /// returns), then sends them on; with `acknowledged: false` they go
+    /// once, at most, without a spool.
+    public func publish(to hubName: String, topic: Topic, payloads: [String], acknowledged: Bool) async throws -> Int {
+        // Before the first message to a hub, find out whether it takes them
+        // at all: a refusal (not trusted, no such node) is the publisher's
+        // error, while a hub that is merely away gets them from the spool later.
+        let outcome = try await loop.flatSubmit { [self] () -> EventLoopFuture<String?> in
+            do { return try forwarder(for: hubName).firstContact() } catch { return loop.makeFailedFuture(error) }
+        }.get()
+        if let refusal = outcome { throw EventServiceError(refusal) }
+        return try await loop.submit { [self] () throws -> Int in
+            let forwarder = try forwarder(for: hubName)
+            if acknowledged {
+                try forwarder.spool.append(topic: topic, payloads: payloads)
+            } else {
+                forwarder.sendUnacknowledged(topic: topic, payloads: payloads)
+            }
+            forwarder.pump()
+            return payloads.count
+        }.get()
+    }
+
+    private func forwarder(for hubName: String) throws -> Forwarder {
+        if let existing = forwarders[hubName] { return existing }
+        let path = stateDirectory + "/spool-" + hubName + ".db"
+        let spool: EventSpool
+        do { spool = try EventSpool(path: path, limits: options.spool) } catch {
+            throw EventServiceError("cannot open the spool \(path): \(error)")
+        }
+        let forwarder = Forwarder(hubName: hubName, spool: spool, service: self)
+        forwarders[hubName] = forwarder
+        return forwarder
+    }
+
+    /// Opens the spools left by an earlier run, so their messages go out.
+    public func resumeSpools() {
+        loop.execute { [self] in
+            let names = ((try? LocalFile.listDirectory(stateDirectory)) ?? []).compactMap { name -> String? in
+                guard name.hasPrefix("spool-"), name.hasSuffix(".db") else { return nil }
+                return String(name.dropFirst(6).dropLast(3))
+            }
+            for name in names where (try? Hostname.validate(name)) != nil {
+                guard let forwarder = try? forwarder(for: name) else { continue }
+                if forwarder.spool.count > 0 {
+                    logger.info("sending spooled events", metadata: ["hub": "\(name)", "messages": "\(forwarder.spool.count)"])
+                    forwarder.pump()
+                }
+            }
+        }
+    }
+
+    // MARK: Subscribing
+
+    private var subscriptions: [ObjectIdentifier: Subscription] = [:]
+    fileprivate var duplicatesDiscarded = 0
+
+    /// Serves a `subscribe` control stream: opens a connection to the hub,
+    /// confirms to the CLI once the hub took every filter, then passes
+    /// messages on (duplicates removed), and the CLI's acks back.
+    public func subscribe(hubName: String, filters: [TopicFilter], durable: String?, stream: ControlStream) {
+        loop.execute { [self] in
+            let subscription = Subscription(hubName: hubName, filters: filters, durable: durable, stream: stream, service: self)
+            subscriptions[ObjectIdentifier(subscription)] = subscription
+            stream.onClose = { [weak self, weak subscription] in
+                self?.loop.execute {
+                    guard let self, let subscription else { return }
+                    subscription.stop()
+                    self.subscriptions[ObjectIdentifier(subscription)] = nil
+                }
+            }
+            subscription.connect()
+        }
+    }
+
+    // MARK: Status
+
+    public func status() async -> JSONObject {
+        (try? await loop.submit { [self] () -> JSONObject in
+            let s = hub.statistics
+            var spools: [JSONValue] = []
+            for (name, forwarder) in forwarders.sorted(by: { $0.key < $1.key }) {
+                spools.append(.object(JSONObject([
+                    ("hub", .string(name)), ("connected", .bool(forwarder.connection != nil)),
+                    ("spooled", .number(Double(forwarder.spool.count))), ("acknowledged", .number(Double(forwarder.spool.acknowledged))),
+                    ("published", .number(Double(forwarder.spool.lastSequence))), ("resent", .number(Double(forwarder.resent))),
+                    ("refused", .number(Double(forwarder.refused))), ("last_error", forwarder.lastError.map { .string($0) } ?? .null),
+                ])))
+            }
+            return JSONObject([
+                ("hub", .object(JSONObject([
+                    ("connections", .number(Double(hub.connections))), ("stored", .number(Double(s.stored))),
+                    ("log_messages", .number(Double(hub.log.count))), ("log_bytes", .number(Double(hub.log.storedBytes))),
+                    ("duplicates", .number(Double(s.duplicates))), ("refused", .number(Double(s.refused))),
+                    ("delivered", .number(Double(s.delivered))), ("replayed", .number(Double(s.replayed))),
+                    ("dropped_slow", .number(Double(s.droppedSlow))), ("dropped_retention", .number(Double(s.droppedRetention))),
+                    ("durable", .object(JSONObject(hub.durableNames.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))),
+                ]))),
+                ("spools", .array(spools)),
+                ("subscriptions", .number(Double(subscriptions.count))),
+                ("duplicates_discarded", .number(Double(duplicatesDiscarded))),
+            ])
+        }.get()) ?? JSONObject()
+    }
+
+    /// Whether a failure to reach a hub is its answer (it will not change
+    /// by retrying) rather than its absence.
+    static func isRefusal(_ error: any Error) -> Bool {
+        switch error {
+        case TunnelError.reset(let reason): reason.hasPrefix("not trusted for port") || reason.hasSuffix("is closed")
+        case is EventServiceError: true
+        case let registry as RegistryClientError: registry.code == "not_found"
+        default: false
+        }
+    }
+
+    /// The message a peer's refusal becomes for the user.
+    static func explain(_ error: any Error, hub: String) -> String {
+        let text = "\(error)"
+        if text.contains("not trusted for port") {
+            return "the hub \(hub) does not trust this node; ask it with 'pilot handshake \(hub) \"why\"' and have it approved"
+        }
+        if text.contains("port \(OverlayMessage.eventStreamPort) is closed") { return "\(hub) runs no event broker" }
+        return "cannot reach the hub \(hub): \(text)"
+    }
+}
+
+/// Sends one hub's spool: in order, many lines to a stream message, a
+/// bounded amount unacknowledged, again from the oldest after a reconnect.
+final class Forwarder: @unchecked Sendable {
+    let hubName: String
+    let spool: EventSpool
+    unowned let service: EventService
+    var connection: StreamMux.ConnectionID?
+    var connecting = false
+    /// The highest sequence sent on the current connection.
+    var sentUpTo: UInt64 = 0
+    /// The highest sequence ever sent (to count resends).
+    var highestSent: UInt64 = 0
+    var resent = 0
+    var refused = 0
+    var lastError: String?
+    var retryAt: Int64 = 0
+    var backoff: Int64 = 500_000
+    /// Fire-and-forget lines waiting for the connection (bounded).
+    var unacknowledged: [String] = []
+    /// Whether the hub ever answered (accepted or refused) in this run.
+    var contacted = false
+    var refusal: String?
+    var contactWaiters: [EventLoopPromise<String?>] = []
+
+    init(hubName: String, spool: EventSpool, service: EventService) {
+        self.hubName = hubName
+        self.spool = spool
+        self.service = service
+        sentUpTo = spool.acknowledged
+        highestSent = spool.acknowledged // resends count from this run only
+    }
+
+    func sendUnacknowledged(topic: Topic, payloads: [String]) {
+        for payload in payloads where unacknowledged.count < 10_000 { unacknowledged.append(EventRequest.publish(sequence: 0, topic: topic, payload: payload).line) }
+    }
+
+    func tick() {
+        if connection == nil, spool.count > 0 || !unacknowledged.isEmpty { pump() }
+    }
+
+    /// Resolves once the first connection attempt is decided: nil when the
+    /// hub accepted or could not be reached (the spool will wait for it),
+    /// else the refusal. Later calls answer from what is known.
+    func firstContact() -> EventLoopFuture<String?> {
+        let loop = service.loop
+        if connection != nil || (contacted && refusal == nil) { return loop.makeSucceededFuture(nil) }
+        let promise = loop.makePromise(of: String?.self)
+        contactWaiters.append(promise)
+        if contactWaiters.count == 1 {
+            connect(force: true)
+            loop.scheduleTask(in: .seconds(5)) { [self] in self.settleContact(nil) } // away: spool and go on
+        }
+        return promise.futureResult
+    }
+
+    private func settleContact(_ refusal: String?) {
+        let waiters = contactWaiters
+        contactWaiters = []
+        for waiter in waiters { waiter.succeed(refusal) }
+    }
+
+    func pump() {
+        guard let connection else { return connect() }
+        let tunnels = service.tunnels
+        if !unacknowledged.isEmpty {
+            for frame in EventLines.pack(unacknowledged) { tunnels.sendOnStream(frame, on: connection) }
+            unacknowledged = []
+        }
+        while sentUpTo < spool.lastSequence, tunnels.queuedOnStream(connection) < 16, sentUpTo - spool.acknowledged < 20_000 {
+            guard let items = try? spool.pending(after: sentUpTo, limit: 2_000), let last = items.last else { break }
+            for item in items where item.sequence <= highestSent { resent += 1 }
+            let lines = items.map { EventRequest.publish(sequence: $0.sequence, topic: $0.topic, payload: $0.payload).line }
+            for frame in EventLines.pack(lines) { tunnels.sendOnStream(frame, on: connection) }
+            sentUpTo = last.sequence
+            highestSent = max(highestSent, sentUpTo)
+        }
+        tunnels.whenStreamWritable(connection, sentUpTo < spool.lastSequence ? { [weak self] in self?.pump() } : nil)
+    }
+
+    private func connect(force: Bool = false) {
+        let now = TunnelTime.current().now
+        guard !connecting, force || now >= retryAt else { return }
+        connecting = true
+        let service = self.service, hubName = self.hubName
+        Task {
+            do {
+                let address = try await service.resolve(hubName)
+                let connection = try await service.tunnels.connectStream(to: address.key, candidates: address.candidates, port: OverlayMessage.eventStreamPort) {
+                    [weak self] result in self?.received(result)
+                }
+                service.loop.execute { self.connected(connection) }
+            } catch {
+                service.loop.execute { self.failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error)) }
+            }
+        }
+    }
+
+    private func connected(_ connection: StreamMux.ConnectionID) {
+        connecting = false
+        self.connection = connection
+        // The hub's refusal of an untrusted node comes as a reset of this
+        // connection: the first acknowledgement (or a PONG) settles it.
+        service.tunnels.sendOnStream(Array("PING\n".utf8), on: connection)
+        backoff = 500_000
+        sentUpTo = spool.acknowledged
+        service.tunnels.sendOnStream(Array((EventRequest.epoch(spool.epoch).line + "\n").utf8), on: connection)
+        pump()
+    }
+
+    private func failed(_ reason: String, refused: Bool) {
+        connecting = false
+        connection = nil
+        if refused {
+            contacted = true
+            refusal = reason
+            settleContact(reason)
+        }
+        if lastError != reason { service.logger.warning("event hub unreachable; publications stay spooled", metadata: ["hub": "\(hubName)", "reason": "\(reason)"]) }
+        lastError = reason
+        retryAt = TunnelTime.current().now + backoff
+        backoff = min(backoff * 2, 5_000_000)
+    }
+
+    private func received(_ result: Result<[UInt8], any Error>) {
+        switch result {
+        case .failure(let error):
+            failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
+        case .success(let bytes):
+            if !contacted {
+                contacted = true
+                refusal = nil
+                settleContact(nil)
+            }
+            for line in EventLines.split(bytes) {
+                switch try? EventReply.parse(line) {
+                case .published(let upTo)?:
+                    do { try spool.acknowledge(upTo: upTo) } catch {
+                        service.logger.error("cannot update the spool", metadata: ["error": "\(error)"])
+                    }
+                    lastError = nil
+                case let .error(sequence, reason)?:
+                    refused += 1
+                    service.logger.error("the hub refused a publication", metadata: ["hub": "\(hubName)", "seq": "\(sequence)", "reason": "\(reason)"])
+                default:
+                    break
+                }
+            }
+            pump()
+        }
+    }
+}
+
+/// One `pilot subscribe`: a connection to the hub on behalf of a control
+/// stream, reconnected after failures (a durable one resumes where the CLI
+/// acknowledged).
+final class Subscription: @unchecked Sendable {
+    let hubName: String
+    let filters: [TopicFilter]
+    let durable: String?
+    let stream: ControlStream
+    unowned let service: EventService
+    var connection: StreamMux.ConnectionID?
+    var connecting = false
+    var confirmed = false
+    var confirmedFilters: Set<TopicFilter> = []
+    var stopped = false
+    var duplicates = DuplicateFilter()
+    var retryAt: Int64 = 0
+    var lastPing: Int64 = 0
+    var lastHeard: Int64 = 0
+    /// Plain subscribers: messages dropped here while the CLI was not reading.
+    var droppedHere = 0
+
+    init(hubName: String, filters: [TopicFilter], durable: String?, stream: ControlStream, service: EventService) {
+        self.hubName = hubName
+        self.filters = filters
+        self.durable = durable
+        self.stream = stream
+        self.service = service
+        stream.onLine = { [weak self] line in self?.fromClient(line) }
+        stream.onWritable = { [weak self] in self?.writable() }
+    }
+
+    func connect() {
+        guard !stopped, !connecting, connection == nil else { return }
+        connecting = true
+        let service = self.service, hubName = self.hubName
+        Task {
+            do {
+                let address = try await service.resolve(hubName)
+                let connection = try await service.tunnels.connectStream(to: address.key, candidates: address.candidates, port: OverlayMessage.eventStreamPort) {
+                    [weak self] result in self?.received(result)
+                }
+                service.loop.execute { self.connected(connection) }
+            } catch {
+                service.loop.execute { self.failed(EventService.explain(error, hub: hubName)) }
+            }
+        }
+    }
+
+    private func connected(_ connection: StreamMux.ConnectionID) {
+        connecting = false
+        guard !stopped else { return service.tunnels.resetStream(connection, reason: "subscriber gone") }
+        self.connection = connection
+        confirmedFilters = []
+        lastPing = TunnelTime.current().now
+        let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
+        service.tunnels.sendOnStream(Array(lines.utf8), on: connection)
+    }
+
+    private func failed(_ reason: String) {
+        connecting = false
+        connection = nil
+        if !confirmed {
+            // The first attempt failed: tell the CLI, which says so and exits.
+            stream.send(ControlSocket.failure(reason))
+            stop()
+            stream.close()
+            return
+        }
+        service.logger.info("subscription to the hub lost; reconnecting", metadata: ["hub": "\(hubName)", "reason": "\(reason)"])
+        retryAt = TunnelTime.current().now + 1_000_000
+    }
+
+    func tick() {
+        let now = TunnelTime.current().now
+        if connection == nil, confirmed, stream.isWritable, now >= retryAt { connect() }
+        // Quiet connections are probed every 2 s, so a hub that restarted
+        // (and forgot the connection) answers with a reset within seconds.
+        if let connection, now - lastPing >= 2_000_000, now - lastHeard >= 2_000_000 {
+            lastPing = now
+            service.tunnels.sendOnStream(Array("PING\n".utf8), on: connection)
+        }
+    }
+
+    private func received(_ result: Result<[UInt8], any Error>) {
+        guard !stopped else { return }
+        switch result {
+        case .failure(let error):
+            failed(EventService.explain(error, hub: hubName))
+        case .success(let bytes):
+            lastHeard = TunnelTime.current().now
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            for line in EventLines.split(bytes) {
+                if line.starts(with: Self.messagePrefix) {
+                    guard let (publisher, sequence) = Self.identity(of: line) else { continue }
+                    if sequence > 0, !duplicates.isNew(publisher: publisher, sequence: sequence) {
+                        service.duplicatesDiscarded += 1
+                        continue
+                    }
+                    out.append(contentsOf: line)
+                    out.append(0x0A)
+                    continue
+                }
+                switch try? EventReply.parse(line) {
+                case .subscribed(let filter)?:
+                    confirmedFilters.insert(filter)
+                    if !confirmed, confirmedFilters.count == Set(filters).count {
+                        confirmed = true
+                        stream.send(ControlSocket.ok(JSONObject([("hub", .string(hubName))])))
+                    }
+                case let .error(_, reason)?:
+                    if !confirmed {
+                        failed(reason)
+                        if let connection { service.tunnels.resetStream(connection, reason: "refused") }
+                        return
+                    }
+                    service.logger.warning("the hub reports", metadata: ["hub": "\(hubName)", "error": "\(reason)"])
+                case .dropped(let count)?:
+                    out.append(contentsOf: Array(EventReply.dropped(count).line.utf8))
+                    out.append(0x0A)
+                default:
+                    break
+                }
+            }
+            guard !out.isEmpty else { return }
+            if stream.isWritable {
+                stream.send(out)
+            } else if durable != nil {
+                // The CLI is not keeping up: let the hub keep the rest (it resumes from the CLI's last ack).
+                stream.send(out)
+                pause()
+            } else {
+                let count = out.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                droppedHere += count
+            }
+        }
+    }
+
+    private func pause() {
+        guard let connection else { return }
+        service.tunnels.resetStream(connection, reason: "subscriber busy")
+        self.connection = nil
+        retryAt = TunnelTime.current().now + 200_000
+    }
+
+    private func writable() {
+        if droppedHere > 0 {
+            stream.send(Array((EventReply.dropped(droppedHere).line + "\n").utf8))
+            droppedHere = 0
+        }
+        if connection == nil, confirmed { connect() }
+    }
+
+    private func fromClient(_ line: ArraySlice<UInt8>) {
+        guard let connection, durable != nil, line.starts(with: Array("ACK ".utf8)) else { return }
+        service.tunnels.sendOnStream(Array(line) + [0x0A], on: connection)
+    }
+
+    func stop() {
+        stopped = true
+        if let connection { service.tunnels.resetStream(connection, reason: "subscriber gone") }
+        connection = nil
+    }
+
+    static let messagePrefix = Array("MSG ".utf8)
+
+    /// (publisher, sequence) of a MSG line without parsing the payload.
+    static func identity(of line: ArraySlice<UInt8>) -> (String, UInt64)? {
+        let fields = line.split(separator: 0x20, maxSplits: 4, omittingEmptySubsequences: false)
+        guard fields.count == 5, let sequence = UInt64(String(decoding: fields[3], as: UTF8.self)) else { return nil }
+        return (String(decoding: fields[2], as: UTF8.self), sequence)
+    }
+}
+
+public struct EventServiceError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
