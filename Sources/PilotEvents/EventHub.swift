@@ -17,7 +17,11 @@ public import PilotCore
 public final class EventHub<Connection: Hashable & Sendable> {
     public struct Options: Sendable {
         public var limits = EventMessage.Limits()
-        public var queuePerSubscriber = 10_000
+        /// A subscriber's queue holds at most this many messages and bytes;
+        /// past either, a plain subscriber loses its oldest and a durable
+        /// one reads from the log instead.
+        public var queuePerSubscriber = 200_000
+        public var queueBytesPerSubscriber = 32 << 20
         public var filtersPerConnection = 64
         public var replayBatch = 1_000
         public init() {}
@@ -43,6 +47,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
         var replaying = false
         var queue: [[UInt8]] = []
         var head = 0
+        var queuedBytes = 0
         var replies: [String] = []
         var droppedUnreported = 0
         /// The highest publication to acknowledge after the next commit.
@@ -164,6 +169,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             session.replaying = true
             session.queue = []
             session.head = 0
+            session.queuedBytes = 0
         }
         if !session.filters.contains(filter) {
             guard session.filters.count < options.filtersPerConnection else {
@@ -227,23 +233,29 @@ public final class EventHub<Connection: Hashable & Sendable> {
             sessions[connection] = session
             ready.insert(connection)
         }
+        let full = session.queued >= options.queuePerSubscriber || session.queuedBytes + line.count > options.queueBytesPerSubscriber
         if session.durable != nil {
             guard !session.replaying else { return } // it reads from the log
-            guard session.queued < options.queuePerSubscriber else {
+            guard !full else {
                 session.replaying = true // fell behind: continue from the log after `position`
                 return
             }
             session.position = id
-        } else if session.queued >= options.queuePerSubscriber {
-            session.head += 1
-            session.droppedUnreported += 1
-            statistics.droppedSlow += 1
+        } else {
+            while session.queued > 0,
+                  session.queued >= options.queuePerSubscriber || session.queuedBytes + line.count > options.queueBytesPerSubscriber {
+                session.queuedBytes -= session.queue[session.head].count
+                session.head += 1
+                session.droppedUnreported += 1
+                statistics.droppedSlow += 1
+            }
         }
         if session.head > 4096, session.head * 2 > session.queue.count {
             session.queue.removeFirst(session.head)
             session.head = 0
         }
         session.queue.append(line)
+        session.queuedBytes += line.count
     }
 
     /// The next frame for a connection (replies first, then messages), at
@@ -270,6 +282,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             session.droppedUnreported = 0
         }
         while session.head < session.queue.count, frame.count < maxBytes {
+            session.queuedBytes -= session.queue[session.head].count
             frame.append(contentsOf: session.queue[session.head])
             frame.append(0x0A)
             session.head += 1

@@ -78,10 +78,18 @@ public struct DuplicateFilter: Sendable {
 
     public init(maxAbove: Int = 65_536) { self.maxAbove = maxAbove }
 
-    /// True the first time a (publisher, sequence) is seen.
+    /// True the first time a (publisher, sequence) is seen. A consumer
+    /// joins a publisher's stream anywhere: the first sequence seen from a
+    /// publisher starts its watermark.
     public mutating func isNew(publisher: String, sequence: UInt64) -> Bool {
-        var seen = publishers[publisher] ?? Seen()
-        defer { publishers[publisher] = seen }
+        guard publishers[publisher] != nil else {
+            publishers[publisher] = Seen(contiguous: sequence)
+            return true
+        }
+        return Self.record(sequence, in: &publishers[publisher]!, maxAbove: maxAbove) // in place: no copy of the set
+    }
+
+    private static func record(_ sequence: UInt64, in seen: inout Seen, maxAbove: Int) -> Bool {
         if sequence <= seen.contiguous || seen.above.contains(sequence) { return false }
         if sequence == seen.contiguous + 1 {
             seen.contiguous = sequence

@@ -15,7 +15,7 @@ public final class EventService: @unchecked Sendable {
         public var limits = EventMessage.Limits()
         public var retention = EventLog.Retention()
         public var spool = EventSpool.Limits()
-        public var queuePerSubscriber = 10_000
+        public var queuePerSubscriber = 200_000
         public init() {}
     }
 
@@ -195,7 +195,10 @@ public final class EventService: @unchecked Sendable {
             let s = hub.statistics
             var spools: [JSONValue] = []
             for (name, forwarder) in forwarders.sorted(by: { $0.key < $1.key }) {
+                let transport = forwarder.connection.flatMap { tunnels.streamStatistics($0) }
                 spools.append(.object(JSONObject([
+                    ("segments", .number(Double(transport?.segmentsSent ?? 0))), ("retransmissions", .number(Double(transport?.retransmissions ?? 0))),
+                    ("timeouts", .number(Double(transport?.timeouts ?? 0))),
                     ("hub", .string(name)), ("connected", .bool(forwarder.connection != nil)),
                     ("spooled", .number(Double(forwarder.spool.count))), ("acknowledged", .number(Double(forwarder.spool.acknowledged))),
                     ("published", .number(Double(forwarder.spool.lastSequence))), ("resent", .number(Double(forwarder.resent))),
@@ -365,6 +368,8 @@ final class Forwarder: @unchecked Sendable {
 
     private func received(_ result: Result<[UInt8], any Error>) {
         switch result {
+        case .failure(TunnelError.reset("idle timeout")) where spool.count == 0:
+            connection = nil // quiet for two minutes: reconnect when there is something to send
         case .failure(let error):
             failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
         case .success(let bytes):

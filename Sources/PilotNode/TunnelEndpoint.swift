@@ -83,6 +83,12 @@ public final class TunnelEndpoint: @unchecked Sendable {
         return streams.queuedMessages(on: connection)
     }
 
+    /// Transport counters of a connection (on the loop).
+    public func streamStatistics(_ connection: StreamMux.ConnectionID) -> ReliableChannel.Statistics? {
+        loop.preconditionInEventLoop()
+        return streams.statistics(connection)
+    }
+
     public func isStreamOpen(_ connection: StreamMux.ConnectionID) -> Bool {
         loop.preconditionInEventLoop()
         return streams.isOpen(connection)

@@ -140,6 +140,24 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
         #expect(h.hub.statistics.droppedSlow == 1_900)
     }
 
+    @Test func theQueueIsBoundedInBytesToo() throws {
+        var options = EventHub<String>.Options()
+        options.queueBytesPerSubscriber = 2_000
+        let h = try HubHarness(options: options)
+        h.hub.open("s", peer: "S")
+        h.send("s", "SUB t/*")
+        _ = try h.drain("s")
+        h.hub.open("p", peer: "P")
+        for i in 1...1_000 { h.send("p", pub(i, "t/x")) }
+        try h.commit()
+        let replies = try h.drain("s")
+        guard case .dropped(let dropped)? = replies.first else { Issue.record("no DROP first: \(replies.prefix(2))"); return }
+        let kept = replies.dropFirst()
+        #expect(dropped + kept.count == 1_000)
+        let keptBytes = kept.map { $0.line.utf8.count }.reduce(0, +)
+        #expect(keptBytes <= 2_000 && keptBytes + 29 > 2_000) // the newest that fit (lines here are 29 bytes)
+    }
+
     @Test func aDurableSubscriberResumesAfterItsLastAckAcrossItsOwnAndTheHubsRestart() throws {
         var options = EventHub<String>.Options()
         options.queuePerSubscriber = 50

@@ -53,6 +53,18 @@ import Testing
         #expect(firsts == order.count)
     }
 
+    @Test func aConsumerJoiningMidStreamStartsAtTheFirstSequenceItSees() {
+        var state = DuplicateFilter(maxAbove: 100)
+        let filter = Tracker { state.isNew(publisher: $0, sequence: $1) }
+        var firsts = 0
+        for sequence in UInt64(100_001)...200_000 where filter.isNew(publisher: "a", sequence: sequence) { firsts += 1 }
+        #expect(firsts == 100_000) // none taken for a gap below 100,001, none forgotten past maxAbove
+        #expect(!filter.isNew(publisher: "a", sequence: 150_000))
+        #expect(!filter.isNew(publisher: "a", sequence: 100_001))
+        #expect(filter.isNew(publisher: "a", sequence: 200_001))
+        _ = state
+    }
+
     @Test func aGapThatNeverFillsDoesNotGrowMemoryForever() {
         var state = DuplicateFilter(maxAbove: 10)
         let filter = Tracker { state.isNew(publisher: $0, sequence: $1) }
