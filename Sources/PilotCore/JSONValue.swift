@@ -55,6 +55,9 @@ public struct JSONObject: Hashable, Sendable, Sequence {
         }
     }
 
+    /// Adds a member whose key the caller knows is new (the parser checked).
+    mutating func append(_ key: String, _ value: JSONValue) { members.append((key, value)) }
+
     public var count: Int { members.count }
     public var keys: [String] { members.map(\.key) }
     public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> { members.makeIterator() }
@@ -101,16 +104,36 @@ extension JSONValue {
         guard parser.index == bytes.count else { throw parser.error("unexpected text after the JSON value") }
         return value
     }
+
+    /// Checks that `bytes` are one JSON object, by exactly the rules of
+    /// `parse`, without building it (the hub checks every payload).
+    public static func validate(_ bytes: [UInt8], limits: Limits = Limits()) throws(JSONError) {
+        guard bytes.count <= limits.maxBytes else {
+            throw JSONError(offset: limits.maxBytes, reason: "larger than \(limits.maxBytes) bytes")
+        }
+        var parser = JSONParser(bytes: bytes, maxDepth: limits.maxDepth, build: false)
+        parser.skipWhitespace()
+        guard parser.index < bytes.count, bytes[parser.index] == UInt8(ascii: "{") else {
+            _ = try parser.parseValue(depth: 0) // the parse error, if any, else:
+            throw JSONError(offset: 0, reason: "the payload must be a JSON object")
+        }
+        _ = try parser.parseValue(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.error("unexpected text after the JSON value") }
+    }
 }
 
 private struct JSONParser {
     let bytes: [UInt8]
     let maxDepth: Int
+    /// False: check only (containers come back as null).
+    let build: Bool
     var index = 0
 
-    init(bytes: [UInt8], maxDepth: Int) {
+    init(bytes: [UInt8], maxDepth: Int, build: Bool = true) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.build = build
     }
 
     func error(_ reason: String) -> JSONError { JSONError(offset: index, reason: reason) }
@@ -145,8 +168,10 @@ private struct JSONParser {
     mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
         index += 1
         var object = JSONObject()
+        var keys: [String] = []
+        var keySet: Set<String> = [] // past 16 keys, so a large object is not checked in quadratic time
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return build ? .object(object) : .null }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -156,12 +181,17 @@ private struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key") }
             index += 1
             let value = try parseValue(depth: depth + 1)
-            guard object[key] == nil else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
-            object[key] = value
+            let duplicate = keys.count < 16 ? keys.contains(key) : !keySet.insert(key).inserted
+            guard !duplicate else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            if keys.count < 16 {
+                keys.append(key)
+                if keys.count == 16 { keySet = Set(keys) }
+            }
+            if build { object.append(key, value) }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in object") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return build ? .object(object) : .null }
             throw error("expected ',' or '}'")
         }
     }
@@ -172,11 +202,12 @@ private struct JSONParser {
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
         while true {
-            array.append(try parseValue(depth: depth + 1))
+            let value = try parseValue(depth: depth + 1)
+            if build { array.append(value) }
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in array") }
             if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return build ? .array(array) : .null }
             throw error("expected ',' or ']'")
         }
     }

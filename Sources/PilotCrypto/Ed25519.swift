@@ -21,6 +21,16 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public var base64: String { Base64.encode(bytes) }
     public var description: String { base64 }
 
+    /// Keys are looked up per datagram and per stream message: hash the
+    /// 32 bytes as four words rather than byte by byte.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { raw in
+            for offset in stride(from: 0, to: raw.count - 7, by: 8) { hasher.combine(raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        }
+    }
+
+    public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool { lhs.bytes == rhs.bytes }
+
     /// `SHA256:` and the unpadded base64 digest, as OpenSSH prints host keys.
     public var fingerprint: String {
         var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))

@@ -213,12 +213,14 @@ public final class EventHub<Connection: Hashable & Sendable> {
             dirtyCursors = []
         }
         guard !ids.isEmpty else { return }
-        let subscribers = sessions.filter { !$0.value.filters.isEmpty }
+        // Only the filters: a copy of the sessions would share their queues
+        // and make every append below copy a whole queue.
+        let subscribers = sessions.compactMap { $0.value.filters.isEmpty ? nil : ($0.key, $0.value.filters) }
         guard !subscribers.isEmpty else { return }
         for (index, id) in ids.enumerated() {
             let message = batch[index].message
             var line: [UInt8]?
-            for (connection, session) in subscribers where session.filters.contains(where: { $0.matches(message.topic) }) {
+            for (connection, filters) in subscribers where filters.contains(where: { $0.matches(message.topic) }) {
                 let bytes = line ?? Array(EventReply.messageLine(id: id, message).utf8)
                 line = bytes
                 enqueue(bytes, id: id, for: connection)

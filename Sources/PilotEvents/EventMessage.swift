@@ -32,6 +32,19 @@ public struct EventMessage: Equatable, Sendable {
         return (parsedTopic, try validate(payload: text, limits: limits))
     }
 
+    /// `validate(payload:)` from bytes (a line of the wire protocol).
+    public static func validate(payloadBytes bytes: ArraySlice<UInt8>, limits: Limits = Limits()) throws(EventError) -> String {
+        guard bytes.count <= limits.maxPayloadBytes else { throw .payloadTooLarge(bytes.count, limit: limits.maxPayloadBytes) }
+        guard bytes.first == UInt8(ascii: "{") else { throw .badPayload("the payload must be a JSON object") }
+        do { try JSONValue.validate(Array(bytes), limits: .init(maxBytes: limits.maxPayloadBytes, maxDepth: 32)) } catch {
+            throw .badPayload(error.description)
+        }
+        guard !bytes.contains(where: { $0 == 0x0A || $0 == 0x0D }) else {
+            return try validate(payload: String(decoding: bytes, as: UTF8.self), limits: limits) // re-encoded on one line
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Checks a payload: a JSON object within the size limit. Returns it as
     /// one line (the text itself when it has no line break, else re-encoded).
     public static func validate(payload text: String, limits: Limits = Limits()) throws(EventError) -> String {

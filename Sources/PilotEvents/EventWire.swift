@@ -39,6 +39,7 @@ public enum EventRequest: Equatable, Sendable {
     /// Parses one request line. A publication's payload is checked against
     /// `limits` here, at the hub, whatever the publisher checked.
     public static func parse(_ line: ArraySlice<UInt8>, limits: EventMessage.Limits = .init()) throws(EventWireError) -> EventRequest {
+        if line.starts(with: publishPrefix) { return try parsePublish(line.dropFirst(4), limits: limits) }
         var fields = EventFields(line)
         switch fields.word() {
         case "EPOCH":
@@ -73,6 +74,36 @@ public enum EventRequest: Equatable, Sendable {
     }
 }
 
+extension EventRequest {
+    static let publishPrefix = Array("PUB ".utf8)
+
+    /// `PUB seq topic payload`, the hot path, read from the bytes.
+    static func parsePublish(_ rest: ArraySlice<UInt8>, limits: EventMessage.Limits) throws(EventWireError) -> EventRequest {
+        var index = rest.startIndex
+        var sequence: UInt64 = 0
+        while index < rest.endIndex, rest[index] != 0x20 {
+            let digit = rest[index] &- 0x30
+            guard digit < 10, index - rest.startIndex < 19 else { throw EventWireError(sequence: 0, "PUB needs a sequence number") }
+            sequence = sequence * 10 + UInt64(digit)
+            index += 1
+        }
+        guard index > rest.startIndex, index < rest.endIndex else { throw EventWireError(sequence: 0, "PUB needs a sequence number") }
+        let topicStart = index + 1
+        guard let topicEnd = rest[topicStart...].firstIndex(of: 0x20) else { throw EventWireError(sequence: sequence, "PUB needs a topic and a payload") }
+        let topic: Topic
+        do { topic = try Topic(String(decoding: rest[topicStart..<topicEnd], as: UTF8.self)) } catch {
+            throw EventWireError(sequence: sequence, error.description)
+        }
+        var payloadBytes = rest[(topicEnd + 1)...]
+        if payloadBytes.last == 0x0D { payloadBytes = payloadBytes.dropLast() }
+        let payload: String
+        do { payload = try EventMessage.validate(payloadBytes: payloadBytes, limits: limits) } catch {
+            throw EventWireError(sequence: sequence, error.description)
+        }
+        return .publish(sequence: sequence, topic: topic, payload: payload)
+    }
+}
+
 public enum EventReply: Equatable, Sendable {
     case subscribed(TopicFilter)
     case unsubscribed(TopicFilter)
@@ -87,11 +118,16 @@ public enum EventReply: Equatable, Sendable {
         case .subscribed(let filter): "OK SUB \(filter)"
         case .unsubscribed(let filter): "OK UNSUB \(filter)"
         case .published(let sequence): "PUBACK \(sequence)"
-        case let .error(sequence, reason): "ERR \(sequence) \(reason.filter { $0 != "\n" && $0 != "\r" })"
+        case let .error(sequence, reason): "ERR \(sequence) \(Self.printable(reason))"
         case let .message(id, message): Self.messageLine(id: id, message)
         case .dropped(let count): "DROP \(count)"
         case .pong: "PONG"
         }
+    }
+
+    /// A reason as it can travel on one line: without control characters.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
     }
 
     public static func messageLine(id: UInt64, _ message: EventMessage) -> String {
@@ -112,7 +148,7 @@ public enum EventReply: Equatable, Sendable {
             return .published(upTo: sequence)
         case "ERR":
             guard let sequence = UInt64(fields.word()) else { break }
-            return .error(sequence: sequence, reason: fields.rest())
+            return .error(sequence: sequence, reason: printable(fields.rest()))
         case "MSG":
             guard let id = UInt64(fields.word()) else { break }
             let publisher = fields.word()
@@ -177,28 +213,28 @@ public struct EventWireError: Error, Equatable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// Space-separated fields of one line, the last taking the rest.
+/// Space-separated fields of one line, the last taking the rest. Split on
+/// bytes, not characters: a space followed by a combining mark is still a
+/// separator.
 struct EventFields {
-    private var rest_: Substring
+    private var bytes: ArraySlice<UInt8>
 
     init(_ line: ArraySlice<UInt8>) {
-        var text = Substring(String(decoding: line, as: UTF8.self))
-        if text.last == "\r" { text = text.dropLast() }
-        rest_ = text
+        bytes = line.last == 0x0D ? line.dropLast() : line
     }
 
     mutating func word() -> String {
-        guard let space = rest_.firstIndex(of: " ") else {
-            defer { rest_ = "" }
-            return String(rest_)
+        guard let space = bytes.firstIndex(of: 0x20) else {
+            defer { bytes = [] }
+            return String(decoding: bytes, as: UTF8.self)
         }
-        defer { rest_ = rest_[rest_.index(after: space)...] }
-        return String(rest_[..<space])
+        defer { bytes = bytes[(space + 1)...] }
+        return String(decoding: bytes[..<space], as: UTF8.self)
     }
 
     mutating func rest() -> String {
-        defer { rest_ = "" }
-        return String(rest_)
+        defer { bytes = [] }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     mutating func filter() throws(EventWireError) -> TopicFilter {

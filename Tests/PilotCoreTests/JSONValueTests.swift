@@ -97,3 +97,31 @@ import Testing
         #expect { try MetricMessage(text: text) } throws: { "\($0)".hasPrefix("invalid metric message") && "\($0)".contains(reason) }
     }
 }
+
+@Suite struct JSONValidateTests {
+    /// `validate` accepts exactly the objects `parse` accepts, and refuses
+    /// with the same error where parse fails.
+    @Test(arguments: [
+        #"{"host":"web-07","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#,
+        " {\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\"} ", "{}", "[1]", "\"text\"", "42", "{\"a\":1,\"a\":2}", "{\"a\":1e999}",
+        "{\"a\":\"\\ud800\"}", "{\"a\":01}", "{\"a\":1", "{\"a\":1} x", "{\"a\":\"\u{01}\"}", "{\"a\":tru}",
+        "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k39\":0}",
+        String(repeating: "{\"a\":", count: 40) + "1" + String(repeating: "}", count: 40),
+    ])
+    func validateAgreesWithParse(text: String) {
+        let bytes = Array(text.utf8)
+        let parsed = Result { () throws(JSONError) in try JSONValue.parse(bytes) }
+        let validated = Result { () throws(JSONError) in try JSONValue.validate(bytes) }
+        switch (parsed, validated) {
+        case (.success(.object), .success): break
+        case (.success, .failure(let error)): #expect(error.reason == "the payload must be a JSON object")
+        case let (.failure(parseError), .failure(validateError)): #expect(parseError == validateError)
+        default: Issue.record("parse \(parsed) but validate \(validated) for \(text)")
+        }
+    }
+
+    @Test func validateRefusesInvalidUTF8AndOversizedInput() {
+        #expect(throws: JSONError.self) { try JSONValue.validate([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D]) }
+        #expect(throws: JSONError.self) { try JSONValue.validate(Array("{\"a\":\"\(String(repeating: "x", count: 100))\"}".utf8), limits: .init(maxBytes: 50)) }
+    }
+}

@@ -254,6 +254,15 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
         #expect(try h.drain("c").last == .error(sequence: 0, reason: "too many subscriptions on one connection (at most 2)"))
     }
 
+    @Test func fieldsSplitOnBytesSoACombiningMarkAfterASpaceCannotHideIt() throws {
+        // Found by the event-lines fuzz target: " \u{5AD}" is one Character.
+        let line = ArraySlice("ERR 3 \u{5AD}0i0e nvalid".utf8)
+        #expect(try EventReply.parse(line) == .error(sequence: 3, reason: "\u{5AD}0i0e nvalid"))
+        let reply = EventReply.error(sequence: 3, reason: "a\rb\u{0}c")
+        #expect(reply.line == "ERR 3 abc")
+        #expect(try EventReply.parse(ArraySlice(reply.line.utf8)) == .error(sequence: 3, reason: "abc"))
+    }
+
     @Test func linesRoundTrip() throws {
         let requests: [EventRequest] = [
             .epoch("ab12"), .subscribe(try TopicFilter("metrics/*"), durable: "store"), .subscribe(try TopicFilter("a"), durable: nil),

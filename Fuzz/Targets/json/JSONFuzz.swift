@@ -2,9 +2,11 @@
 // peer (registry requests and responses, control-socket lines, event
 // stream messages, webhook bodies).
 //
-// Input: the JSON text itself. Property checked (a violation traps): a
+// Input: the JSON text itself. Properties checked (a violation traps): a
 // value that parses prints (`description`) to text that parses back to an
-// equal value, and printing that again gives the same text.
+// equal value, and printing that again gives the same text; and
+// `JSONValue.validate` (the hub's check, which builds nothing) accepts
+// exactly what `parse` accepts as an object.
 import FuzzSupport
 import PilotCore
 
@@ -19,7 +21,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = FuzzInput(data, size).bytes
     // The registry's limits and the default ones.
     for limits in [JSONValue.Limits(maxBytes: 16 * 1024, maxDepth: 8), JSONValue.Limits()] {
-        guard let value = try? JSONValue.parse(bytes, limits: limits) else { continue }
+        let parsed = try? JSONValue.parse(bytes, limits: limits)
+        let isObject = if case .object? = parsed { true } else { false }
+        let validated = (try? JSONValue.validate(bytes, limits: limits)) != nil
+        guard validated == isObject else { violated("validate says \(validated), parse says object \(isObject)") }
+        guard let value = parsed else { continue }
         let text = value.description
         let again: JSONValue
         do {
