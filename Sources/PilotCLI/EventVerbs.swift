@@ -70,19 +70,25 @@ struct PublishCommand: AsyncParsableCommand {
         var lineNumber = 0
         var sent = 0
         var failure: String?
-        while let line = readLine(strippingNewline: true) {
-            lineNumber += 1
-            if line.allSatisfy(\.isWhitespace) { continue }
-            do {
-                let payload = try EventMessage.validate(payload: line, limits: limits)
-                pending.append(contentsOf: payload.utf8)
-                pending.append(0x0A)
-                sent += 1
-            } catch {
-                failure = "stdin line \(lineNumber): \(error)"
-                break
+        // Whatever one read(2) returns is sent at once, so `tail -f | pilot
+        // publish --stdin` is not held back by buffering.
+        var input = StandardInputLines()
+        reading: while let lines = input.next() {
+            for line in lines {
+                lineNumber += 1
+                let text = String(decoding: line, as: UTF8.self)
+                if text.allSatisfy(\.isWhitespace) { continue }
+                do {
+                    let payload = try EventMessage.validate(payload: text, limits: limits)
+                    pending.append(contentsOf: payload.utf8)
+                    pending.append(0x0A)
+                    sent += 1
+                } catch {
+                    failure = "stdin line \(lineNumber): \(error)"
+                    break reading
+                }
             }
-            if pending.count >= 64 * 1024 {
+            if !pending.isEmpty {
                 try send(connection, pending)
                 pending = []
             }
@@ -178,6 +184,39 @@ struct SubscribeCommand: AsyncParsableCommand {
 
     static func format(_ seconds: Double) -> String {
         seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+    }
+}
+
+/// Standard input in lines, a read(2) at a time: each call returns the
+/// complete lines of what arrived (the last line may lack its line feed
+/// at the end of input); nil at the end. A line is at most 16 MiB.
+struct StandardInputLines {
+    private var buffer: [UInt8] = []
+    private var ended = false
+
+    mutating func next() -> [ArraySlice<UInt8>]? {
+        while true {
+            if ended {
+                guard !buffer.isEmpty else { return nil }
+                defer { buffer = [] }
+                return [buffer[...]]
+            }
+            var chunk = [UInt8](repeating: 0, count: 256 * 1024)
+            let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                ended = true
+                continue
+            }
+            buffer.append(contentsOf: chunk[..<n])
+            guard let lastNewline = buffer.lastIndex(of: 0x0A) else {
+                if buffer.count > 16 << 20 { ended = true } // an endless line: hand it over as it is
+                continue
+            }
+            let complete = Array(buffer[...lastNewline])
+            buffer.removeFirst(lastNewline + 1)
+            return complete.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast().map { $0 }
+        }
     }
 }
 

@@ -214,6 +214,15 @@ private struct JSONParser {
 
     mutating func parseString() throws(JSONError) -> String {
         index += 1 // opening quote
+        // The common case, no escapes: straight from the bytes, no copy.
+        var end = index
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let text = String(validating: bytes[index..<end], as: UTF8.self)
+            index = end + 1
+            guard let text else { throw error("string is not valid UTF-8") }
+            return text
+        }
         var runStart = index
         var utf8: [UInt8] = []
         func flushRun(_ end: Int) { utf8.append(contentsOf: bytes[runStart..<end]) }

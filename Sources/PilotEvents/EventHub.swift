@@ -69,6 +69,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
     private var durableOwners: [String: Connection] = [:]
     /// Connections with something to send.
     public private(set) var ready: Set<Connection> = []
+    private var topics = TopicCache()
 
     public init(log: EventLog, options: Options = Options()) throws {
         self.log = log
@@ -103,7 +104,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
 
     private func handle(_ line: ArraySlice<UInt8>, from connection: Connection) {
         let request: EventRequest
-        do { request = try EventRequest.parse(line, limits: options.limits) } catch {
+        do { request = try EventRequest.parse(line, limits: options.limits, topics: &topics) } catch {
             statistics.refused += 1
             sessions[connection]?.replies.append(EventReply.error(sequence: error.sequence, reason: error.reason).line)
             return
@@ -221,7 +222,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             let message = batch[index].message
             var line: [UInt8]?
             for (connection, filters) in subscribers where filters.contains(where: { $0.matches(message.topic) }) {
-                let bytes = line ?? Array(EventReply.messageLine(id: id, message).utf8)
+                let bytes = line ?? EventReply.messageBytes(id: id, message)
                 line = bytes
                 enqueue(bytes, id: id, for: connection)
             }
@@ -307,7 +308,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             guard frame.count < maxBytes else { return }
             session.position = entry.id
             guard session.filters.contains(where: { $0.matches(entry.message.topic) }) else { continue }
-            frame.append(contentsOf: EventReply.messageLine(id: entry.id, entry.message).utf8)
+            frame.append(contentsOf: EventReply.messageBytes(id: entry.id, entry.message))
             frame.append(0x0A)
             statistics.delivered += 1
             statistics.replayed += 1

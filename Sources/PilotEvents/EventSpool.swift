@@ -86,10 +86,41 @@ public final class EventSpool {
 
     /// Up to `limit` spooled messages after `sequence`, oldest first.
     public func pending(after sequence: UInt64, limit: Int) throws(SQLiteError) -> [Item] {
-        try readAfter.query(.integer(Int64(min(sequence, UInt64(Int64.max)))), .integer(Int64(limit))).compactMap { row in
-            guard let seq = row[0].integer, let topic = row[1].text.flatMap({ try? Topic($0) }), let payload = row[2].text else { return nil }
+        var topics = TopicCache()
+        return try readAfter.query(.integer(Int64(min(sequence, UInt64(Int64.max)))), .integer(Int64(limit))).compactMap { row in
+            guard let seq = row[0].integer, let text = row[1].text, let topic = try? topics.topic(ArraySlice(text.utf8)), let payload = row[2].text else {
+                return nil
+            }
             return Item(sequence: UInt64(seq), topic: topic, payload: payload)
         }
+    }
+
+    /// Up to `limit` spooled messages after `sequence` as `PUB` lines
+    /// packed into stream messages of about `maxBytes` (the topics were
+    /// checked on the way in), with the last sequence included.
+    public func pendingFrames(after sequence: UInt64, limit: Int, maxBytes: Int = 60_000) throws(SQLiteError) -> (frames: [[UInt8]], last: UInt64, count: Int) {
+        var frames: [[UInt8]] = []
+        var frame: [UInt8] = []
+        var last = sequence
+        var count = 0
+        for row in try readAfter.query(.integer(Int64(min(sequence, UInt64(Int64.max)))), .integer(Int64(limit))) {
+            guard let seq = row[0].integer, let topic = row[1].text, let payload = row[2].text else { continue }
+            if !frame.isEmpty, frame.count + topic.utf8.count + payload.utf8.count + 32 > maxBytes {
+                frames.append(frame)
+                frame = []
+            }
+            frame.append(contentsOf: "PUB ".utf8)
+            EventReply.appendDecimal(UInt64(seq), to: &frame)
+            frame.append(0x20)
+            frame.append(contentsOf: topic.utf8)
+            frame.append(0x20)
+            frame.append(contentsOf: payload.utf8)
+            frame.append(0x0A)
+            last = UInt64(seq)
+            count += 1
+        }
+        if !frame.isEmpty { frames.append(frame) }
+        return (frames, last, count)
     }
 
     /// The hub has stored everything up to `sequence`: forget it.

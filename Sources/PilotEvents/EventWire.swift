@@ -39,7 +39,13 @@ public enum EventRequest: Equatable, Sendable {
     /// Parses one request line. A publication's payload is checked against
     /// `limits` here, at the hub, whatever the publisher checked.
     public static func parse(_ line: ArraySlice<UInt8>, limits: EventMessage.Limits = .init()) throws(EventWireError) -> EventRequest {
-        if line.starts(with: publishPrefix) { return try parsePublish(line.dropFirst(4), limits: limits) }
+        var topics = TopicCache()
+        return try parse(line, limits: limits, topics: &topics)
+    }
+
+    /// `parse`, remembering the last topic: publishers mostly repeat theirs.
+    public static func parse(_ line: ArraySlice<UInt8>, limits: EventMessage.Limits, topics: inout TopicCache) throws(EventWireError) -> EventRequest {
+        if line.starts(with: publishPrefix) { return try parsePublish(line.dropFirst(4), limits: limits, topics: &topics) }
         var fields = EventFields(line)
         switch fields.word() {
         case "EPOCH":
@@ -78,7 +84,7 @@ extension EventRequest {
     static let publishPrefix = Array("PUB ".utf8)
 
     /// `PUB seq topic payload`, the hot path, read from the bytes.
-    static func parsePublish(_ rest: ArraySlice<UInt8>, limits: EventMessage.Limits) throws(EventWireError) -> EventRequest {
+    static func parsePublish(_ rest: ArraySlice<UInt8>, limits: EventMessage.Limits, topics: inout TopicCache) throws(EventWireError) -> EventRequest {
         var index = rest.startIndex
         var sequence: UInt64 = 0
         while index < rest.endIndex, rest[index] != 0x20 {
@@ -91,7 +97,7 @@ extension EventRequest {
         let topicStart = index + 1
         guard let topicEnd = rest[topicStart...].firstIndex(of: 0x20) else { throw EventWireError(sequence: sequence, "PUB needs a topic and a payload") }
         let topic: Topic
-        do { topic = try Topic(String(decoding: rest[topicStart..<topicEnd], as: UTF8.self)) } catch {
+        do { topic = try topics.topic(rest[topicStart..<topicEnd]) } catch {
             throw EventWireError(sequence: sequence, error.description)
         }
         var payloadBytes = rest[(topicEnd + 1)...]
@@ -101,6 +107,21 @@ extension EventRequest {
             throw EventWireError(sequence: sequence, error.description)
         }
         return .publish(sequence: sequence, topic: topic, payload: payload)
+    }
+}
+
+/// The last topic parsed, kept with its bytes.
+public struct TopicCache: Sendable {
+    private var bytes: [UInt8] = []
+    private var last: Topic?
+    public init() {}
+
+    public mutating func topic(_ text: ArraySlice<UInt8>) throws(ParseError) -> Topic {
+        if let last, text.elementsEqual(bytes) { return last }
+        let topic = try Topic(String(decoding: text, as: UTF8.self))
+        bytes = Array(text)
+        last = topic
+        return topic
     }
 }
 
@@ -131,7 +152,43 @@ public enum EventReply: Equatable, Sendable {
     }
 
     public static func messageLine(id: UInt64, _ message: EventMessage) -> String {
-        "MSG \(id) \(message.publisher) \(message.sequence) \(message.topic) \(message.payload)"
+        String(decoding: messageBytes(id: id, message), as: UTF8.self)
+    }
+
+    /// The MSG line as bytes, built without string interpolation (the hub
+    /// makes one per message).
+    public static func messageBytes(id: UInt64, _ message: EventMessage) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(32 + message.publisher.utf8.count + Topic.maxLength + message.payload.utf8.count)
+        line.append(contentsOf: "MSG ".utf8)
+        appendDecimal(id, to: &line)
+        line.append(0x20)
+        line.append(contentsOf: message.publisher.utf8)
+        line.append(0x20)
+        appendDecimal(message.sequence, to: &line)
+        line.append(0x20)
+        for (index, level) in message.topic.levels.enumerated() {
+            if index > 0 { line.append(0x2F) }
+            line.append(contentsOf: level.utf8)
+        }
+        line.append(0x20)
+        line.append(contentsOf: message.payload.utf8)
+        return line
+    }
+
+    static func appendDecimal(_ value: UInt64, to line: inout [UInt8]) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[19 - count] = UInt8(truncatingIfNeeded: rest % 10) + 0x30
+                rest /= 10
+                count += 1
+            } while rest > 0
+            line.append(contentsOf: buffer[(20 - count)...])
+        }
     }
 
     /// Parses one reply line. The payload of a message is passed on as the

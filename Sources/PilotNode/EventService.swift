@@ -312,11 +312,10 @@ final class Forwarder: @unchecked Sendable {
             unacknowledged = []
         }
         while sentUpTo < spool.lastSequence, tunnels.queuedOnStream(connection) < 16, sentUpTo - spool.acknowledged < 20_000 {
-            guard let items = try? spool.pending(after: sentUpTo, limit: 2_000), let last = items.last else { break }
-            for item in items where item.sequence <= highestSent { resent += 1 }
-            let lines = items.map { EventRequest.publish(sequence: $0.sequence, topic: $0.topic, payload: $0.payload).line }
-            for frame in EventLines.pack(lines) { tunnels.sendOnStream(frame, on: connection) }
-            sentUpTo = last.sequence
+            guard let batch = try? spool.pendingFrames(after: sentUpTo, limit: 2_000), batch.count > 0 else { break }
+            if highestSent > sentUpTo { resent += Int(min(highestSent, batch.last) - sentUpTo) }
+            for frame in batch.frames { tunnels.sendOnStream(frame, on: connection) }
+            sentUpTo = batch.last
             highestSent = max(highestSent, sentUpTo)
         }
         tunnels.whenStreamWritable(connection, sentUpTo < spool.lastSequence ? { [weak self] in self?.pump() } : nil)
@@ -489,7 +488,12 @@ final class Subscription: @unchecked Sendable {
             lastHeard = TunnelTime.current().now
             var out: [UInt8] = []
             out.reserveCapacity(bytes.count)
-            for line in EventLines.split(bytes) {
+            var start = 0
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+                let line = bytes[start..<end]
+                start = end + 1
+                if line.isEmpty { continue }
                 if line.starts(with: Self.messagePrefix) {
                     guard let (publisher, sequence) = Self.identity(of: line) else { continue }
                     if sequence > 0, !duplicates.isNew(publisher: publisher, sequence: sequence) {
@@ -563,11 +567,20 @@ final class Subscription: @unchecked Sendable {
 
     static let messagePrefix = Array("MSG ".utf8)
 
-    /// (publisher, sequence) of a MSG line without parsing the payload.
+    /// (publisher, sequence) of a `MSG id publisher seq topic payload` line,
+    /// read without parsing the rest.
     static func identity(of line: ArraySlice<UInt8>) -> (String, UInt64)? {
-        let fields = line.split(separator: 0x20, maxSplits: 4, omittingEmptySubsequences: false)
-        guard fields.count == 5, let sequence = UInt64(String(decoding: fields[3], as: UTF8.self)) else { return nil }
-        return (String(decoding: fields[2], as: UTF8.self), sequence)
+        guard let idEnd = line[(line.startIndex + 4)...].firstIndex(of: 0x20),
+              let publisherEnd = line[(idEnd + 1)...].firstIndex(of: 0x20),
+              let sequenceEnd = line[(publisherEnd + 1)...].firstIndex(of: 0x20) else { return nil }
+        var sequence: UInt64 = 0
+        for byte in line[(publisherEnd + 1)..<sequenceEnd] {
+            let digit = byte &- 0x30
+            guard digit < 10, sequence < UInt64.max / 10 - 1 else { return nil }
+            sequence = sequence * 10 + UInt64(digit)
+        }
+        guard sequenceEnd > publisherEnd + 1 else { return nil }
+        return (String(decoding: line[(idEnd + 1)..<publisherEnd], as: UTF8.self), sequence)
     }
 }
 
