@@ -107,6 +107,9 @@ public final class EventHub<Connection: Hashable & Sendable> {
         do { request = try EventRequest.parse(line, limits: options.limits, topics: &topics) } catch {
             statistics.refused += 1
             sessions[connection]?.replies.append(EventReply.error(sequence: error.sequence, reason: error.reason).line)
+            // Acknowledged as handled: it will never be taken, and the
+            // publisher's spool must not stall behind it.
+            if error.sequence > 0, let due = sessions[connection]?.ackDue { sessions[connection]?.ackDue = max(due, error.sequence) }
             return
         }
         switch request {

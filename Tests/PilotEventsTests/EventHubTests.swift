@@ -245,6 +245,15 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
         #expect(h.hub.statistics.refused == 1)
     }
 
+    @Test func aRefusedPublicationIsAcknowledgedSoTheSpoolMovesOn() throws {
+        let h = try HubHarness()
+        h.hub.open("p", peer: "P")
+        h.send("p", pub(1, "t/a"), "PUB 2 t/a [1]", pub(3, "t/a"))
+        try h.commit()
+        #expect(try h.drain("p") == [.error(sequence: 2, reason: "invalid payload: the payload must be a JSON object"), .published(upTo: 3)])
+        #expect(h.log.count == 2)
+    }
+
     @Test func subscriptionsPerConnectionAreBounded() throws {
         var options = EventHub<String>.Options()
         options.filtersPerConnection = 2

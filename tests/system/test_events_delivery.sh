@@ -29,6 +29,7 @@ PIDS="$PIDS $PUB_PID"
 
 received() { [ "$(wc -l < "$SCRATCH/durable.out")" -ge "$1" ]; }
 wait_until 30 "2,000 messages at the subscriber before the kill" -- received 2000
+# shellcheck disable=SC2154 # set by start_node
 kill -9 "$hub_01_PID"
 AT_KILL=$(wc -l < "$SCRATCH/durable.out")
 sleep 2
@@ -44,10 +45,12 @@ wait_until 60 "the spool to drain after the restart" -- spool_drained
 # then both come back and the spool is delivered.
 wait_until 60 "all 10,000 before the second part" -- received 10000
 RESENT=$(spool_count web-01 resent)
+# shellcheck disable=SC2154 # set by start_node
 kill "$hub_01_PID"
 python3 -c 'print("\n".join("{\"n\":%d,\"host\":\"web-01\"}" % i for i in range(10001, 10101)))' > "$SCRATCH/later"
 expect_status 0 "publish while the hub is away" -- sh -c "\"$PILOT\" publish load/web-01 --stdin --state-dir \"$SCRATCH/web-01\" < \"$SCRATCH/later\""
 [ "$(spool_count web-01 spooled)" = 100 ] || fail "web-01 did not keep 100 messages for the absent hub: $(spool_count web-01 spooled)"
+# shellcheck disable=SC2154 # set by start_node
 kill -9 "$web_01_PID"
 start_node hub-01 "$HUB_PORT"
 start_node web-01
