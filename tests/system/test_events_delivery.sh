@@ -45,6 +45,7 @@ wait_until 60 "the spool to drain after the restart" -- spool_drained
 # then both come back and the spool is delivered.
 wait_until 60 "all 10,000 before the second part" -- received 10000
 RESENT=$(spool_count web-01 resent)
+HUB_DUPLICATES=$(hub_count duplicates)
 # shellcheck disable=SC2154 # set by start_node
 kill "$hub_01_PID"
 python3 -c 'print("\n".join("{\"n\":%d,\"host\":\"web-01\"}" % i for i in range(10001, 10101)))' > "$SCRATCH/later"
@@ -66,4 +67,4 @@ assert duplicates == 0, "%d duplicates printed" % duplicates
 assert len(ns) == 10100, len(ns)
 PY
 DISCARDED=$("$PILOT" status --json --state-dir "$SCRATCH/sub-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['events']['duplicates_discarded'])")
-echo "ok: 10,100 of 10,100 delivered once; $AT_KILL had arrived at the kill, $SPOOLED_WHILE_DOWN spooled while the hub was down, $RESENT sent again after the hub's restart, $DISCARDED duplicates discarded at the subscriber"
+echo "ok: 10,100 of 10,100 delivered once; $AT_KILL had arrived at the kill, $SPOOLED_WHILE_DOWN spooled while the hub was down, $RESENT sent again after the hub's restart, of which the hub recognised $HUB_DUPLICATES as already stored, $DISCARDED duplicates discarded at the subscriber"

@@ -44,6 +44,21 @@ m = json.loads(lines[0])
 assert m["topic"] == "metrics/cpu/web-01" and m["payload"] == {"host": "web-01", "t": "metrics/cpu/web-01"} and m["seq"] >= 1, m
 PY
 
+# A consumer that stops reading (SIGSTOP) holds up nobody: another gets all 2,000 at once.
+BEFORE=$(hub_count connections)
+"$PILOT" subscribe 'bulk/*' --state-dir "$SCRATCH/sub-01" > /dev/null 2>&1 &
+SLOW_PID=$!
+PIDS="$PIDS $SLOW_PID"
+sub fast 'bulk/*' 2000
+wait_until 15 "two more subscriptions at the hub" -- hub_connections_at_least $((BEFORE + 2))
+kill -STOP "$SLOW_PID"
+python3 -c 'print("\n".join("{\"i\":%d}" % i for i in range(2000)))' > "$SCRATCH/bulk"
+expect_status 0 "publish 2,000" -- sh -c "\"$PILOT\" publish bulk/x --stdin --state-dir \"$SCRATCH/web-01\" < \"$SCRATCH/bulk\""
+# shellcheck disable=SC2154 # set by eval in sub
+wait "$fast_PID" || fail "the fast subscriber did not get its 2,000 while another was stopped: $(cat "$SCRATCH/fast.err")"
+[ "$(wc -l < "$SCRATCH/fast.out")" = 2000 ] || fail "fast subscriber got $(wc -l < "$SCRATCH/fast.out")"
+kill -CONT "$SLOW_PID"
+
 # Bad payloads and topics: refused at once, one line, nothing sent.
 expect_status 1 "array payload" -- "$PILOT" publish metrics/cpu/web-01 --data '[1,2]' --state-dir "$SCRATCH/web-01"
 expect_one_line_error "array payload"
@@ -63,4 +78,4 @@ expect_status 1 "untrusted publish" -- "$PILOT" publish metrics/cpu/evil-01 --da
 expect_one_line_error "untrusted publish"
 case "$ERR" in *"hub-01 does not trust this node"*) ;; *) fail "untrusted publish: $ERR" ;; esac
 [ "$(spool_count evil-01 spooled)" = 0 ] || fail "a refused publication was spooled"
-echo "ok: filters end to end, --json, bad payloads, untrusted publish and subscribe refused"
+echo "ok: filters end to end, --json, a stopped consumer holds up nobody, bad payloads, untrusted publish and subscribe refused"
