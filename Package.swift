@@ -55,6 +55,7 @@ let package = Package(
         // unspecialised generic code (7% of the hub's time in metadata lookups).
         .target(name: "PilotEvents", dependencies: ["PilotCore", "PilotSQLite"],
                 swiftSettings: strict + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
+        .target(name: "PilotAgent", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotNode",
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -122,6 +123,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "PilotAgentTests", dependencies: ["PilotAgent", "PilotCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
