@@ -325,13 +325,31 @@ public enum NagiosOutput {
     public struct Perfdata: Equatable, Sendable {
         public var label: String
         public var value: Double
+        public init(label: String, value: Double) {
+            self.label = label
+            self.value = value
+        }
     }
 
     public static func split(_ line: String) -> (text: String, perfdata: [Perfdata]) {
         guard let bar = line.firstIndex(of: "|") else { return (line.trimmingCharacters, []) }
         let text = String(line[..<bar]).trimmingCharacters
         var items: [Perfdata] = []
-        for item in line[line.index(after: bar)...].split(separator: " ") {
+        // Items are separated by spaces; a quoted label may hold spaces ('time used'=0.012s).
+        var tokens: [Substring] = []
+        var rest = line[line.index(after: bar)...]
+        while let start = rest.firstIndex(where: { $0 != " " }) {
+            rest = rest[start...]
+            var end = rest.endIndex
+            if rest.first == "'", let close = rest.dropFirst().firstIndex(of: "'") {
+                end = rest[close...].firstIndex(of: " ") ?? rest.endIndex
+            } else {
+                end = rest.firstIndex(of: " ") ?? rest.endIndex
+            }
+            tokens.append(rest[..<end])
+            rest = rest[end...]
+        }
+        for item in tokens {
             guard let equals = item.lastIndex(of: "=") else { continue }
             var label = String(item[..<equals])
             if label.hasPrefix("'"), label.hasSuffix("'"), label.count >= 2 { label = String(label.dropFirst().dropLast()) }

@@ -17,6 +17,7 @@ public enum Spawn {
 
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// `arguments[0]` is the program: a path, or a name looked up in PATH.
