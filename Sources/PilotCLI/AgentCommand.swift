@@ -2,6 +2,7 @@ internal import ArgumentParser
 internal import PilotCore
 internal import PilotRegistry
 internal import PilotRoles
+internal import PilotAgent
 
 struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
     static let configuration = CommandTable.configuration(for: "agent")
@@ -29,6 +30,20 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("spool-size"), help: ArgumentHelp("Messages this node's spool holds at most while the hub is away.", valueName: "n"))
     var spoolSize = 1_000_000
 
+    @Option(help: ArgumentHelp("Seconds between collections (at least 1).", valueName: "seconds"))
+    var interval = 30.0
+
+    @Option(name: .customLong("check"), help: ArgumentHelp(
+        "A service check (repeatable): http:NAME=URL, tcp:NAME=HOST:PORT, process:NAME=PROGRAM[,min=N], command:NAME=PLUGIN ARGS, postgres:NAME=CONNINFO, disk-latency:NAME=DIR.",
+        valueName: "kind:name=target"))
+    var checks: [String] = []
+
+    @Option(name: .customLong("check-timeout"), help: ArgumentHelp("Default timeout of a check, in seconds.", valueName: "seconds"))
+    var checkTimeout = 5.0
+
+    @Flag(help: "Run one collection and the checks, then exit (with --print).") var once = false
+    @Flag(help: "Print the messages of one cycle as JSON lines instead of publishing them; needs no network.") var print = false
+
     @Option(help: ArgumentHelp("A config file of one flag a line (default: STATE/config).", valueName: "file"))
     var config: String?
 
@@ -43,9 +58,43 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         guard (1...1_048_576).contains(eventRetentionSize) else { throw ValidationError("--event-retention-size must be between 1 and 1048576 MB") }
         _ = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
         guard (1...100_000_000).contains(spoolSize) else { throw ValidationError("--spool-size must be between 1 and 100000000 messages") }
+        guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be between 1 and 86400 seconds") }
+        guard checkTimeout > 0, checkTimeout <= 600 else { throw ValidationError("--check-timeout must be between 0 and 600 seconds") }
+        guard once == print else { throw ValidationError(once ? "--once needs --print" : "--print needs --once") }
+    }
+
+    /// The checks, each bad one named with the config line it came from.
+    func checkSpecs() throws -> [CheckSpec] {
+        var specs: [CheckSpec] = []
+        for text in checks {
+            do { specs.append(try CheckSpec.parse(text, defaultTimeoutMilliseconds: Int(checkTimeout * 1000))) } catch {
+                let place = configLocation(flag: "--check", value: text).map { "\($0): " } ?? "--check: "
+                throw CLIError(place + "\(error)", exitCode: ExitStatus.usage)
+            }
+            guard !specs.dropLast().contains(where: { $0.name == specs.last!.name }) else {
+                throw CLIError("--check: two checks are named '\(specs.last!.name)'", exitCode: ExitStatus.usage)
+            }
+        }
+        return specs
+    }
+
+    /// `FILE:LINE` of a flag's value in the config file, if it came from there.
+    func configLocation(flag: String, value: String) -> String? {
+        let path = config ?? state.resolved + "/" + StateDirectory.configFile
+        guard let text = try? LocalFile.readText(path, maxBytes: ConfigFile.maxBytes), let file = try? ConfigFile(parsing: text, path: path),
+              let entry = file.entries.first(where: { $0.flag == flag && $0.value == value }) else { return nil }
+        return "\(path):\(entry.line)"
     }
 
     func run() async throws {
+        let specs = try checkSpecs()
+        if once {
+            let hostname = settings.hostname ?? ProcessEnvironment.hostname
+            for message in await MetricsLoop.printOnce(host: hostname, checks: specs) {
+                Console.current.out(#"{"topic":"\#(message.topic)","payload":\#(message.json)}"#)
+            }
+            return
+        }
         let directory = state.resolved
         let identity = try loadIdentity(stateDirectory: directory)
         var options = AgentService.Options(
@@ -64,6 +113,10 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.events.retention.maxBytes = eventRetentionSize << 20
         options.events.retention.maxAgeSeconds = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
         options.events.spool.maxMessages = spoolSize
+        var metrics = MetricsLoop.Options(host: options.hostname)
+        metrics.intervalSeconds = interval
+        metrics.checks = specs
+        options.metrics = metrics
         let service = AgentService(options: options, identity: identity, logger: log.logger("pilot.agent"))
         do { try await service.start() } catch {
             throw CLIError("cannot start the node: \(error)")

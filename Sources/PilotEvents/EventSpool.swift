@@ -60,17 +60,22 @@ public final class EventSpool {
     /// Numbers and stores messages of one topic in one transaction; all or
     /// none. Returns their sequence numbers.
     public func append(topic: Topic, payloads: [String]) throws(SpoolError) -> ClosedRange<UInt64>? {
-        guard !payloads.isEmpty else { return nil }
-        let size = payloads.reduce(0) { $0 + $1.utf8.count }
-        guard count + payloads.count <= limits.maxMessages, bytes + size <= limits.maxBytes else {
+        try append(payloads.map { (topic, $0) })
+    }
+
+    /// Numbers and stores messages in one transaction; all or none.
+    public func append(_ messages: [(topic: Topic, payload: String)]) throws(SpoolError) -> ClosedRange<UInt64>? {
+        guard !messages.isEmpty else { return nil }
+        let size = messages.reduce(0) { $0 + $1.payload.utf8.count }
+        guard count + messages.count <= limits.maxMessages, bytes + size <= limits.maxBytes else {
             throw .full(count: count, bytes: bytes)
         }
         let first = lastSequence + 1
         do {
             try database.transaction {
                 var seq = first
-                for payload in payloads {
-                    try insert.run(.integer(Int64(seq)), .text(topic.description), .text(payload))
+                for message in messages {
+                    try insert.run(.integer(Int64(seq)), .text(message.topic.description), .text(message.payload))
                     seq += 1
                 }
                 try database.execute("INSERT INTO meta(key, value) VALUES('last_seq', '\(seq - 1)') ON CONFLICT(key) DO UPDATE SET value = excluded.value")
@@ -78,8 +83,8 @@ public final class EventSpool {
         } catch {
             throw .storage("\(error)")
         }
-        lastSequence = first + UInt64(payloads.count) - 1
-        count += payloads.count
+        lastSequence = first + UInt64(messages.count) - 1
+        count += messages.count
         bytes += size
         return first...lastSequence
     }

@@ -148,6 +148,20 @@ public final class EventService: @unchecked Sendable {
         return forwarder
     }
 
+    /// Spools messages of several topics in one transaction (the agent's
+    /// cycle), then sends them on.
+    public func publish(to hubName: String, messages: [(topic: Topic, payload: String)]) async throws {
+        let outcome = try await loop.flatSubmit { [self] () -> EventLoopFuture<String?> in
+            do { return try forwarder(for: hubName).firstContact() } catch { return loop.makeFailedFuture(error) }
+        }.get()
+        if let refusal = outcome { throw EventServiceError(refusal) }
+        try await loop.submit { [self] in
+            let forwarder = try forwarder(for: hubName)
+            try forwarder.spool.append(messages)
+            forwarder.pump()
+        }.get()
+    }
+
     /// Opens the spools left by an earlier run, so their messages go out.
     public func resumeSpools() {
         loop.execute { [self] in

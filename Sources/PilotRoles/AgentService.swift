@@ -30,6 +30,8 @@ public final class AgentService: @unchecked Sendable {
         /// The fleet's event hub (a hostname) that publish and subscribe use by default.
         public var hub: String?
         public var events = EventService.Options()
+        /// Collection interval and service checks (nil: no metrics).
+        public var metrics: MetricsLoop.Options?
 
         public init(stateDirectory: String, configPath: String, hostname: String) {
             self.stateDirectory = stateDirectory
@@ -46,6 +48,7 @@ public final class AgentService: @unchecked Sendable {
     public let tunnels: TunnelEndpoint
     public private(set) var trust: TrustService?
     public private(set) var events: EventService?
+    public private(set) var metrics: MetricsLoop?
     private var control: (any Channel)?
     public let controlPath: String
 
@@ -103,6 +106,7 @@ public final class AgentService: @unchecked Sendable {
         ])
         if registry == nil { logger.warning("no registry configured (pilot init --registry HOST:PORT); running unregistered") }
         registry?.start()
+        startMetrics()
     }
 
     public func run() async throws {
@@ -230,6 +234,28 @@ public final class AgentService: @unchecked Sendable {
         } catch {
             return ControlSocket.failure("\(error)")
         }
+    }
+
+    /// Metrics and checks go to the hub through the spool, so a hub outage
+    /// delays them but loses none.
+    private func startMetrics() {
+        guard let settings = options.metrics else { return }
+        guard let hub = options.hub else {
+            logger.notice("no hub configured (pilot init --hub NAME): metrics and checks are not collected")
+            return
+        }
+        let events = self.events, logger = self.logger
+        let loop = MetricsLoop(options: settings, loop: group.next(), logger: logger) { messages in
+            let batch = messages.compactMap { message in (try? Topic(message.topic)).map { (topic: $0, payload: message.json) } }
+            do { try await events?.publish(to: hub, messages: batch) } catch {
+                logger.error("cannot publish metrics", metadata: ["hub": "\(hub)", "error": "\(error)"])
+            }
+        }
+        metrics = loop
+        loop.start()
+        logger.info("collecting metrics", metadata: [
+            "interval": "\(settings.intervalSeconds)s", "checks": "\(settings.checks.map(\.name).joined(separator: ","))", "hub": "\(hub)",
+        ])
     }
 
     // MARK: Event stream
