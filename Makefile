@@ -16,8 +16,8 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
 # the download path, setpriv to run as an unprivileged user, CA certificates
 # for the image; iproute2, iptables, python3 and tcpdump for the network
-# namespace tests.
-TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump
+# namespace tests; PostgreSQL for the agent's postgres check.
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench fuzz fuzz-ci
 
@@ -83,11 +83,12 @@ fuzz-ci: deps
 # compressed 10x (30 s -> 3 s) and its CPU scaled back in the report.
 BENCH_NODES ?= 10000
 bench: build
-	$(call ensure_packages,iperf3 mosquitto mosquitto-clients python3)
+	$(call ensure_packages,iperf3 mosquitto mosquitto-clients python3 prometheus-node-exporter collectd-core curl)
 	$(SWIFT) build -c release --product pilot-bench
 	.build/release/pilot-bench registry --pilot ./pilot --nodes $(BENCH_NODES) --interval 30 --compress 10 --window 30
 	.build/release/pilot-bench tunnel --seconds 5
 	sh bench/events.sh ./pilot 100000 3
+	sh bench/agent.sh ./pilot 30 .build/release/pilot-bench
 
 dist/ca-certificates.crt:
 	$(call ensure_packages,ca-certificates)

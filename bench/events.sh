@@ -12,26 +12,13 @@ PILOT=${1:-./pilot}
 N=${2:-100000}
 RUNS=${3:-3}
 case $PILOT in /*) ;; *) PILOT=$(pwd)/$PILOT ;; esac
-S=$(mktemp -d "${TMPDIR:-/tmp}/pilot-bench-events.XXXXXX")
-PIDS=""
-cleanup() {
-    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
-    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$S"
-}
-trap cleanup EXIT INT TERM
+BENCH_NAME=events
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; } # EXPRESSION
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-wait_for() { # SECONDS CMD...: bounded polling
-    tries=$(($1 * 10)); shift
-    until "$@" >/dev/null 2>&1; do
-        tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || { echo "bench/events.sh: timed out waiting for: $*" >&2; exit 1; }
-        sleep 0.1
-    done
-}
 
 python3 -c "
 import random
@@ -102,7 +89,7 @@ output_settled() { # FILE N: prints the time the file last grew, once it has N l
 }
 mosquitto_runs() { # NAME EXTRA-CONFIG
     name=$1
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    PORT=$(free_port)
     printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\nlog_type warning\nlog_type notice\n%b' "$PORT" "$2" > "$S/mosquitto-$name.conf"
     mosquitto -c "$S/mosquitto-$name.conf" 2> "$S/mosquitto-$name.log" &
     broker=$!

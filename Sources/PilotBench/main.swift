@@ -363,7 +363,9 @@ do {
     switch argv.first {
     case "registry": try await runRegistryBench(try Arguments(Array(argv.dropFirst())))
     case "tunnel": try await runTunnelBench(seconds: argv.count > 2 && argv[1] == "--seconds" ? Int(argv[2]) ?? 5 : 5)
-    default: throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S]")
+    case "collect": runCollectBench(cycles: argv.count > 2 && argv[1] == "--cycles" ? max(10, Int(argv[2]) ?? 1000) : 1000)
+    default:
+        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N]")
     }
 } catch {
     let line = Array("pilot-bench: \(error)\n".utf8)

@@ -1,0 +1,23 @@
+# shellcheck shell=sh
+# Shared by the benchmark scripts: a scratch directory removed at exit, the
+# processes started (by PID) stopped at exit, and bounded polling.
+# Set BENCH_NAME before sourcing.
+S=$(mktemp -d "${TMPDIR:-/tmp}/pilot-bench-$BENCH_NAME.XXXXXX")
+PIDS=""
+cleanup() {
+    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+    for pid in $PIDS; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$S"
+}
+trap cleanup EXIT INT TERM
+
+wait_for() { # SECONDS CMD...: polls CMD every 0.1 s, bounded
+    tries=$(($1 * 10)); shift
+    until "$@" >/dev/null 2>&1; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || { echo "bench/$BENCH_NAME.sh: timed out waiting for: $*" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
