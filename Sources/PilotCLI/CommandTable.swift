@@ -51,8 +51,11 @@ public enum CommandTable {
                 made by 'pilot init', a session with the registry (register, a keepalive \
                 every --keepalive seconds, registering again after a registry restart, \
                 backing off while it is down) and the local control socket that status, \
-                peers and set-tags talk to. Reads STATE/config first; flags given here win. \
-                Metrics and service checks join it with the agent issue.
+                peers and set-tags talk to. Every --interval seconds it reads the host's \
+                CPU, memory, disks, load, network, disk I/O and uptime and runs its \
+                --check's, and publishes them to the hub (pilot init --hub) through its \
+                on-disk spool. --once --print shows one cycle without any network. \
+                Reads STATE/config first; flags given here win.
                 """,
             implementation: .parsable(AgentCommand.self)),
         CommandSpec(
