@@ -143,6 +143,8 @@ func temporaryDirectory() throws -> String {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
+        // Until the child has exec'd, it still carries this test's name.
+        for _ in 0..<200 where (try? LocalFile.readText("/proc/\(pid)/comm", maxBytes: 64)) != "sleep\n" { usleep(10_000) }
         let found = CheckRunner.run(try CheckSpec.parse("process:sleepers=sleep,min=1"))
         #expect(found.status == .ok)
         let tooFew = CheckRunner.run(try CheckSpec.parse("process:sleepers=sleep,min=100000"))
