@@ -1,4 +1,5 @@
 internal import ArgumentParser
+internal import PilotCore
 
 /// The multi-call entry point: `pilot-registry ARGS` and `pilot registry ARGS`
 /// reach the same table entry.
@@ -63,8 +64,12 @@ public enum Dispatcher {
 /// one line on stderr and an exit status; help goes to stdout.
 func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _ arguments: [String]) async -> Int32 {
     var fromConfig: [String] = []
+    var config: ConfigFile?
     if Command.self is any ReadsNodeConfig.Type {
-        do { fromConfig = try configArguments(arguments) } catch {
+        do {
+            config = try configFile(arguments)
+            fromConfig = config?.arguments ?? []
+        } catch {
             Console.current.err("pilot \(name): \(error)")
             return ExitStatus.failure
         }
@@ -92,10 +97,27 @@ func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _
         // Every error type of ours describes itself in one line naming what was wrong.
         let message = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
         if parsing || code == .validationFailure {
+            if let config, let line = culprit(Command.self, config, arguments) {
+                Console.current.err("pilot \(name): \(config.path):\(line): \(message)")
+                return ExitStatus.usage
+            }
             Console.current.err("pilot \(name): \(message) (see 'pilot \(name) --help')")
             return ExitStatus.usage
         }
         Console.current.err("pilot \(name): \(message)")
         return ExitStatus.failure
     }
+}
+
+/// The config line that makes parsing fail: the one entry without which
+/// the config and the command line parse (nil when no single line is to
+/// blame, e.g. two lines that conflict).
+func culprit<Command: AsyncParsableCommand>(_: Command.Type, _ config: ConfigFile, _ arguments: [String]) -> Int? {
+    for (index, entry) in config.entries.enumerated() {
+        var without = config.entries
+        without.remove(at: index)
+        let rest = without.flatMap { [$0.flag] + ($0.value.map { [$0] } ?? []) }
+        if (try? Command.parseAsRoot(rest + arguments)) != nil { return entry.line }
+    }
+    return nil
 }

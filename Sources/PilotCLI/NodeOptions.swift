@@ -11,6 +11,11 @@ protocol ReadsNodeConfig {}
 /// The config arguments for an argument list: `--config FILE` if given,
 /// else `STATE/config` when it exists.
 func configArguments(_ arguments: [String]) throws -> [String] {
+    try configFile(arguments)?.arguments ?? []
+}
+
+/// The config file that applies to an argument list, if any.
+func configFile(_ arguments: [String]) throws -> ConfigFile? {
     func value(of flag: String) -> String? {
         for (index, argument) in arguments.enumerated() {
             if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
@@ -21,9 +26,8 @@ func configArguments(_ arguments: [String]) throws -> [String] {
     let explicit = value(of: "--config")
     let directory = StateDirectory.resolve(flag: value(of: "--state-dir"), environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
     let path = explicit ?? directory + "/" + StateDirectory.configFile
-    guard explicit != nil || LocalFile.exists(path) else { return [] }
-    let config = try ConfigFile(parsing: LocalFile.readText(path, maxBytes: ConfigFile.maxBytes), path: path)
-    return config.arguments
+    guard explicit != nil || LocalFile.exists(path) else { return nil }
+    return try ConfigFile(parsing: LocalFile.readText(path, maxBytes: ConfigFile.maxBytes), path: path)
 }
 
 /// `--log-level`, shared by the long-running roles.

@@ -61,4 +61,15 @@ expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/no
 head -c 2000 /dev/urandom > "$SCRATCH/node3/config"
 expect_status 1 "junk config" -- "$PILOT" init --state-dir "$SCRATCH/node3"
 expect_one_line_error "junk config"
+# Config lines the agent cannot use: named by file and line, and it does not start.
+expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/node4"
+printf -- '--intervall 5\n' >> "$SCRATCH/node4/config"
+expect_status 64 "misspelt config flag" -- "$PILOT" agent --state-dir "$SCRATCH/node4"
+expect_one_line_error "misspelt config flag"
+case "$ERR" in *"node4/config:"[0-9]*": Unknown option '--intervall'"*) ;; *) fail "misspelt config flag: $ERR" ;; esac
+sed -i 's/^--intervall 5$/--check http:web=ftp:\/\/x/' "$SCRATCH/node4/config"
+expect_status 64 "bad check line" -- "$PILOT" agent --state-dir "$SCRATCH/node4"
+expect_one_line_error "bad check line"
+case "$ERR" in *"node4/config:"[0-9]*": invalid check 'http:web=ftp://x': the target must be an http:// URL"*) ;; *) fail "bad check line: $ERR" ;; esac
+[ -e "$SCRATCH/node4/pilot.sock" ] && fail "the agent started despite a bad config line"
 echo "ok: every bad input got one clear line and a non-zero exit"
