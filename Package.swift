@@ -56,6 +56,7 @@ let package = Package(
         .target(name: "PilotEvents", dependencies: ["PilotCore", "PilotSQLite"],
                 swiftSettings: strict + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
         .target(name: "PilotAgent", dependencies: ["PilotCore"], swiftSettings: strict),
+        .target(name: "PilotAggregator", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotNode",
@@ -70,7 +71,7 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -124,6 +125,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PilotAgentTests", dependencies: ["PilotAgent", "PilotCore"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "PilotAggregatorTests", dependencies: ["PilotAggregator", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],

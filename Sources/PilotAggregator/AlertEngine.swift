@@ -1,0 +1,268 @@
+public import PilotCore
+
+/// One numeric series of a host: a metric field and, for list entries, the
+/// label that tells them apart (`mount`, `iface`, `device`).
+public struct Sample: Equatable, Sendable {
+    public var host: String
+    public var metric: String
+    public var labels: [(String, String)]
+    public var value: Double
+
+    public static func == (a: Sample, b: Sample) -> Bool {
+        a.host == b.host && a.metric == b.metric && a.value == b.value && a.labels.elementsEqual(b.labels, by: { $0 == $1 })
+    }
+
+    /// The numeric fields of an agent's message: top-level numbers, and the
+    /// numbers of list entries labelled by their name field. A field that a
+    /// list carries too (disk_pct beside mounts[].disk_pct) is taken from
+    /// the list only, so the root filesystem is one series, not two.
+    public static func extract(host: String, payload: JSONObject) -> [Sample] {
+        let labelKeys = ["mount", "iface", "device", "check"]
+        var samples: [Sample] = []
+        var listed: Set<String> = []
+        for (_, value) in payload {
+            guard case .array(let items) = value else { continue }
+            for case .object(let item) in items {
+                guard let key = labelKeys.first(where: { item[$0]?.stringValue != nil }), let label = item[key]?.stringValue else { continue }
+                for (field, entry) in item {
+                    guard case .number(let number) = entry, number.isFinite else { continue }
+                    listed.insert(field)
+                    samples.append(Sample(host: host, metric: field, labels: [(key, label)], value: number))
+                }
+            }
+        }
+        for (field, value) in payload where field != "ts" && !listed.contains(field) {
+            if case .number(let number) = value, number.isFinite { samples.append(Sample(host: host, metric: field, labels: [], value: number)) }
+        }
+        return samples
+    }
+}
+
+/// An alert as the engine keeps it and publishes it.
+public struct Alert: Equatable, Sendable {
+    public enum Severity: String, Sendable { case warning, critical }
+    public var fingerprint: String
+    public var metric: String
+    public var host: String
+    public var labels: [(String, String)]
+    public var severity: Severity
+    public var value: Double
+    public var threshold: Double
+    public var startsAt: Int64
+    public var lastSentAt: Int64
+
+    public static func == (a: Alert, b: Alert) -> Bool {
+        a.fingerprint == b.fingerprint && a.severity == b.severity && a.value == b.value && a.startsAt == b.startsAt && a.lastSentAt == b.lastSentAt
+    }
+
+    /// Stable across restarts and versions: FNV-1a over the rule's metric,
+    /// the host and the sorted labels (not the severity).
+    public static func fingerprint(metric: String, host: String, labels: [(String, String)]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let text = ([metric, host] + labels.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }).joined(separator: "\u{1F}")
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// The seed's alert JSON (`host, metric, value, threshold, severity, ts`)
+    /// plus `status`, `fingerprint`, `starts_at` (and `ends_at`, `labels`).
+    public func notice(status: String, at now: Int64) -> AlertNotice {
+        var payload = JSONObject([
+            ("host", .string(host)), ("metric", .string(metric)), ("value", .number((value * 10).rounded() / 10)),
+            ("threshold", .number(threshold)), ("severity", .string(severity.rawValue)), ("ts", .number(Double(now))),
+            ("status", .string(status)), ("fingerprint", .string(fingerprint)), ("starts_at", .number(Double(startsAt))),
+        ])
+        if status == "resolved" { payload["ends_at"] = .number(Double(now)) }
+        if !labels.isEmpty { payload["labels"] = .object(JSONObject(labels.map { ($0.0, .string($0.1)) })) }
+        return AlertNotice(topic: "alerts/\(metric)/\(host)", payload: payload)
+    }
+}
+
+public struct AlertNotice: Equatable, Sendable {
+    public var topic: String
+    public var payload: JSONObject
+    public var status: String? { payload["status"]?.stringValue }
+    public var severity: String? { payload["severity"]?.stringValue }
+}
+
+/// Alert rules and the lifecycle of alerts as a pure state machine with an
+/// injected clock (Unix seconds): samples and ticks in, notices out.
+///
+/// - Threshold rules fire after their `for` duration of breaching samples,
+///   change severity in place (same fingerprint), and resolve only past
+///   the clear value (hysteresis).
+/// - Health: a check not ok fires `health` for that check (critical, or
+///   warning for warning/unknown), and resolves when it is ok again.
+/// - Host down: a host silent for `hostDownAfter` seconds fires `host_down`;
+///   its next message resolves it. Its other alerts stay as they are.
+/// - Firing alerts are published again every `repeatInterval`, never on
+///   every sample; their state round-trips through `state`/`init(restoring:)`
+///   so a restart neither re-fires nor loses a resolve.
+public struct AlertEngine: Sendable {
+    public struct Options: Sendable {
+        public var rules = AlertRule.defaults
+        public var hostDownAfter: Int64 = 90
+        public var repeatInterval: Int64 = 4 * 3600
+        public init() {}
+    }
+
+    public let options: Options
+    public private(set) var firing: [String: Alert] = [:]
+    private var breachingSince: [String: Int64] = [:]
+    public private(set) var lastSeen: [String: Int64] = [:]
+
+    public init(options: Options = Options()) { self.options = options }
+
+    /// A message from a host: `metrics/KIND/HOST` or `health/CHECK/HOST`.
+    public mutating func observe(topic: Topic, payload: JSONObject, now: Int64) -> [AlertNotice] {
+        guard topic.levels.count >= 3 else { return [] }
+        let host = String(topic.levels[2])
+        var notices = hostHeard(host, now: now)
+        switch topic.levels[0] {
+        case "metrics":
+            for sample in Sample.extract(host: host, payload: payload) {
+                for rule in options.rules where rule.metric == sample.metric { notices += evaluate(rule, sample, now: now) }
+            }
+        case "health":
+            notices += health(host: host, check: String(topic.levels[1]), status: payload["status"]?.stringValue ?? "unknown", now: now)
+        default:
+            break
+        }
+        return notices
+    }
+
+    /// Time passing: hosts falling silent, and repeats of firing alerts.
+    public mutating func tick(now: Int64) -> [AlertNotice] {
+        var notices: [AlertNotice] = []
+        for (host, seen) in lastSeen where now - seen >= options.hostDownAfter {
+            let fingerprint = Alert.fingerprint(metric: "host_down", host: host, labels: [])
+            guard firing[fingerprint] == nil else { continue }
+            let alert = Alert(fingerprint: fingerprint, metric: "host_down", host: host, labels: [], severity: .critical,
+                              value: Double(now - seen), threshold: Double(options.hostDownAfter), startsAt: now, lastSentAt: now)
+            firing[fingerprint] = alert
+            notices.append(alert.notice(status: "firing", at: now))
+        }
+        for (fingerprint, alert) in firing where now - alert.lastSentAt >= options.repeatInterval {
+            firing[fingerprint]!.lastSentAt = now
+            notices.append(alert.notice(status: "firing", at: now))
+        }
+        return notices
+    }
+
+    private mutating func hostHeard(_ host: String, now: Int64) -> [AlertNotice] {
+        lastSeen[host] = max(lastSeen[host] ?? now, now)
+        let fingerprint = Alert.fingerprint(metric: "host_down", host: host, labels: [])
+        guard var alert = firing.removeValue(forKey: fingerprint) else { return [] }
+        alert.value = 0
+        return [alert.notice(status: "resolved", at: now)]
+    }
+
+    private mutating func evaluate(_ rule: AlertRule, _ sample: Sample, now: Int64) -> [AlertNotice] {
+        let fingerprint = Alert.fingerprint(metric: rule.metric, host: sample.host, labels: sample.labels)
+        if var alert = firing[fingerprint] {
+            alert.value = sample.value
+            if rule.recovered(sample.value, from: rule.warning) {
+                firing[fingerprint] = nil
+                breachingSince[fingerprint] = nil
+                return [alert.notice(status: "resolved", at: now)]
+            }
+            let severity: Alert.Severity
+            if let critical = rule.critical {
+                severity = rule.breaches(sample.value, critical) ? .critical
+                    : alert.severity == .critical && !rule.recovered(sample.value, from: critical) ? .critical : .warning
+            } else {
+                severity = .warning
+            }
+            if severity != alert.severity {
+                alert.severity = severity
+                alert.threshold = severity == .critical ? rule.critical ?? rule.warning : rule.warning
+                alert.lastSentAt = now
+                firing[fingerprint] = alert
+                return [alert.notice(status: "firing", at: now)]
+            }
+            firing[fingerprint] = alert
+            return []
+        }
+        guard rule.breaches(sample.value, rule.warning) else {
+            breachingSince[fingerprint] = nil
+            return []
+        }
+        let since = breachingSince[fingerprint] ?? now
+        breachingSince[fingerprint] = since
+        guard now - since >= rule.forSeconds else { return [] }
+        let critical = rule.critical.map { rule.breaches(sample.value, $0) } ?? false
+        let alert = Alert(fingerprint: fingerprint, metric: rule.metric, host: sample.host, labels: sample.labels,
+                          severity: critical ? .critical : .warning, value: sample.value,
+                          threshold: critical ? rule.critical! : rule.warning, startsAt: now, lastSentAt: now)
+        firing[fingerprint] = alert
+        breachingSince[fingerprint] = nil
+        return [alert.notice(status: "firing", at: now)]
+    }
+
+    private mutating func health(host: String, check: String, status: String, now: Int64) -> [AlertNotice] {
+        let labels = [("check", check)]
+        let fingerprint = Alert.fingerprint(metric: "health", host: host, labels: labels)
+        if status == "ok" {
+            guard var alert = firing.removeValue(forKey: fingerprint) else { return [] }
+            alert.value = 0
+            return [alert.notice(status: "resolved", at: now)]
+        }
+        let severity: Alert.Severity = status == "critical" ? .critical : .warning
+        if var alert = firing[fingerprint] {
+            guard alert.severity != severity else { return [] }
+            alert.severity = severity
+            alert.lastSentAt = now
+            firing[fingerprint] = alert
+            return [alert.notice(status: "firing", at: now)]
+        }
+        let alert = Alert(fingerprint: fingerprint, metric: "health", host: host, labels: labels, severity: severity, value: 1, threshold: 0,
+                          startsAt: now, lastSentAt: now)
+        firing[fingerprint] = alert
+        return [alert.notice(status: "firing", at: now)]
+    }
+
+    // MARK: Persistence
+
+    /// What must survive a restart: firing alerts and when hosts were last heard.
+    public var state: JSONValue {
+        .object(JSONObject([
+            ("version", .number(1)),
+            ("firing", .array(firing.values.sorted { $0.fingerprint < $1.fingerprint }.map { alert in
+                .object(JSONObject([
+                    ("fingerprint", .string(alert.fingerprint)), ("metric", .string(alert.metric)), ("host", .string(alert.host)),
+                    ("labels", .object(JSONObject(alert.labels.map { ($0.0, .string($0.1)) }))), ("severity", .string(alert.severity.rawValue)),
+                    ("value", .number(alert.value)), ("threshold", .number(alert.threshold)),
+                    ("starts_at", .number(Double(alert.startsAt))), ("last_sent_at", .number(Double(alert.lastSentAt))),
+                ]))
+            })),
+            ("last_seen", .object(JSONObject(lastSeen.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))),
+        ]))
+    }
+
+    public init(options: Options, restoring state: JSONValue) throws(ParseError) {
+        self.init(options: options)
+        guard state["version"]?.doubleValue == 1, case .array(let items)? = state["firing"] else {
+            throw ParseError("alert state", "", "not an alert state of version 1")
+        }
+        for item in items {
+            guard let fingerprint = item["fingerprint"]?.stringValue, let metric = item["metric"]?.stringValue, let host = item["host"]?.stringValue,
+                  let severity = item["severity"]?.stringValue.flatMap(Alert.Severity.init), let value = item["value"]?.doubleValue,
+                  let threshold = item["threshold"]?.doubleValue, let startsAt = item["starts_at"]?.int64Value,
+                  let lastSentAt = item["last_sent_at"]?.int64Value, case .object(let labelObject)? = item["labels"] else {
+                throw ParseError("alert state", fingerprintText(item), "an alert entry is incomplete")
+            }
+            let labels = labelObject.compactMap { member in member.value.stringValue.map { (member.key, $0) } }
+            firing[fingerprint] = Alert(fingerprint: fingerprint, metric: metric, host: host, labels: labels, severity: severity,
+                                        value: value, threshold: threshold, startsAt: startsAt, lastSentAt: lastSentAt)
+        }
+        if case .object(let seen)? = state["last_seen"] {
+            for member in seen { if let time = member.value.int64Value { lastSeen[member.key] = time } }
+        }
+    }
+
+    private func fingerprintText(_ item: JSONValue) -> String { item["fingerprint"]?.stringValue ?? "?" }
+}

@@ -1,0 +1,174 @@
+import PilotAggregator
+import PilotCore
+import Testing
+
+/// Drives an engine with the agent's messages on an injected clock.
+struct Timeline {
+    var engine: AlertEngine
+    var now: Int64 = 1_764_100_000
+    var notices: [AlertNotice] = []
+
+    init(_ options: AlertEngine.Options = .init()) { engine = AlertEngine(options: options) }
+
+    mutating func disk(_ host: String, _ pct: Double, mount: String = "/", after seconds: Int64 = 30) -> [AlertNotice] {
+        now += seconds
+        let payload = JSONObject([
+            ("host", .string(host)), ("disk_pct", .number(pct)),
+            ("mounts", .array([.object(JSONObject([("mount", .string(mount)), ("disk_pct", .number(pct))]))])), ("ts", .number(Double(now))),
+        ])
+        let out = engine.observe(topic: try! Topic("metrics/disk/\(host)"), payload: payload, now: now) + engine.tick(now: now)
+        notices += out
+        return out
+    }
+
+    mutating func cpu(_ host: String, _ pct: Double, after seconds: Int64 = 30) -> [AlertNotice] {
+        now += seconds
+        let payload = JSONObject([("host", .string(host)), ("cpu_pct", .number(pct)), ("load", .number(1)), ("cores", .number(4)), ("ts", .number(Double(now)))])
+        let out = engine.observe(topic: try! Topic("metrics/cpu/\(host)"), payload: payload, now: now) + engine.tick(now: now)
+        notices += out
+        return out
+    }
+
+    mutating func wait(_ seconds: Int64) -> [AlertNotice] {
+        now += seconds
+        let out = engine.tick(now: now)
+        notices += out
+        return out
+    }
+}
+
+@Suite struct AlertRuleTests {
+    @Test func theIssuesExampleReads() throws {
+        let rule = try AlertRule.parse("disk_pct > 90 for 2m critical > 95")
+        #expect(rule == AlertRule(metric: "disk_pct", comparison: .above, warning: 90, critical: 95, forSeconds: 120))
+        #expect(rule.description == "disk_pct > 90 for 120s critical > 95")
+        let below = try AlertRule.parse("mem_available_kb < 100000 clear 150000")
+        #expect(below.recovered(150_001, from: 100_000) && !below.recovered(149_000, from: 100_000))
+    }
+
+    @Test(arguments: [
+        ("", "the metric is missing"), ("disk_pct", "the comparison is missing"), ("disk_pct >= 90", "the comparison must be > or <"),
+        ("disk_pct > ninety", "the threshold 'ninety' is not a number"), ("disk_pct > 90 for ever", "invalid duration"),
+        ("disk_pct > 90 critical < 95", "the critical comparison must be > too"), ("disk_pct > 90 critical > 80", "past the warning one"),
+        ("disk_pct > 90 clear 95", "safe side"), ("Disk-Pct > 1", "must be a field name"), ("disk_pct > 90 sometimes", "unexpected 'sometimes'"),
+    ])
+    func badRulesSayWhatIsWrong(text: String, reason: String) {
+        #expect { try AlertRule.parse(text) } throws: { "\($0)".hasPrefix("invalid rule") && "\($0)".contains(reason) }
+    }
+}
+
+@Suite struct AlertEngineTests {
+    @Test func aForDurationWaitsForTheBreachToLast() throws {
+        var options = AlertEngine.Options()
+        options.rules = [try AlertRule.parse("disk_pct > 90 for 2m critical > 95")]
+        var t = Timeline(options)
+        #expect(t.disk("db-01", 97).isEmpty)           // breach starts
+        #expect(t.disk("db-01", 97, after: 60).isEmpty) // 60 s: not yet
+        #expect(t.disk("db-01", 50, after: 30).isEmpty) // back to normal: the clock restarts
+        #expect(t.disk("db-01", 97, after: 30).isEmpty)
+        #expect(t.disk("db-01", 97, after: 90).isEmpty)
+        let fired = t.disk("db-01", 97, after: 30)      // 120 s of breach
+        #expect(fired.count == 1)
+        #expect(fired[0].topic == "alerts/disk_pct/db-01" && fired[0].status == "firing" && fired[0].severity == "critical")
+        #expect(fired[0].payload["threshold"] == .number(95) && fired[0].payload["value"] == .number(97))
+        #expect(fired[0].payload["labels"] == .object(JSONObject([("mount", .string("/"))])))
+        #expect(fired[0].payload.keys.prefix(6) == ["host", "metric", "value", "threshold", "severity", "ts"]) // the seed's fields first
+    }
+
+    @Test func hysteresisKeepsAHoveringValueFromFlapping() {
+        var t = Timeline()
+        #expect(t.cpu("web-01", 91).first?.status == "firing")
+        for value in [89.0, 90.5, 88.0, 91.0, 86.0] { #expect(t.cpu("web-01", value).isEmpty, "\(value) is within the hysteresis") }
+        let resolved = t.cpu("web-01", 85.4) // below 90 - 5 % of 90
+        #expect(resolved.first?.status == "resolved" && resolved.first?.payload["ends_at"] == .number(Double(t.now)))
+        #expect(t.notices.count == 2)
+    }
+
+    @Test func severityChangesKeepTheFingerprint() {
+        var t = Timeline()
+        let warning = t.disk("db-01", 92)
+        let critical = t.disk("db-01", 96)
+        #expect(warning.first?.severity == "warning" && critical.first?.severity == "critical")
+        #expect(warning.first?.payload["fingerprint"] == critical.first?.payload["fingerprint"])
+        #expect(warning.first?.payload["starts_at"] == critical.first?.payload["starts_at"])
+        #expect(t.disk("db-01", 94).isEmpty) // hysteresis on the critical threshold too
+        #expect(t.disk("db-01", 90).first?.severity == "warning")
+        #expect(t.disk("db-01", 80).first?.status == "resolved")
+        // Another mount of the same host is another alert.
+        let other = t.disk("db-01", 99, mount: "/var")
+        #expect(other.first?.payload["fingerprint"] != critical.first?.payload["fingerprint"])
+    }
+
+    @Test func fingerprintsAreStableValues() {
+        // FNV-1a 64 of "disk_pct␟db-01␟mount=/var": the same in every version and process.
+        #expect(Alert.fingerprint(metric: "disk_pct", host: "db-01", labels: [("mount", "/var")]) == "7ca1d6c926817994")
+        #expect(Alert.fingerprint(metric: "a", host: "h", labels: [("x", "1"), ("y", "2")]) == Alert.fingerprint(metric: "a", host: "h", labels: [("y", "2"), ("x", "1")]))
+        #expect(Alert.fingerprint(metric: "a", host: "h", labels: []) != Alert.fingerprint(metric: "a", host: "h2", labels: []))
+    }
+
+    @Test func aSilentHostGoesDownAndComesBackWhileItsOtherAlertsStay() {
+        var t = Timeline()
+        _ = t.disk("db-01", 97)
+        _ = t.cpu("web-01", 10)   // 30 s later
+        #expect(t.wait(59).isEmpty) // db-01 silent for 89 s
+        let down = t.wait(1)      // 90 s
+        #expect(down.map(\.topic) == ["alerts/host_down/db-01"])
+        #expect(down.allSatisfy { $0.severity == "critical" && $0.status == "firing" && $0.payload["threshold"] == .number(90) })
+        #expect(t.wait(30).map(\.topic) == ["alerts/host_down/web-01"])
+        #expect(t.wait(600).isEmpty) // no repeat before the repeat interval, no second firing
+        let back = t.disk("db-01", 97, after: 1)
+        #expect(back.map(\.topic) == ["alerts/host_down/db-01"] && back.first?.status == "resolved")
+        #expect(t.engine.firing.values.contains { $0.metric == "disk_pct" && $0.host == "db-01" }) // the disk alert still fires
+    }
+
+    @Test func firingAlertsRepeatAtTheRepeatIntervalNeverOnEverySample() {
+        var options = AlertEngine.Options()
+        options.repeatInterval = 3600
+        options.hostDownAfter = 1_000_000
+        var t = Timeline(options)
+        #expect(t.disk("db-01", 97).count == 1)
+        var repeats = 0
+        for _ in 0..<240 { repeats += t.disk("db-01", 97).count } // two hours of samples every 30 s
+        #expect(repeats == 2)
+        #expect(t.notices.allSatisfy { $0.status == "firing" && $0.payload["starts_at"] == t.notices[0].payload["starts_at"] })
+    }
+
+    @Test func healthChecksFireAndResolve() throws {
+        var engine = AlertEngine()
+        let topic = try Topic("health/webapp/web-01")
+        let failing = engine.observe(topic: topic, payload: JSONObject([("status", .string("critical")), ("status_code", .number(503))]), now: 10)
+        #expect(failing.first?.topic == "alerts/health/web-01" && failing.first?.severity == "critical")
+        #expect(failing.first?.payload["labels"] == .object(JSONObject([("check", .string("webapp"))])))
+        #expect(engine.observe(topic: topic, payload: JSONObject([("status", .string("critical"))]), now: 20).isEmpty)
+        #expect(engine.observe(topic: topic, payload: JSONObject([("status", .string("warning"))]), now: 30).first?.severity == "warning")
+        #expect(engine.observe(topic: topic, payload: JSONObject([("status", .string("ok"))]), now: 40).first?.status == "resolved")
+    }
+
+    @Test func aRestartNeitherReFiresNorLosesAResolve() throws {
+        var t = Timeline()
+        _ = t.disk("db-01", 97)
+        _ = t.cpu("web-01", 99)
+        let saved = t.engine.state
+        // A new process restores the state from its file.
+        let restored = try AlertEngine(options: .init(), restoring: JSONValue.parse(saved.description))
+        t.engine = restored
+        #expect(t.engine.firing.count == 2)
+        #expect(t.disk("db-01", 97).isEmpty)    // still firing: nothing new
+        #expect(t.cpu("web-01", 99).isEmpty)
+        #expect(t.cpu("web-01", 20).first?.status == "resolved") // recovered: the resolve is not lost
+        #expect(throws: ParseError.self) { try AlertEngine(options: .init(), restoring: .object(JSONObject([("version", .number(9))]))) }
+    }
+
+    @Test func samplesComeFromTopLevelNumbersAndLabelledLists() {
+        let payload = JSONObject([
+            ("host", .string("db-01")), ("disk_pct", .number(50)),
+            ("mounts", .array([.object(JSONObject([("mount", .string("/")), ("disk_pct", .number(50))])),
+                               .object(JSONObject([("mount", .string("/var")), ("disk_pct", .number(97)), ("inodes_pct", .number(3))]))])),
+            ("ts", .number(1)),
+        ])
+        let samples = Sample.extract(host: "db-01", payload: payload)
+        #expect(samples.filter { $0.metric == "disk_pct" }.count == 2) // the lists', not the top-level copy as well
+        #expect(samples.contains { $0.metric == "disk_pct" && $0.labels.first?.1 == "/var" && $0.value == 97 })
+        #expect(!samples.contains { $0.metric == "ts" })
+    }
+}
