@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

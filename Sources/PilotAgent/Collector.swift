@@ -49,6 +49,22 @@ public struct AgentMessage: Equatable, Sendable {
     public var topic: String
     public var payload: JSONObject
     public var json: String { JSONValue.object(payload).description }
+
+    /// The message with the given fields set, at the top level and in list
+    /// entries (every mount's disk_pct too).
+    public func overriding(_ values: [String: Double]) -> AgentMessage {
+        var payload = self.payload
+        for (field, value) in values where payload[field] != nil { payload[field] = .number(value) }
+        for (key, member) in self.payload {
+            guard case .array(let items) = member else { continue }
+            payload[key] = .array(items.map { item in
+                guard case .object(var entry) = item else { return item }
+                for (field, value) in values where entry[field] != nil { entry[field] = .number(value) }
+                return .object(entry)
+            })
+        }
+        return AgentMessage(topic: topic, payload: payload)
+    }
 }
 
 /// The built-in collectors as a pure state machine: each `cycle` turns a

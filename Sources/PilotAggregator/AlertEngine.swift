@@ -135,6 +135,13 @@ public struct AlertEngine: Sendable {
         return notices
     }
 
+    /// The aggregator (re)started at `now`: silence is counted from here, so
+    /// hosts are not reported down for the time nobody was listening (their
+    /// spools deliver what they sent meanwhile).
+    public mutating func started(at now: Int64) {
+        for host in lastSeen.keys { lastSeen[host] = max(lastSeen[host]!, now) }
+    }
+
     /// Time passing: hosts falling silent, and repeats of firing alerts.
     public mutating func tick(now: Int64) -> [AlertNotice] {
         var notices: [AlertNotice] = []

@@ -3,10 +3,11 @@ internal import PilotCore
 internal import PilotRegistry
 internal import PilotRoles
 internal import PilotAgent
+internal import PilotCrypto
 
-struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
-    static let configuration = CommandTable.configuration(for: "agent")
-
+/// The options of every node daemon (`pilot agent`, `pilot aggregator`):
+/// the node's settings, its tunnels, its broker and spool, its metrics.
+struct NodeDaemonOptions: ParsableArguments {
     @OptionGroup var settings: NodeSettings
 
     @Option(name: .customLong("tunnel-listen"), help: ArgumentHelp("The UDP socket for tunnels (port 0 picks one).", valueName: "host:port"))
@@ -38,11 +39,12 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         valueName: "kind:name=target"))
     var checks: [String] = []
 
+    @Option(name: .customLong("metric-override"), help: ArgumentHelp(
+        "Report FIELD as VALUE whatever the host says (repeatable), to try alert rules: disk_pct=97.", valueName: "field=value"))
+    var metricOverrides: [String] = []
+
     @Option(name: .customLong("check-timeout"), help: ArgumentHelp("Default timeout of a check, in seconds.", valueName: "seconds"))
     var checkTimeout = 5.0
-
-    @Flag(help: "Run one collection and the checks, then exit (with --print).") var once = false
-    @Flag(help: "Print the messages of one cycle as JSON lines instead of publishing them; needs no network.") var print = false
 
     @Option(help: ArgumentHelp("A config file of one flag a line (default: STATE/config).", valueName: "file"))
     var config: String?
@@ -60,7 +62,7 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         guard (1...100_000_000).contains(spoolSize) else { throw ValidationError("--spool-size must be between 1 and 100000000 messages") }
         guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be between 1 and 86400 seconds") }
         guard checkTimeout > 0, checkTimeout <= 600 else { throw ValidationError("--check-timeout must be between 0 and 600 seconds") }
-        guard once == print else { throw ValidationError(once ? "--once needs --print" : "--print needs --once") }
+        _ = try overrides()
     }
 
     /// The checks, each bad one named with the config line it came from.
@@ -86,15 +88,22 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         return "\(path):\(entry.line)"
     }
 
-    func run() async throws {
-        let specs = try checkSpecs()
-        if once {
-            let hostname = settings.hostname ?? ProcessEnvironment.hostname
-            for message in await MetricsLoop.printOnce(host: hostname, checks: specs) {
-                Console.current.out(#"{"topic":"\#(message.topic)","payload":\#(message.json)}"#)
+    var hostname: String { settings.hostname ?? ProcessEnvironment.hostname }
+
+    func overrides() throws -> [String: Double] {
+        var result: [String: Double] = [:]
+        for text in metricOverrides {
+            let parts = text.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let value = Double(parts[1]), value.isFinite else {
+                throw ValidationError("--metric-override '\(text)': use FIELD=NUMBER, e.g. disk_pct=97")
             }
-            return
+            result[String(parts[0])] = value
         }
+        return result
+    }
+
+    /// The node's service options from the flags and config lines.
+    func serviceOptions(specs: [CheckSpec]) throws -> (AgentService.Options, SigningKey) {
         let directory = state.resolved
         let identity = try loadIdentity(stateDirectory: directory)
         var options = AgentService.Options(
@@ -116,8 +125,33 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
         var metrics = MetricsLoop.Options(host: options.hostname)
         metrics.intervalSeconds = interval
         metrics.checks = specs
+        metrics.overrides = try overrides()
         options.metrics = metrics
-        let service = AgentService(options: options, identity: identity, logger: log.logger("pilot.agent"))
+        return (options, identity)
+    }
+}
+
+struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
+    static let configuration = CommandTable.configuration(for: "agent")
+
+    @OptionGroup var node: NodeDaemonOptions
+    @Flag(help: "Run one collection and the checks, then exit (with --print).") var once = false
+    @Flag(help: "Print the messages of one cycle as JSON lines instead of publishing them; needs no network.") var print = false
+
+    func validate() throws {
+        guard once == print else { throw ValidationError(once ? "--once needs --print" : "--print needs --once") }
+    }
+
+    func run() async throws {
+        let specs = try node.checkSpecs()
+        if once {
+            for message in await MetricsLoop.printOnce(host: node.hostname, checks: specs) {
+                Console.current.out(#"{"topic":"\#(message.topic)","payload":\#(message.json)}"#)
+            }
+            return
+        }
+        let (options, identity) = try node.serviceOptions(specs: specs)
+        let service = AgentService(options: options, identity: identity, logger: node.log.logger("pilot.agent"))
         do { try await service.start() } catch {
             throw CLIError("cannot start the node: \(error)")
         }

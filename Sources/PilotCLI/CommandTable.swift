@@ -61,14 +61,14 @@ public enum CommandTable {
         CommandSpec(
             name: "aggregator", kind: .role,
             abstract: "The hub: fleet state, alert rules, event-stream broker, JSON API and /metrics.",
-            usage: "pilot aggregator [--state-dir DIR] [--http 127.0.0.1:9100] [--rule RULE]...",
+            usage: "pilot aggregator [--state-dir DIR] [--http 127.0.0.1:9100] [--rule RULE]... [--host-down-after 90s] [--repeat-interval 4h]",
             details: """
                 Hosts the broker the fleet publishes to, keeps the latest sample of every \
                 metric of every host, evaluates alert rules (thresholds, for-durations, \
                 host-down) and publishes alerts to alerts/METRIC/HOST. Serves /api/hosts, \
                 /api/alerts and Prometheus /metrics on 127.0.0.1 by default.
                 """,
-            implementation: nil),
+            implementation: .parsable(AggregatorCommand.self)),
         CommandSpec(
             name: "store", kind: .role,
             abstract: "History: compressed time series on SQLite, retention, queries.",
@@ -178,6 +178,12 @@ public enum CommandTable {
             usage: "pilot untrust HOST [--state-dir DIR]",
             details: "",
             implementation: .parsable(UntrustCommand.self)),
+        CommandSpec(
+            name: "alerts", kind: .command,
+            abstract: "List the alerts firing now (on the aggregator's host).",
+            usage: "pilot alerts [--json] [--state-dir DIR]",
+            details: "Asks the running aggregator over its control socket; every host's alerts are also on alerts/* of the event stream.",
+            implementation: .parsable(AlertsCommand.self)),
         CommandSpec(
             name: "publish", kind: .command,
             abstract: "Publish events to the hub: one JSON object, or one a line from stdin.",

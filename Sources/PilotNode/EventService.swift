@@ -32,7 +32,22 @@ public final class EventService: @unchecked Sendable {
     }
 
     public typealias Resolve = @Sendable (_ hub: String) async throws -> HubAddress
-    typealias Connection = StreamMux.ConnectionID
+
+    /// Who a hub session belongs to: a peer over the tunnel, or a part of
+    /// this process (the aggregator's own subscription and alerts).
+    enum Connection: Hashable, Sendable {
+        case remote(StreamMux.ConnectionID)
+        case local(Int)
+    }
+
+    /// A message as an in-process subscriber gets it.
+    public struct Delivery: Sendable {
+        public var id: UInt64
+        public var topic: Topic
+        public var payload: String
+        public var publisher: String
+        public var sequence: UInt64
+    }
 
     let tunnels: TunnelEndpoint
     let stateDirectory: String
@@ -42,6 +57,12 @@ public final class EventService: @unchecked Sendable {
     var loop: any EventLoop { tunnels.loop }
     let hub: EventHub<Connection>
     private var commitScheduled = false
+    /// The names this node answers to as a hub (its hostname): publishing or
+    /// subscribing to itself goes straight to its own broker.
+    public var selfNames: Set<String> = []
+    let localName: String
+    private var nextLocal = 0
+    private var localSubscribers: [Int: @Sendable ([Delivery]) -> Void] = [:]
     private var forwarders: [String: Forwarder] = [:]
     private var maintenance: RepeatedTask?
 
@@ -59,6 +80,7 @@ public final class EventService: @unchecked Sendable {
         } catch {
             throw EventServiceError("cannot open the event log \(stateDirectory)/events.db: \(error)")
         }
+        localName = tunnels.identity.publicKey.base64 + "/local"
         tunnels.acceptStreams(on: OverlayMessage.eventStreamPort) { [self] event in self.hubEvent(event) }
         maintenance = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in self.tick() }
     }
@@ -68,13 +90,13 @@ public final class EventService: @unchecked Sendable {
     private func hubEvent(_ event: TunnelEndpoint.StreamServiceEvent) {
         switch event {
         case .accepted(let connection):
-            hub.open(connection, peer: connection.peer.base64)
+            hub.open(.remote(connection), peer: connection.peer.base64)
         case let .message(connection, bytes):
-            hub.receive(bytes, from: connection)
+            hub.receive(bytes, from: .remote(connection))
             scheduleCommit()
-            flush(connection)
+            flush(.remote(connection))
         case .closed(let connection, _):
-            hub.close(connection)
+            hub.close(.remote(connection))
         }
     }
 
@@ -88,7 +110,7 @@ public final class EventService: @unchecked Sendable {
             guard hub.needsCommit else { return }
             do throws(EventHub<Connection>.CommitError) { try hub.commit(now: WallClock.nowMilliseconds() / 1000) } catch {
                 logger.error("event hub cannot store publications; the publishers will send them again", metadata: ["error": "\(error.reason)"])
-                for connection in error.connections { tunnels.resetStream(connection, reason: "the hub could not store the publications") }
+                for case .remote(let connection) in error.connections { tunnels.resetStream(connection, reason: "the hub could not store the publications") }
             }
             for connection in hub.ready { flush(connection) }
         }
@@ -97,11 +119,68 @@ public final class EventService: @unchecked Sendable {
     /// Sends what the hub has for a connection while its stream has room;
     /// continues when acknowledgements free space.
     private func flush(_ connection: Connection) {
-        guard tunnels.isStreamOpen(connection) else { return }
-        while tunnels.queuedOnStream(connection) < 16, let frame = hub.nextFrame(for: connection) {
-            tunnels.sendOnStream(frame, on: connection)
+        switch connection {
+        case .remote(let stream):
+            guard tunnels.isStreamOpen(stream) else { return }
+            while tunnels.queuedOnStream(stream) < 16, let frame = hub.nextFrame(for: connection) {
+                tunnels.sendOnStream(frame, on: stream)
+            }
+            tunnels.whenStreamWritable(stream, hub.ready.contains(connection) ? { [self] in flush(connection) } : nil)
+        case .local(let id):
+            guard let handler = localSubscribers[id] else { return }
+            while let frame = hub.nextFrame(for: connection) {
+                let deliveries = Self.deliveries(in: frame)
+                if !deliveries.isEmpty { handler(deliveries) }
+            }
         }
-        tunnels.whenStreamWritable(connection, hub.ready.contains(connection) ? { [self] in flush(connection) } : nil)
+    }
+
+    static func deliveries(in frame: [UInt8]) -> [Delivery] {
+        EventLines.split(frame).compactMap { line in
+            guard case .message(let id, let message)? = try? EventReply.parse(line) else { return nil }
+            return Delivery(id: id, topic: message.topic, payload: message.payload, publisher: message.publisher, sequence: message.sequence)
+        }
+    }
+
+    // MARK: In-process publishing and subscribing (the hub's own roles)
+
+    /// Subscribes a part of this process to its own broker. Durable ones
+    /// resume after their last `acknowledge`. The handler runs on the loop.
+    public func subscribeLocally(filters: [TopicFilter], durable: String?, handler: @escaping @Sendable ([Delivery]) -> Void) async -> Int {
+        (try? await loop.submit { [self] () -> Int in
+            nextLocal += 1
+            let connection = Connection.local(nextLocal)
+            localSubscribers[nextLocal] = handler
+            hub.open(connection, peer: localName)
+            let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
+            hub.receive(Array(lines.utf8), from: connection)
+            _ = hub.nextFrame(for: connection) // the confirmations
+            scheduleCommit()
+            flush(connection)
+            return nextLocal
+        }.get()) ?? 0
+    }
+
+    /// A durable local subscriber has handled everything up to `id`.
+    public func acknowledgeLocally(_ subscriber: Int, upTo id: UInt64) {
+        loop.execute { [self] in
+            hub.receive(Array("ACK \(id)\n".utf8), from: .local(subscriber))
+            scheduleCommit()
+        }
+    }
+
+    /// Publishes into this node's own broker: stored in its log with the
+    /// next commit (no spool: the log is the durable copy).
+    public func publishLocally(_ messages: [(topic: Topic, payload: String)]) async {
+        try? await loop.submit { [self] in
+            let connection = Connection.local(0)
+            hub.open(connection, peer: localName)
+            var lines: [UInt8] = []
+            for message in messages { lines += Array(EventRequest.publish(sequence: 0, topic: message.topic, payload: message.payload).line.utf8) + [0x0A] }
+            hub.receive(lines, from: connection)
+            _ = hub.nextFrame(for: connection) // errors of bad lines are dropped: callers build them
+            scheduleCommit()
+        }.get()
     }
 
     private func tick() {
@@ -117,6 +196,10 @@ public final class EventService: @unchecked Sendable {
     /// returns), then sends them on; with `acknowledged: false` they go
     /// once, at most, without a spool.
     public func publish(to hubName: String, topic: Topic, payloads: [String], acknowledged: Bool) async throws -> Int {
+        if selfNames.contains(hubName) {
+            await publishLocally(payloads.map { (topic, $0) })
+            return payloads.count
+        }
         // Before the first message to a hub, find out whether it takes them
         // at all: a refusal (not trusted, no such node) is the publisher's
         // error, while a hub that is merely away gets them from the spool later.
@@ -151,6 +234,7 @@ public final class EventService: @unchecked Sendable {
     /// Spools messages of several topics in one transaction (the agent's
     /// cycle), then sends them on.
     public func publish(to hubName: String, messages: [(topic: Topic, payload: String)]) async throws {
+        if selfNames.contains(hubName) { return await publishLocally(messages) }
         let outcome = try await loop.flatSubmit { [self] () -> EventLoopFuture<String?> in
             do { return try forwarder(for: hubName).firstContact() } catch { return loop.makeFailedFuture(error) }
         }.get()
@@ -188,6 +272,7 @@ public final class EventService: @unchecked Sendable {
     /// confirms to the CLI once the hub took every filter, then passes
     /// messages on (duplicates removed), and the CLI's acks back.
     public func subscribe(hubName: String, filters: [TopicFilter], durable: String?, stream: ControlStream) {
+        if selfNames.contains(hubName) { return subscribeToSelf(filters: filters, durable: durable, stream: stream) }
         loop.execute { [self] in
             let subscription = Subscription(hubName: hubName, filters: filters, durable: durable, stream: stream, service: self)
             subscriptions[ObjectIdentifier(subscription)] = subscription
@@ -199,6 +284,49 @@ public final class EventService: @unchecked Sendable {
                 }
             }
             subscription.connect()
+        }
+    }
+
+    /// `pilot subscribe` on the hub itself: a local subscription written to
+    /// the control stream (a reader that falls behind loses messages, told
+    /// by `DROP n`, unless durable: then it resumes after its last ack).
+    private func subscribeToSelf(filters: [TopicFilter], durable: String?, stream: ControlStream) {
+        final class Dropped: @unchecked Sendable { var count = 0 }
+        let dropped = Dropped()
+        Task {
+            let id = await subscribeLocally(filters: filters, durable: durable) { deliveries in
+                guard stream.isWritable || durable != nil else {
+                    dropped.count += deliveries.count
+                    return
+                }
+                var out: [UInt8] = []
+                if dropped.count > 0 {
+                    out += Array(EventReply.dropped(dropped.count).line.utf8) + [0x0A]
+                    dropped.count = 0
+                }
+                for delivery in deliveries {
+                    let message = EventMessage(topic: delivery.topic, payload: delivery.payload, publisher: delivery.publisher, sequence: delivery.sequence)
+                    out += EventReply.messageBytes(id: delivery.id, message) + [0x0A]
+                }
+                stream.send(out)
+            }
+            loop.execute { [self] in
+                stream.send(ControlSocket.ok(JSONObject([("hub", .string("self"))])))
+                stream.onLine = { [weak self] line in
+                    guard durable != nil, line.starts(with: Array("ACK ".utf8)), let upTo = UInt64(String(decoding: line.dropFirst(4), as: UTF8.self)) else { return }
+                    self?.acknowledgeLocally(id, upTo: upTo)
+                }
+                stream.onClose = { [weak self] in
+                    self?.loop.execute {
+                        self?.hub.close(.local(id))
+                        self?.localSubscribers[id] = nil
+                    }
+                }
+                if stream.isClosed {
+                    hub.close(.local(id))
+                    localSubscribers[id] = nil
+                }
+            }
         }
     }
 

@@ -43,7 +43,12 @@ public final class AgentService: @unchecked Sendable {
     public let options: Options
     let identity: SigningKey
     let logger: Logger
+    /// One thread: the tunnels, the broker, the control socket and any role
+    /// built on this node (the aggregator) share it, so their state needs
+    /// no locks.
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// Control commands of a role built on this node (e.g. `alerts`).
+    public var extraCommands: [String: @Sendable (JSONValue) async -> JSONValue] = [:]
     public private(set) var registry: RegistryClient?
     public let tunnels: TunnelEndpoint
     public private(set) var trust: TrustService?
@@ -96,6 +101,7 @@ public final class AgentService: @unchecked Sendable {
             guard !candidates.isEmpty else { throw EventServiceError("the hub \(hub) has published no tunnel endpoint") }
             return EventService.HubAddress(hostname: view.record.hostname, key: view.record.publicKey, candidates: candidates)
         }
+        events?.selfNames = [options.hostname]
         events?.resumeSpools()
         control = try await ControlServer.start(group: group, path: controlPath, handler: { [self] request in await self.handle(request) },
                                                 streaming: ["publish": { [self] in self.publish($0, $1) }, "subscribe": { [self] in self.subscribe($0, $1) }])
@@ -158,6 +164,8 @@ public final class AgentService: @unchecked Sendable {
             } catch {
                 return ControlSocket.failure("\(error)")
             }
+        case let other where extraCommands[other] != nil:
+            return await extraCommands[other]!(request)
         case let other:
             return ControlSocket.failure("unknown control command '\(other)'")
         }

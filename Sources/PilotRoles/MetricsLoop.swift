@@ -19,6 +19,8 @@ public final class MetricsLoop: @unchecked Sendable {
         public var intervalSeconds: Double = 30
         public var checks: [CheckSpec] = []
         public var checkConcurrency = 4
+        /// Fields reported as fixed values (to try alert rules).
+        public var overrides: [String: Double] = [:]
         public init(host: String) { self.host = host }
     }
 
@@ -75,7 +77,8 @@ public final class MetricsLoop: @unchecked Sendable {
 
     private func collect() -> [AgentMessage] {
         let snapshot = reader.snapshot()
-        return collector.cycle(snapshot, now: monotonicSeconds(), timestamp: WallClock.nowMilliseconds() / 1000)
+        let messages = collector.cycle(snapshot, now: monotonicSeconds(), timestamp: WallClock.nowMilliseconds() / 1000)
+        return options.overrides.isEmpty ? messages : messages.map { $0.overriding(options.overrides) }
     }
 
     private func runChecks() async -> [AgentMessage] {

@@ -157,6 +157,11 @@ struct Timeline {
         #expect(t.cpu("web-01", 99).isEmpty)
         #expect(t.cpu("web-01", 20).first?.status == "resolved") // recovered: the resolve is not lost
         #expect(throws: ParseError.self) { try AlertEngine(options: .init(), restoring: .object(JSONObject([("version", .number(9))]))) }
+        // Restarted ten minutes later: nobody was listening, so nobody is down yet.
+        t.now += 600
+        t.engine.started(at: t.now)
+        #expect(t.wait(89).isEmpty)
+        #expect(t.wait(1).count == 2) // db-01 and web-01, a full silence after the restart
     }
 
     @Test func samplesComeFromTopLevelNumbersAndLabelledLists() {

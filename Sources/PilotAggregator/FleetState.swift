@@ -1,0 +1,132 @@
+public import PilotCore
+
+/// The latest of everything each host published: one payload per topic
+/// kind (`metrics/cpu`, `health/webapp`, …) and when it was last heard.
+/// Pure: the aggregator feeds it and renders the views from it.
+public struct FleetState: Sendable {
+    public struct Host: Sendable {
+        public var latest: [String: JSONObject] = [:]
+        public var lastSeen: Int64 = 0
+    }
+
+    public private(set) var hosts: [String: Host] = [:]
+    public let maxHosts: Int
+
+    public init(maxHosts: Int = 100_000) { self.maxHosts = maxHosts }
+
+    public mutating func observe(topic: Topic, payload: JSONObject, now: Int64) {
+        guard topic.levels.count >= 3, topic.levels[0] == "metrics" || topic.levels[0] == "health" else { return }
+        let host = String(topic.levels[2])
+        guard hosts[host] != nil || hosts.count < maxHosts else { return }
+        let kind = "\(topic.levels[0])/\(topic.levels[1])"
+        hosts[host, default: Host()].latest[kind] = payload
+        hosts[host]!.lastSeen = max(hosts[host]!.lastSeen, now)
+    }
+
+    func number(_ host: Host, _ kind: String, _ field: String) -> Double? {
+        host.latest["metrics/\(kind)"]?[field]?.doubleValue
+    }
+
+    /// The seed's fleet table: host, cpu, mem, disk, seen.
+    public func table(now: Int64) -> String {
+        let width = max(16, (hosts.keys.map(\.count).max() ?? 0) + 2)
+        func pad(_ text: String, _ size: Int) -> String { text + String(repeating: " ", count: max(1, size - text.count)) }
+        func pct(_ value: Double?) -> String { value.map { String(format1: $0) + "%" } ?? "-" }
+        var lines = [pad("HOST", width) + pad("CPU", 9) + pad("MEM", 9) + pad("DISK", 9) + "SEEN"]
+        for (name, host) in hosts.sorted(by: { $0.key < $1.key }) {
+            let ago = now - host.lastSeen
+            lines.append(pad(name, width) + pad(pct(number(host, "cpu", "cpu_pct")), 9) + pad(pct(number(host, "memory", "mem_pct")), 9)
+                         + pad(pct(number(host, "disk", "disk_pct")), 9) + "\(ago)s ago")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// `/api/hosts`: every host with its latest messages, last seen and up.
+    public func hostsJSON(now: Int64, downAfter: Int64) -> JSONValue {
+        .array(hosts.sorted(by: { $0.key < $1.key }).map { name, host in
+            .object(JSONObject([
+                ("host", .string(name)), ("up", .bool(now - host.lastSeen < downAfter)), ("last_seen", .number(Double(host.lastSeen))),
+                ("latest", .object(JSONObject(host.latest.sorted { $0.key < $1.key }.map { ($0.key, .object($0.value)) }))),
+            ]))
+        })
+    }
+
+    /// `/metrics` in the Prometheus text format: every numeric field of the
+    /// latest messages as a gauge `pilot_FIELD{host="…"[,mount="…"]}`, each
+    /// check's state as `pilot_check_ok`, and `pilot_host_up`.
+    public func prometheus(now: Int64, downAfter: Int64, firing: [Alert]) -> String {
+        var series: [String: [String]] = [:]
+        func add(_ name: String, _ labels: [(String, String)], _ value: Double) {
+            let rendered = labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",")
+            series[name, default: []].append("\(name){\(rendered)} \(Self.format(value))")
+        }
+        for (name, host) in hosts.sorted(by: { $0.key < $1.key }) {
+            add("pilot_host_up", [("host", name)], now - host.lastSeen < downAfter ? 1 : 0)
+            add("pilot_last_seen_seconds", [("host", name)], Double(host.lastSeen))
+            for (kind, payload) in host.latest.sorted(by: { $0.key < $1.key }) {
+                if kind.hasPrefix("health/") {
+                    let check = String(kind.dropFirst("health/".count))
+                    add("pilot_check_ok", [("host", name), ("check", check)], payload["status"]?.stringValue == "ok" ? 1 : 0)
+                    if let latency = payload["latency_ms"]?.doubleValue { add("pilot_check_latency_ms", [("host", name), ("check", check)], latency) }
+                    continue
+                }
+                for sample in Sample.extract(host: name, payload: payload) {
+                    guard let metric = Self.metricName(sample.metric) else { continue }
+                    add(metric, [("host", name)] + sample.labels, sample.value)
+                }
+            }
+        }
+        for alert in firing {
+            add("pilot_alert_firing", [("host", alert.host), ("metric", alert.metric), ("severity", alert.severity.rawValue)] + alert.labels, 1)
+        }
+        var out = ""
+        for (name, lines) in series.sorted(by: { $0.key < $1.key }) {
+            out += "# HELP \(name) \(Self.help(name))\n# TYPE \(name) gauge\n"
+            for line in lines { out += line + "\n" }
+        }
+        return out
+    }
+
+    static func help(_ name: String) -> String {
+        switch name {
+        case "pilot_host_up": "1 if the host was heard from recently, else 0."
+        case "pilot_last_seen_seconds": "Unix time the host was last heard from."
+        case "pilot_check_ok": "1 if the service check is ok, else 0."
+        case "pilot_check_latency_ms": "The service check's latency in milliseconds."
+        case "pilot_alert_firing": "1 for each alert firing now."
+        default: "The field \(name.dropFirst(6)) of the hosts' latest pilot agent messages."
+        }
+    }
+
+    /// `pilot_` and the field, if it is a valid Prometheus name.
+    static func metricName(_ field: String) -> String? {
+        guard !field.isEmpty, field.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }) else { return nil }
+        return "pilot_" + field
+    }
+
+    static func escape(_ value: String) -> String {
+        var out = ""
+        for character in value {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+}
+
+extension String {
+    /// One decimal, like the seed's table (`42.1`).
+    init(format1 value: Double) {
+        let tenths = (value * 10).rounded()
+        let whole = Int64(tenths / 10), fraction = Int64(abs(tenths).truncatingRemainder(dividingBy: 10))
+        self = (tenths < 0 && whole == 0 ? "-" : "") + "\(whole).\(fraction)"
+    }
+}

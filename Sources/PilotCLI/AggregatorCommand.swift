@@ -1,0 +1,95 @@
+internal import ArgumentParser
+internal import PilotAggregator
+internal import PilotCore
+internal import PilotRoles
+
+struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
+    static let configuration = CommandTable.configuration(for: "aggregator")
+
+    @OptionGroup var node: NodeDaemonOptions
+
+    @Option(help: ArgumentHelp("Where /api/hosts, /api/alerts and /metrics are served ('off' for nowhere).", valueName: "host:port"))
+    var http = "127.0.0.1:9100"
+
+    @Option(name: .customLong("rule"), help: ArgumentHelp(
+        "An alert rule (repeatable), e.g. 'disk_pct > 90 for 2m critical > 95'; it replaces the default rule of its metric.", valueName: "rule"))
+    var rules: [String] = []
+
+    @Flag(name: .customLong("no-default-rules"), help: "Only the --rule's, not the defaults (cpu_pct 90/95, mem_pct 85/90, disk_pct 90/95).")
+    var noDefaultRules = false
+
+    @Option(name: .customLong("host-down-after"), help: ArgumentHelp("A host silent this long is down (default: 3 intervals, 90s).", valueName: "duration"))
+    var hostDownAfter = "90s"
+
+    @Option(name: .customLong("repeat-interval"), help: ArgumentHelp("How often a firing alert is published again.", valueName: "duration"))
+    var repeatInterval = "4h"
+
+    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Seconds between fleet tables on stdout (0: none).", valueName: "seconds"))
+    var tableInterval: Int64 = 60
+
+    func validate() throws {
+        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
+        _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
+        guard (0...86_400).contains(tableInterval) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
+    }
+
+    func engineRules() throws -> [AlertRule] {
+        var custom: [AlertRule] = []
+        for text in rules {
+            do { custom.append(try AlertRule.parse(text)) } catch {
+                let place = node.configLocation(flag: "--rule", value: text).map { "\($0): " } ?? "--rule: "
+                throw CLIError(place + "\(error)", exitCode: ExitStatus.usage)
+            }
+        }
+        let defaults = noDefaultRules ? [] : AlertRule.defaults.filter { rule in !custom.contains { $0.metric == rule.metric } }
+        return defaults + custom
+    }
+
+    func run() async throws {
+        let specs = try node.checkSpecs()
+        var (options, identity) = try node.serviceOptions(specs: specs)
+        options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
+        var aggregator = AggregatorService.Options()
+        aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        aggregator.engine.rules = try engineRules()
+        aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
+        aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")
+        aggregator.tableSeconds = max(1, tableInterval)
+        aggregator.printTable = tableInterval > 0
+        let logger = node.log.logger("pilot.aggregator")
+        let service: AggregatorService
+        do {
+            service = try AggregatorService(node: AgentService(options: options, identity: identity, logger: logger), options: aggregator, logger: logger)
+            try await service.start()
+        } catch {
+            throw CLIError("cannot start the aggregator: \(error)")
+        }
+        if let address = service.httpAddress { logger.notice("fleet API on http://\(address)/api/hosts, /api/alerts, /metrics") }
+        try await service.run()
+    }
+}
+
+struct AlertsCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "alerts")
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var state: StateOptions
+
+    func run() async throws {
+        let reply = try askNode(state, JSONObject([("cmd", .string("alerts"))]))
+        guard case .array(let alerts)? = reply["alerts"] else { throw CLIError("the node's answer has no alert list") }
+        if json { return Console.current.out(JSONValue.array(alerts).description) }
+        guard !alerts.isEmpty else { return Console.current.out("no alerts firing") }
+        let lines = alerts.map { alert -> String in
+            let labels = alert["labels"].map { value -> String in
+                guard case .object(let object) = value else { return "" }
+                return " " + object.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: ",")
+            } ?? ""
+            let value = alert["value"]?.doubleValue.map { String($0) } ?? "-"
+            let threshold = alert["threshold"]?.doubleValue.map { String($0) } ?? "-"
+            return PeersTable.pad(alert["severity"]?.stringValue ?? "?", 10) + PeersTable.pad(alert["host"]?.stringValue ?? "?", 18)
+                + PeersTable.pad((alert["metric"]?.stringValue ?? "?") + labels, 28) + "\(value) (threshold \(threshold)) since \(Int64(alert["starts_at"]?.doubleValue ?? 0))"
+        }
+        Console.current.out(lines.joined(separator: "\n"))
+    }
+}

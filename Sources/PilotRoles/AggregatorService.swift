@@ -1,0 +1,153 @@
+public import Logging
+public import NIOCore
+internal import NIOPosix
+public import PilotAggregator
+public import PilotCore
+public import PilotNode
+internal import PilotTransport
+
+/// `pilot aggregator`: a node that is the fleet's hub. It subscribes to its
+/// own broker (`metrics/*`, `health/*`, durable, so a restart loses
+/// nothing), keeps the fleet's latest state, runs the alert engine and
+/// publishes alerts to `alerts/METRIC/HOST`, prints the fleet table, and
+/// serves `/api/hosts`, `/api/alerts` and `/metrics`. Everything runs on the
+/// node's one event loop.
+public final class AggregatorService: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9100)
+        public var engine = AlertEngine.Options()
+        public var tableSeconds: Int64 = 60
+        public var printTable = true
+        public init() {}
+    }
+
+    public let node: AgentService
+    let options: Options
+    let logger: Logger
+    var loop: any EventLoop { node.group.next() }
+    private var engine: AlertEngine
+    private var fleet = FleetState()
+    private let statePath: String
+    private var subscriber = 0
+    private var stateDirty = false
+    private var http: (any Channel)?
+    private var timers: [RepeatedTask] = []
+    public private(set) var httpAddress: String?
+
+    public init(node: AgentService, options: Options, logger: Logger) throws {
+        self.node = node
+        self.options = options
+        self.logger = logger
+        statePath = node.options.stateDirectory + "/alerts.json"
+        if LocalFile.exists(statePath) {
+            let text = try LocalFile.readText(statePath, maxBytes: 64 << 20)
+            do { engine = try AlertEngine(options: options.engine, restoring: JSONValue.parse(text, limits: .init(maxBytes: 64 << 20, maxDepth: 8))) } catch {
+                throw EventServiceError("\(statePath): \(error)")
+            }
+        } else {
+            engine = AlertEngine(options: options.engine)
+        }
+        node.extraCommands["alerts"] = { [self] _ in await self.alertsReply() }
+    }
+
+    public func start() async throws {
+        try await node.start()
+        try await loop.submit { self.engine.started(at: Self.now()) }.get()
+        guard let events = node.events else { throw EventServiceError("the node's event service did not start") }
+        let filters = [try TopicFilter("metrics/*"), try TopicFilter("health/*")]
+        subscriber = await events.subscribeLocally(filters: filters, durable: "aggregator") { [self] deliveries in
+            self.received(deliveries)
+        }
+        timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            self.publish(self.engine.tick(now: Self.now()))
+        })
+        if options.printTable {
+            timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(options.tableSeconds), delay: .seconds(options.tableSeconds)) { [self] _ in
+                Self.printTable(self.fleet.table(now: Self.now()))
+            })
+        }
+        if let endpoint = options.http {
+            http = try await StatusPage.start(group: node.group, at: endpoint) { [self] path in self.page(path) }
+            if let address = http?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
+        }
+        logger.info("aggregator started", metadata: [
+            "rules": "\(options.engine.rules.map(\.description).joined(separator: "; "))", "http": "\(httpAddress ?? "off")",
+            "firing": "\(engine.firing.count)",
+        ])
+    }
+
+    public func run() async throws { try await node.run() }
+
+    static func now() -> Int64 { WallClock.nowMilliseconds() / 1000 }
+
+    // MARK: On the loop
+
+    private func received(_ deliveries: [EventService.Delivery]) {
+        let now = Self.now()
+        var notices: [AlertNotice] = []
+        for delivery in deliveries {
+            guard case .object(let payload)? = try? JSONValue.parse(delivery.payload) else { continue }
+            fleet.observe(topic: delivery.topic, payload: payload, now: now)
+            notices += engine.observe(topic: delivery.topic, payload: payload, now: now)
+        }
+        publish(notices)
+        // The state first, then the position: a crash between them replays
+        // messages the engine has seen, which changes nothing.
+        if stateDirty { saveState() }
+        if let last = deliveries.last { node.events?.acknowledgeLocally(subscriber, upTo: last.id) }
+    }
+
+    private func publish(_ notices: [AlertNotice]) {
+        guard !notices.isEmpty else { return }
+        stateDirty = true
+        for notice in notices {
+            logger.notice("alert \(notice.status ?? "?")", metadata: [
+                "topic": "\(notice.topic)", "severity": "\(notice.severity ?? "?")", "value": "\(notice.payload["value"] ?? .null)",
+            ])
+        }
+        let messages = notices.compactMap { notice in (try? Topic(notice.topic)).map { (topic: $0, payload: JSONValue.object(notice.payload).description) } }
+        let events = node.events
+        Task { await events?.publishLocally(messages) }
+        saveState()
+    }
+
+    private func saveState() {
+        stateDirty = false
+        do { try LocalFile.writeAtomically(statePath, Array(engine.state.description.utf8), mode: 0o600) } catch {
+            logger.error("cannot save the alert state", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func alertsJSON() -> JSONValue {
+        .array(engine.firing.values.sorted { ($0.host, $0.metric) < ($1.host, $1.metric) }.map { alert in
+            .object(alert.notice(status: "firing", at: alert.lastSentAt).payload)
+        })
+    }
+
+    private func alertsReply() async -> JSONValue {
+        let alerts = (try? await loop.submit { self.alertsJSON() }.get()) ?? .array([])
+        return ControlSocket.ok(JSONObject([("alerts", alerts)]))
+    }
+
+    private func page(_ path: String) -> StatusPage.Response {
+        let now = Self.now()
+        switch path {
+        case "/api/hosts":
+            return .init(status: 200, contentType: "application/json", body: fleet.hostsJSON(now: now, downAfter: options.engine.hostDownAfter).description + "\n")
+        case "/api/alerts":
+            return .init(status: 200, contentType: "application/json", body: alertsJSON().description + "\n")
+        case "/metrics":
+            return .init(status: 200, contentType: "text/plain; version=0.0.4",
+                         body: fleet.prometheus(now: now, downAfter: options.engine.hostDownAfter, firing: Array(engine.firing.values)))
+        case "/":
+            return .init(status: 200, contentType: "text/plain", body: fleet.table(now: now) + "\n")
+        default:
+            return .init(status: 404, contentType: "text/plain", body: "not found: try /api/hosts, /api/alerts or /metrics\n")
+        }
+    }
+
+    static func printTable(_ table: String) {
+        let bytes = Array((table + "\n\n").utf8)
+        _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    }
+}

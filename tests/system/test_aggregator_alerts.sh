@@ -1,0 +1,93 @@
+#!/bin/sh
+# Alerts end to end with real processes: three agents publish to the
+# aggregator (the hub); db-01 reports its disks 97 % full (through
+# --metric-override) → a critical alerts/disk_pct/db-01 fires, seen by a
+# durable `pilot subscribe 'alerts/*'` on another node; db-01 stops →
+# host_down fires; the aggregator is restarted; db-01 starts again →
+# host_down resolves while the disk alert still fires; db-01's disks are
+# back to normal → the disk alert resolves. Each exactly once: the restart
+# neither re-fires nor loses anything. Also /api/alerts, /metrics and
+# `pilot alerts`.
+# shellcheck source=tests/system/lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/system/events_fleet.sh
+. "$(dirname "$0")/events_fleet.sh"
+require_command python3 python3
+require_command curl curl
+start_registry
+for node in hub-01 web-01 web-02 db-01 ops-01; do
+    "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token fleet-secret-1 --state-dir "$SCRATCH/$node" > /dev/null || fail "init $node"
+done
+HUB_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_aggregator() {
+    start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen "127.0.0.1:$HUB_PORT" --keepalive 1 \
+        --interval 1 --host-down-after 15s --table-interval 0 --http "127.0.0.1:$HTTP_PORT" --log-level notice
+    AGGREGATOR_PID=$LAST_PID
+    wait_until 10 "hub-01 registered" -- registered hub-01
+}
+start_agent() { # NAME [FLAGS]
+    name=$1; shift
+    start_bg "$SCRATCH/$name.log" "$PILOT" agent --state-dir "$SCRATCH/$name" --keepalive 1 --tunnel-listen 127.0.0.1:0 --interval 1 --log-level notice "$@"
+    eval "$(printf '%s' "$name" | tr - _)_PID=$LAST_PID"
+    wait_until 10 "$name registered" -- registered "$name"
+    "$PILOT" handshake hub-01 "fleet" --state-dir "$SCRATCH/$name" > /dev/null || fail "handshake $name"
+}
+start_aggregator
+start_agent ops-01
+"$PILOT" subscribe 'alerts/*' --durable ops --json --state-dir "$SCRATCH/ops-01" > "$SCRATCH/alerts.out" 2> "$SCRATCH/alerts.err" &
+SUB_PID=$!
+PIDS="$PIDS $SUB_PID"
+start_agent web-01
+start_agent web-02
+start_agent db-01 --metric-override disk_pct=97
+
+events() { # the alert notices seen so far, as "metric host status severity" lines
+    python3 - "$SCRATCH/alerts.out" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        p = json.loads(line)["payload"]
+    except ValueError:
+        continue
+    print(p["metric"], p["host"], p["status"], p["severity"], p.get("labels", {}).get("mount", "-"))
+PY
+}
+seen() { events | grep -q "^$1\$"; }
+wait_until 30 "disk_pct on db-01 firing critical" -- seen "disk_pct db-01 firing critical /"
+expect_status 0 "pilot alerts" -- "$PILOT" alerts --state-dir "$SCRATCH/hub-01"
+printf '%s' "$OUT" | grep -q "critical  db-01 .*disk_pct mount=/" || fail "pilot alerts: $OUT"
+curl -sf "http://127.0.0.1:$HTTP_PORT/api/alerts" | grep -q '"fingerprint"' || fail "/api/alerts has no alert"
+curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" > "$SCRATCH/metrics.txt" || fail "/metrics"
+grep -q '^# TYPE pilot_cpu_pct gauge$' "$SCRATCH/metrics.txt" || fail "/metrics lacks TYPE lines"
+grep -q '^pilot_disk_pct{host="db-01",mount="/"} 97$' "$SCRATCH/metrics.txt" || fail "/metrics lacks db-01's disk: $(grep disk_pct "$SCRATCH/metrics.txt" | head -3)"
+curl -sf "http://127.0.0.1:$HTTP_PORT/api/hosts" | grep -q '"host":"web-02"' || fail "/api/hosts lacks web-02"
+
+# db-01 stops: host_down fires.
+# shellcheck disable=SC2154 # set by start_agent
+kill "$db_01_PID"
+wait_until 40 "host_down on db-01" -- seen "host_down db-01 firing critical -"
+
+# The aggregator restarts in the middle of it all.
+kill "$AGGREGATOR_PID"
+wait "$AGGREGATOR_PID" 2>/dev/null || true
+start_aggregator
+
+# db-01 comes back, its disks still full: host_down resolves, the disk alert stays.
+start_agent db-01 --metric-override disk_pct=97
+wait_until 40 "host_down on db-01 resolved" -- seen "host_down db-01 resolved critical -"
+sleep 3
+seen "disk_pct db-01 resolved critical /" && fail "the disk alert resolved while the disk is still full"
+# db-01's disks back to normal: the disk alert resolves.
+kill "$db_01_PID"
+start_agent db-01 --metric-override disk_pct=40
+wait_until 40 "disk_pct on db-01 resolved" -- seen "disk_pct db-01 resolved critical /"
+sleep 2
+
+events > "$SCRATCH/events.txt"
+for expected in "disk_pct db-01 firing critical /" "host_down db-01 firing critical -" "host_down db-01 resolved critical -" "disk_pct db-01 resolved critical /"; do
+    count=$(grep -c "^$expected\$" "$SCRATCH/events.txt" || true)
+    [ "$count" = 1 ] || fail "'$expected' seen $count times, not once: $(cat "$SCRATCH/events.txt")"
+done
+if grep -v "db-01" "$SCRATCH/events.txt" | grep -q "host_down"; then fail "a healthy host was reported down: $(cat "$SCRATCH/events.txt")"; fi
+echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once; /api/alerts, /metrics, pilot alerts"
