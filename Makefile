@@ -16,8 +16,9 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
 # the download path, setpriv to run as an unprivileged user, CA certificates
 # for the image; iproute2, iptables, python3 and tcpdump for the network
-# namespace tests; PostgreSQL for the agent's postgres check.
-TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client
+# namespace tests; PostgreSQL for the agent's postgres check; Prometheus to
+# scrape the aggregator.
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client prometheus
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench fuzz fuzz-ci
 
@@ -50,10 +51,10 @@ debug: deps
 # The embedded default. `pilot up` (registry, beacon, aggregator and an agent
 # in one process) lands with the aggregator; until then this initialises a
 # node in $(RUN_DIR) and shows what the binary offers.
+# The embedded default: a fleet of one on loopback (Ctrl-C stops it;
+# RUN_FOR=SECONDS stops it by itself).
 run: build
-	./pilot init --state-dir $(RUN_DIR)/state
-	./pilot version
-	./pilot --help
+	./pilot up --state-dir $(RUN_DIR) $(if $(RUN_FOR),--for $(RUN_FOR))
 
 unit-test: test-deps
 	$(SWIFT) build --build-tests

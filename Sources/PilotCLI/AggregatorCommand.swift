@@ -9,7 +9,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @OptionGroup var node: NodeDaemonOptions
 
     @Option(help: ArgumentHelp("Where /api/hosts, /api/alerts and /metrics are served ('off' for nowhere).", valueName: "host:port"))
-    var http = "127.0.0.1:9100"
+    var http = "127.0.0.1:9190"
 
     @Option(name: .customLong("rule"), help: ArgumentHelp(
         "An alert rule (repeatable), e.g. 'disk_pct > 90 for 2m critical > 95'; it replaces the default rule of its metric.", valueName: "rule"))

@@ -61,7 +61,7 @@ public enum CommandTable {
         CommandSpec(
             name: "aggregator", kind: .role,
             abstract: "The hub: fleet state, alert rules, event-stream broker, JSON API and /metrics.",
-            usage: "pilot aggregator [--state-dir DIR] [--http 127.0.0.1:9100] [--rule RULE]... [--host-down-after 90s] [--repeat-interval 4h]",
+            usage: "pilot aggregator [--state-dir DIR] [--http 127.0.0.1:9190] [--rule RULE]... [--host-down-after 90s] [--repeat-interval 4h]",
             details: """
                 Hosts the broker the fleet publishes to, keeps the latest sample of every \
                 metric of every host, evaluates alert rules (thresholds, for-durations, \
@@ -114,6 +114,18 @@ public enum CommandTable {
             implementation: .parsable(BeaconCommand.self)),
 
         // Commands.
+        CommandSpec(
+            name: "up", kind: .command,
+            abstract: "Start a whole fleet of one on this machine: registry, beacon, aggregator and this host's agent.",
+            usage: "pilot up [--state-dir DIR] [--http 127.0.0.1:9190] [--interval 10] [--check KIND:NAME=TARGET]... [--for SECONDS]",
+            details: """
+                The embedded default to start with: everything in one process on \
+                loopback, state in a temporary directory unless --state-dir is given. \
+                It prints where everything is, then this host's fleet table every \
+                --table-interval seconds; /api/hosts, /api/alerts and /metrics answer on \
+                the printed address.
+                """,
+            implementation: .parsable(UpCommand.self)),
         CommandSpec(
             name: "init", kind: .command,
             abstract: "Create this node's identity and config file, and print its public key.",

@@ -14,7 +14,7 @@ internal import PilotTransport
 /// node's one event loop.
 public final class AggregatorService: @unchecked Sendable {
     public struct Options: Sendable {
-        public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9100)
+        public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9190)
         public var engine = AlertEngine.Options()
         public var tableSeconds: Int64 = 60
         public var printTable = true

@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import ArgumentParser
+internal import PilotAgent
+internal import PilotCore
+internal import PilotCrypto
+internal import PilotRoles
+internal import Logging
+
+/// `pilot up`: the embedded default a newcomer starts with. A registry, a
+/// beacon, the aggregator (the hub) and this host's agent in one process on
+/// loopback, with state in a temporary directory unless one is given.
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "up")
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where to keep state (default: a new temporary directory).", valueName: "dir"))
+    var stateDirectory: String?
+
+    @Option(help: ArgumentHelp("The fleet API and /metrics (default 127.0.0.1:9190, or a free port if that one is taken).", valueName: "host:port"))
+    var http: String?
+
+    @Option(help: ArgumentHelp("Seconds between collections.", valueName: "seconds"))
+    var interval = 10.0
+
+    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Seconds between fleet tables on stdout.", valueName: "seconds"))
+    var tableInterval: Int64 = 20
+
+    @Option(name: .customLong("for"), help: ArgumentHelp("Stop after this many seconds (default: run until interrupted).", valueName: "seconds"))
+    var duration: Double?
+
+    @Option(name: .customLong("check"), help: ArgumentHelp("A service check for this host (repeatable), as for pilot agent.", valueName: "kind:name=target"))
+    var checks: [String] = []
+
+    @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        if let http { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        guard interval >= 1, interval <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
+        guard (1...86_400).contains(tableInterval) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
+        if let duration, !(duration > 0) { throw ValidationError("--for must be more than 0 seconds") }
+    }
+
+    func run() async throws {
+        let specs = try checks.map { text in
+            do { return try CheckSpec.parse(text) } catch { throw CLIError("--check: \(error)", exitCode: ExitStatus.usage) }
+        }
+        let directory = try stateDirectory ?? Self.temporaryDirectory()
+        let logger = log.logger("pilot.up")
+
+        var registryOptions = RegistryService.Options(stateDirectory: directory + "/registry")
+        registryOptions.listen = Endpoint(host: "127.0.0.1", port: 0)
+        registryOptions.http = nil
+        let registryKey = try loadOrCreateIdentity(stateDirectory: registryOptions.stateDirectory)
+        let registry: RegistryService
+        do {
+            registry = try RegistryService(options: registryOptions, identity: registryKey, logger: logger)
+            try await registry.start()
+        } catch {
+            throw CLIError("cannot start the registry in \(registryOptions.stateDirectory): \(error)")
+        }
+
+        var beaconOptions = BeaconService.Options(stateDirectory: directory + "/beacon")
+        beaconOptions.listen = Endpoint(host: "127.0.0.1", port: 0)
+        try LocalFile.makeDirectory(beaconOptions.stateDirectory, mode: 0o700)
+        let beacon = BeaconService(options: beaconOptions, logger: logger)
+        do { try await beacon.start() } catch { throw CLIError("cannot start the beacon: \(error)") }
+
+        let hostname = (try? Hostname.validate(ProcessEnvironment.hostname)) ?? "localhost"
+        let nodeDirectory = directory + "/node"
+        let identity = try loadOrCreateIdentity(stateDirectory: nodeDirectory)
+        var options = AgentService.Options(stateDirectory: nodeDirectory, configPath: nodeDirectory + "/" + StateDirectory.configFile, hostname: hostname)
+        options.registry = try Endpoint(parsing: registry.boundAddress)
+        options.registryKey = registryKey.publicKey
+        options.beacon = try Endpoint(parsing: beacon.boundAddress)
+        options.tunnelListen = Endpoint(host: "127.0.0.1", port: 0)
+        options.hub = hostname
+        var metrics = MetricsLoop.Options(host: hostname)
+        metrics.intervalSeconds = interval
+        metrics.checks = specs
+        options.metrics = metrics
+
+        var aggregator = AggregatorService.Options()
+        aggregator.tableSeconds = tableInterval
+        aggregator.engine.hostDownAfter = Int64(interval * 3)
+        let service = try await startAggregator(options: options, identity: identity, aggregator: aggregator, logger: logger)
+
+        Console.current.out("""
+            pilot up: everything on loopback, state in \(directory)
+              registry    \(registry.boundAddress)
+              beacon      \(beacon.boundAddress)
+              aggregator  hub '\(hostname)', this host's metrics every \(Self.number(interval)) s
+              fleet API   http://\(service.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
+              try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)
+                          pilot alerts --state-dir \(nodeDirectory)
+            The fleet table follows every \(tableInterval) s.
+            """)
+        if let duration {
+            try await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+            return
+        }
+        try await service.run()
+    }
+
+    /// The aggregator on the requested address, else on 127.0.0.1:9190, else
+    /// (that port taken, e.g. by node_exporter) on a free port.
+    func startAggregator(options: AgentService.Options, identity: SigningKey, aggregator: AggregatorService.Options, logger: Logger) async throws -> AggregatorService {
+        var settings = aggregator
+        if let http {
+            settings.http = try parseEndpoint(http, flag: "--http", listening: true)
+        } else {
+            settings.http = Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9190) ? 9190 : 0)
+        }
+        do {
+            let service = try AggregatorService(node: AgentService(options: options, identity: identity, logger: logger), options: settings, logger: logger)
+            try await service.start()
+            return service
+        } catch {
+            throw CLIError("cannot start the aggregator: \(error)")
+        }
+    }
+
+    static func isFree(port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    static func temporaryDirectory() throws -> String {
+        var template = Array("/tmp/pilot-up-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw CLIError("cannot create a temporary directory: \(String(cString: strerror(errno)))")
+        }
+        return String(cString: made)
+    }
+
+    static func number(_ value: Double) -> String { value == value.rounded() ? String(Int(value)) : String(value) }
+}

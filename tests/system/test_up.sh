@@ -1,0 +1,23 @@
+#!/bin/sh
+# `pilot up`, the embedded default: registry, beacon, aggregator and this
+# host's agent in one process; it says where everything is, prints the
+# fleet table with this host's figures, answers /api/hosts and /metrics,
+# and `pilot subscribe` on its node gets this host's metrics.
+# shellcheck source=tests/system/lib.sh
+. "$(dirname "$0")/lib.sh"
+require_command curl curl
+require_command python3 python3
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PILOT" up --state-dir "$SCRATCH/up" --http "127.0.0.1:$PORT" --interval 1 --table-interval 2 --for 20 --log-level warning > "$SCRATCH/up.out" 2> "$SCRATCH/up.err" &
+UP_PID=$!
+PIDS="$PIDS $UP_PID"
+host_listed() { curl -sf "http://127.0.0.1:$PORT/api/hosts" | grep -q '"up":true'; }
+wait_until 15 "this host in /api/hosts" -- host_listed
+curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^pilot_cpu_pct{host="' || fail "/metrics has no cpu_pct"
+expect_status 0 "subscribe on the up node" -- "$PILOT" subscribe 'metrics/cpu/*' --count 2 --timeout 10 --state-dir "$SCRATCH/up/node"
+printf '%s' "$OUT" | grep -q '^\[metrics/cpu/[^]]*\] {"host":' || fail "subscribe: $OUT"
+wait "$UP_PID" || fail "pilot up exited non-zero: $(cat "$SCRATCH/up.err")"
+grep -q "^pilot up: everything on loopback, state in $SCRATCH/up$" "$SCRATCH/up.out" || fail "no banner: $(head -3 "$SCRATCH/up.out")"
+grep -q "fleet API   http://127.0.0.1:$PORT/api/hosts" "$SCRATCH/up.out" || fail "the banner lacks the API address"
+grep -Eq '^[a-z0-9.-]+ +[0-9]+\.[0-9]% +[0-9]+\.[0-9]% +[0-9]+\.[0-9]% +[0-9]+s ago$' "$SCRATCH/up.out" || fail "no fleet table row: $(cat "$SCRATCH/up.out")"
+echo "ok: pilot up ran a fleet of one: banner, fleet table, /api/hosts, /metrics, subscribe"
