@@ -90,6 +90,7 @@ bench: build
 	.build/release/pilot-bench tunnel --seconds 5
 	sh bench/events.sh ./pilot 100000 3
 	sh bench/agent.sh ./pilot 30 .build/release/pilot-bench
+	sh bench/aggregator.sh ./pilot 10000 10 10
 
 dist/ca-certificates.crt:
 	$(call ensure_packages,ca-certificates)

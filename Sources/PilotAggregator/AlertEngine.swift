@@ -142,6 +142,19 @@ public struct AlertEngine: Sendable {
         for host in lastSeen.keys { lastSeen[host] = max(lastSeen[host]!, now) }
     }
 
+    /// The registry says a host is offline (its keepalives stopped): it is
+    /// down now, without waiting for the silence. Online needs no action:
+    /// the host's next message resolves `host_down`.
+    public mutating func registryReports(host: String, online: Bool, now: Int64) -> [AlertNotice] {
+        guard !online, let seen = lastSeen[host] else { return [] }
+        let fingerprint = Alert.fingerprint(metric: "host_down", host: host, labels: [])
+        guard firing[fingerprint] == nil else { return [] }
+        let alert = Alert(fingerprint: fingerprint, metric: "host_down", host: host, labels: [], severity: .critical,
+                          value: Double(now - seen), threshold: Double(options.hostDownAfter), startsAt: now, lastSentAt: now)
+        firing[fingerprint] = alert
+        return [alert.notice(status: "firing", at: now)]
+    }
+
     /// Time passing: hosts falling silent, and repeats of firing alerts.
     public mutating func tick(now: Int64) -> [AlertNotice] {
         var notices: [AlertNotice] = []

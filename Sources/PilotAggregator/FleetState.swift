@@ -7,6 +7,9 @@ public struct FleetState: Sendable {
     public struct Host: Sendable {
         public var latest: [String: JSONObject] = [:]
         public var lastSeen: Int64 = 0
+        /// From the registry: the node's tags and whether it is online.
+        public var tags: [String] = []
+        public var registryOnline: Bool?
     }
 
     public private(set) var hosts: [String: Host] = [:]
@@ -21,6 +24,14 @@ public struct FleetState: Sendable {
         let kind = "\(topic.levels[0])/\(topic.levels[1])"
         hosts[host, default: Host()].latest[kind] = payload
         hosts[host]!.lastSeen = max(hosts[host]!.lastSeen, now)
+    }
+
+    /// The registry's word on a host (tags, presence); only for hosts that
+    /// publish, so the registry's whole directory does not fill the table.
+    public mutating func directory(host: String, tags: [String], online: Bool) {
+        guard hosts[host] != nil else { return }
+        hosts[host]!.tags = tags
+        hosts[host]!.registryOnline = online
     }
 
     func number(_ host: Host, _ kind: String, _ field: String) -> Double? {
@@ -45,7 +56,9 @@ public struct FleetState: Sendable {
     public func hostsJSON(now: Int64, downAfter: Int64) -> JSONValue {
         .array(hosts.sorted(by: { $0.key < $1.key }).map { name, host in
             .object(JSONObject([
-                ("host", .string(name)), ("up", .bool(now - host.lastSeen < downAfter)), ("last_seen", .number(Double(host.lastSeen))),
+                ("host", .string(name)), ("up", .bool(now - host.lastSeen < downAfter && host.registryOnline != false)),
+                ("last_seen", .number(Double(host.lastSeen))), ("tags", .array(host.tags.map { .string($0) })),
+                ("registry", host.registryOnline.map { .string($0 ? "online" : "offline") } ?? .null),
                 ("latest", .object(JSONObject(host.latest.sorted { $0.key < $1.key }.map { ($0.key, .object($0.value)) }))),
             ]))
         })

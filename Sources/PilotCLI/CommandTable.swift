@@ -199,7 +199,7 @@ public enum CommandTable {
         CommandSpec(
             name: "publish", kind: .command,
             abstract: "Publish events to the hub: one JSON object, or one a line from stdin.",
-            usage: "pilot publish TOPIC (--data JSON | --stdin) [--to HUB] [--no-ack] [--state-dir DIR]",
+            usage: "pilot publish TOPIC (--data JSON | --stdin) [--to HUB] [--no-ack] [--state-dir DIR]   |   pilot publish --stdin (lines of TOPIC JSON)",
             details: """
                 The local node numbers each message and keeps it in its on-disk spool \
                 until the hub has stored it, so a hub restart or an outage loses nothing; \

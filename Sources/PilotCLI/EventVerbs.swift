@@ -35,7 +35,8 @@ func readNodeAnswer(_ connection: ControlConnection) throws -> JSONValue {
 
 struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "publish")
-    @Argument(help: ArgumentHelp("The topic, e.g. metrics/cpu/web-01.", valueName: "topic")) var topic: String
+    @Argument(help: ArgumentHelp("The topic, e.g. metrics/cpu/web-01 (none with --stdin: each line is TOPIC JSON).", valueName: "topic"))
+    var topic: String?
     @Option(help: ArgumentHelp("The payload: one JSON object.", valueName: "json")) var data: String?
     @Flag(help: "Read payloads from standard input, one JSON object a line.") var stdin = false
     @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var to: String?
@@ -47,7 +48,8 @@ struct PublishCommand: AsyncParsableCommand {
     func validate() throws {
         guard data != nil || stdin else { throw ValidationError("give either --data JSON or --stdin") }
         if data != nil && stdin { throw ValidationError("give either --data JSON or --stdin, not both") }
-        do { _ = try Topic(topic) } catch { throw ValidationError("\(error)") }
+        if let topic { do { _ = try Topic(topic) } catch { throw ValidationError("\(error)") } }
+        guard topic != nil || stdin else { throw ValidationError("give a topic (only --stdin may carry one on each line)") }
         if let to { do { _ = try Hostname.validate(to) } catch { throw ValidationError("--to: \(error)") } }
         guard (2...(16 << 20)).contains(maxPayloadBytes) else { throw ValidationError("--max-payload-bytes must be between 2 and 16777216") }
     }
@@ -55,7 +57,8 @@ struct PublishCommand: AsyncParsableCommand {
     func run() async throws {
         var limits = EventMessage.Limits()
         limits.maxPayloadBytes = maxPayloadBytes
-        var request = JSONObject([("cmd", .string("publish")), ("topic", .string(topic)), ("ack", .bool(!noAck))])
+        var request = JSONObject([("cmd", .string("publish")), ("ack", .bool(!noAck))])
+        if let topic { request["topic"] = .string(topic) }
         if let to { request["to"] = .string(to) }
         if let data {
             let payload: String
@@ -76,10 +79,19 @@ struct PublishCommand: AsyncParsableCommand {
         reading: while let lines = input.next() {
             for line in lines {
                 lineNumber += 1
-                let text = String(decoding: line, as: UTF8.self)
+                var text = String(decoding: line, as: UTF8.self)
                 if text.allSatisfy(\.isWhitespace) { continue }
                 do {
+                    var prefix = ""
+                    if topic == nil { // TOPIC JSON
+                        guard let space = text.firstIndex(of: " ") else { throw EventError.badTopic("expected TOPIC JSON") }
+                        let lineTopic: Topic
+                        do { lineTopic = try Topic(text[..<space]) } catch { throw EventError.badTopic(error.description) }
+                        prefix = lineTopic.description + " "
+                        text = String(text[text.index(after: space)...])
+                    }
                     let payload = try EventMessage.validate(payload: text, limits: limits)
+                    pending.append(contentsOf: prefix.utf8)
                     pending.append(contentsOf: payload.utf8)
                     pending.append(0x0A)
                     sent += 1

@@ -196,10 +196,15 @@ public final class EventService: @unchecked Sendable {
     /// returns), then sends them on; with `acknowledged: false` they go
     /// once, at most, without a spool.
     public func publish(to hubName: String, topic: Topic, payloads: [String], acknowledged: Bool) async throws -> Int {
-        if selfNames.contains(hubName) {
-            await publishLocally(payloads.map { (topic, $0) })
-            return payloads.count
-        }
+        try await publish(to: hubName, messages: payloads.map { (topic, $0) }, acknowledged: acknowledged)
+        return payloads.count
+    }
+
+    /// Numbers and spools messages of any topics in one transaction
+    /// (committed before this returns), then sends them on; with
+    /// `acknowledged: false` they go once, at most, without a spool.
+    public func publish(to hubName: String, messages: [(topic: Topic, payload: String)], acknowledged: Bool = true) async throws {
+        if selfNames.contains(hubName) { return await publishLocally(messages) }
         // Before the first message to a hub, find out whether it takes them
         // at all: a refusal (not trusted, no such node) is the publisher's
         // error, while a hub that is merely away gets them from the spool later.
@@ -207,15 +212,14 @@ public final class EventService: @unchecked Sendable {
             do { return try forwarder(for: hubName).firstContact() } catch { return loop.makeFailedFuture(error) }
         }.get()
         if let refusal = outcome { throw EventServiceError(refusal) }
-        return try await loop.submit { [self] () throws -> Int in
+        try await loop.submit { [self] in
             let forwarder = try forwarder(for: hubName)
             if acknowledged {
-                try forwarder.spool.append(topic: topic, payloads: payloads)
+                try forwarder.spool.append(messages)
             } else {
-                forwarder.sendUnacknowledged(topic: topic, payloads: payloads)
+                forwarder.sendUnacknowledged(messages)
             }
             forwarder.pump()
-            return payloads.count
         }.get()
     }
 
@@ -229,21 +233,6 @@ public final class EventService: @unchecked Sendable {
         let forwarder = Forwarder(hubName: hubName, spool: spool, service: self)
         forwarders[hubName] = forwarder
         return forwarder
-    }
-
-    /// Spools messages of several topics in one transaction (the agent's
-    /// cycle), then sends them on.
-    public func publish(to hubName: String, messages: [(topic: Topic, payload: String)]) async throws {
-        if selfNames.contains(hubName) { return await publishLocally(messages) }
-        let outcome = try await loop.flatSubmit { [self] () -> EventLoopFuture<String?> in
-            do { return try forwarder(for: hubName).firstContact() } catch { return loop.makeFailedFuture(error) }
-        }.get()
-        if let refusal = outcome { throw EventServiceError(refusal) }
-        try await loop.submit { [self] in
-            let forwarder = try forwarder(for: hubName)
-            try forwarder.spool.append(messages)
-            forwarder.pump()
-        }.get()
     }
 
     /// Opens the spools left by an earlier run, so their messages go out.
@@ -417,8 +406,10 @@ final class Forwarder: @unchecked Sendable {
         highestSent = spool.acknowledged // resends count from this run only
     }
 
-    func sendUnacknowledged(topic: Topic, payloads: [String]) {
-        for payload in payloads where unacknowledged.count < 10_000 { unacknowledged.append(EventRequest.publish(sequence: 0, topic: topic, payload: payload).line) }
+    func sendUnacknowledged(_ messages: [(topic: Topic, payload: String)]) {
+        for message in messages where unacknowledged.count < 10_000 {
+            unacknowledged.append(EventRequest.publish(sequence: 0, topic: message.topic, payload: message.payload).line)
+        }
     }
 
     func tick() {

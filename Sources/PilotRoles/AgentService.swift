@@ -275,15 +275,16 @@ public final class AgentService: @unchecked Sendable {
         do { return try Hostname.validate(hub) } catch { throw EventServiceError("\(error)") }
     }
 
-    /// `pilot publish`: payload lines after the request, then `END`.
-    /// Each burst of lines is spooled in one transaction; the answer comes
-    /// after `END`, once everything is spooled (or at the first error).
+    /// `pilot publish`: payload lines after the request, then `END`; without
+    /// a topic in the request, each line is `TOPIC PAYLOAD`. Each burst of
+    /// lines is spooled in one transaction; the answer comes after `END`,
+    /// once everything is spooled (or at the first error).
     private func publish(_ request: JSONValue, _ stream: ControlStream) {
         guard let events else { stream.send(ControlSocket.failure("the event service is not running")); return stream.close() }
-        let hub: String, topic: Topic
+        let hub: String, topic: Topic?
         do {
             hub = try hubName(request)
-            topic = try Topic(request["topic"]?.stringValue ?? "")
+            topic = try request["topic"]?.stringValue.map { try Topic($0) }
         } catch {
             stream.send(ControlSocket.failure("\(error)"))
             return stream.close()
@@ -291,12 +292,15 @@ public final class AgentService: @unchecked Sendable {
         let acknowledged = request["ack"] != .bool(false)
         let maxBytes = options.events.limits.maxPayloadBytes
         final class State: @unchecked Sendable {
-            var batch: [String] = []
+            var batch: [(topic: Topic, payload: String)] = []
+            var topics = TopicCache()
             var count = 0
             var lineNumber = 0
             var failed = false
             var ended = false
             var inFlight = false
+            /// A bad line ends the publication after what came before it is spooled.
+            var badLine: String?
         }
         let state = State()
         @Sendable func finish(_ reply: JSONValue) {
@@ -310,16 +314,21 @@ public final class AgentService: @unchecked Sendable {
             let batch = state.batch
             state.batch = []
             if batch.isEmpty {
-                if state.ended { finish(ControlSocket.ok(JSONObject([("published", .number(Double(state.count))), ("hub", .string(hub))]))) }
+                guard state.ended else { return }
+                if let bad = state.badLine {
+                    finish(ControlSocket.failure(bad + " (\(state.count) messages before it were published)"))
+                } else {
+                    finish(ControlSocket.ok(JSONObject([("published", .number(Double(state.count))), ("hub", .string(hub))])))
+                }
                 return
             }
             state.inFlight = true
             let loop = stream.eventLoop
-            loop.makeFutureWithTask { try await events.publish(to: hub, topic: topic, payloads: batch, acknowledged: acknowledged) }.whenComplete { result in
+            loop.makeFutureWithTask { try await events.publish(to: hub, messages: batch, acknowledged: acknowledged) }.whenComplete { result in
                 state.inFlight = false
                 switch result {
-                case .success(let count):
-                    state.count += count
+                case .success:
+                    state.count += batch.count
                     flush()
                 case .failure(let error):
                     finish(ControlSocket.failure("\(error)" + (state.count > 0 ? " (\(state.count) messages were published before)" : "")))
@@ -333,10 +342,23 @@ public final class AgentService: @unchecked Sendable {
                 return flush()
             }
             state.lineNumber += 1
-            guard line.first == UInt8(ascii: "{"), line.count <= maxBytes else {
-                return finish(ControlSocket.failure("payload line \(state.lineNumber): not a JSON object of at most \(maxBytes) bytes"))
+            var lineTopic = topic
+            var payload = line
+            if topic == nil {
+                guard let space = line.firstIndex(of: 0x20), let parsed = try? state.topics.topic(line[..<space]) else {
+                    state.badLine = "line \(state.lineNumber): expected TOPIC PAYLOAD"
+                    state.ended = true
+                    return flush()
+                }
+                lineTopic = parsed
+                payload = line[(space + 1)...]
             }
-            state.batch.append(String(decoding: line, as: UTF8.self))
+            guard let lineTopic, payload.first == UInt8(ascii: "{"), payload.count <= maxBytes else {
+                state.badLine = "payload line \(state.lineNumber): not a JSON object of at most \(maxBytes) bytes"
+                state.ended = true
+                return flush()
+            }
+            state.batch.append((lineTopic, String(decoding: payload, as: UTF8.self)))
             if state.batch.count == 1 { stream.eventLoop.execute { flush() } } // once per burst of lines
             if state.batch.count >= 5_000 { flush() }
         }

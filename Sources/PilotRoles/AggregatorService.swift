@@ -5,6 +5,7 @@ public import PilotAggregator
 public import PilotCore
 public import PilotNode
 internal import PilotTransport
+internal import PilotRegistry
 
 /// `pilot aggregator`: a node that is the fleet's hub. It subscribes to its
 /// own broker (`metrics/*`, `health/*`, durable, so a restart loses
@@ -61,6 +62,11 @@ public final class AggregatorService: @unchecked Sendable {
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             self.publish(self.engine.tick(now: Self.now()))
         })
+        // The registry's directory every 15 s: tags for the API, and a host
+        // the registry finds offline is down at once.
+        timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(15)) { [self] _ in
+            Task { await self.pollDirectory() }
+        })
         if options.printTable {
             timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(options.tableSeconds), delay: .seconds(options.tableSeconds)) { [self] _ in
                 Self.printTable(self.fleet.table(now: Self.now()))
@@ -95,6 +101,21 @@ public final class AggregatorService: @unchecked Sendable {
         // messages the engine has seen, which changes nothing.
         if stateDirty { saveState() }
         if let last = deliveries.last { node.events?.acknowledgeLocally(subscriber, upTo: last.id) }
+    }
+
+    private func pollDirectory() async {
+        guard let registry = node.registry, let reply = try? await registry.request(.search, JSONObject([("query", .string(""))])),
+              case .array(let nodes)? = reply["nodes"] else { return }
+        let views = nodes.compactMap { try? RegistryProtocol.nodeView($0) }
+        loop.execute { [self] in
+            let now = Self.now()
+            var notices: [AlertNotice] = []
+            for view in views {
+                fleet.directory(host: view.record.hostname, tags: view.record.tags, online: view.presence == .online)
+                if view.presence == .offline { notices += engine.registryReports(host: view.record.hostname, online: false, now: now) }
+            }
+            publish(notices)
+        }
     }
 
     private func publish(_ notices: [AlertNotice]) {

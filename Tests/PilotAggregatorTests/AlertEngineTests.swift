@@ -121,6 +121,18 @@ struct Timeline {
         #expect(t.engine.firing.values.contains { $0.metric == "disk_pct" && $0.host == "db-01" }) // the disk alert still fires
     }
 
+    @Test func theRegistrySayingOfflineTakesAHostDownAtOnce() {
+        var t = Timeline()
+        _ = t.cpu("web-01", 10)
+        #expect(t.engine.registryReports(host: "web-01", online: true, now: t.now + 5).isEmpty)
+        let down = t.engine.registryReports(host: "web-01", online: false, now: t.now + 5)
+        #expect(down.map(\.topic) == ["alerts/host_down/web-01"] && down.first?.status == "firing")
+        #expect(t.engine.registryReports(host: "web-01", online: false, now: t.now + 10).isEmpty) // once
+        #expect(t.wait(120).isEmpty) // the silence finds it already down
+        #expect(t.cpu("web-01", 10, after: 1).first?.status == "resolved")
+        #expect(t.engine.registryReports(host: "never-published", online: false, now: t.now).isEmpty)
+    }
+
     @Test func firingAlertsRepeatAtTheRepeatIntervalNeverOnEverySample() {
         var options = AlertEngine.Options()
         options.repeatInterval = 3600

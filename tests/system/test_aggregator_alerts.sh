@@ -6,8 +6,8 @@
 # host_down fires; the aggregator is restarted; db-01 starts again →
 # host_down resolves while the disk alert still fires; db-01's disks are
 # back to normal → the disk alert resolves. Each exactly once: the restart
-# neither re-fires nor loses anything. Also /api/alerts, /metrics and
-# `pilot alerts`.
+# neither re-fires nor loses anything. Also /api/alerts, /metrics,
+# /api/hosts with the registry's tags and presence, and `pilot alerts`.
 # shellcheck source=tests/system/lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/system/events_fleet.sh
@@ -40,6 +40,7 @@ SUB_PID=$!
 PIDS="$PIDS $SUB_PID"
 start_agent web-01
 start_agent web-02
+"$PILOT" set-tags web --state-dir "$SCRATCH/web-02" > /dev/null || fail "set-tags web-02"
 start_agent db-01 --metric-override disk_pct=97
 
 events() { # the alert notices seen so far, as "metric host status severity" lines
@@ -61,7 +62,8 @@ curl -sf "http://127.0.0.1:$HTTP_PORT/api/alerts" | grep -q '"fingerprint"' || f
 curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" > "$SCRATCH/metrics.txt" || fail "/metrics"
 grep -q '^# TYPE pilot_cpu_pct gauge$' "$SCRATCH/metrics.txt" || fail "/metrics lacks TYPE lines"
 grep -q '^pilot_disk_pct{host="db-01",mount="/"} 97$' "$SCRATCH/metrics.txt" || fail "/metrics lacks db-01's disk: $(grep disk_pct "$SCRATCH/metrics.txt" | head -3)"
-curl -sf "http://127.0.0.1:$HTTP_PORT/api/hosts" | grep -q '"host":"web-02"' || fail "/api/hosts lacks web-02"
+tagged() { curl -sf "http://127.0.0.1:$HTTP_PORT/api/hosts" | grep -q '"host":"web-02","up":true,"last_seen":[0-9]*,"tags":\["web"\],"registry":"online"'; }
+wait_until 30 "web-02 with its registry tags and presence in /api/hosts" -- tagged
 
 # db-01 stops: host_down fires.
 # shellcheck disable=SC2154 # set by start_agent
