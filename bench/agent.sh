@@ -29,19 +29,12 @@ measure() {
 }
 
 # Pilot: a registry, a hub and the measured agent (web-01), collecting every second.
-"$PILOT" registry --listen 127.0.0.1:0 --http off --state-dir "$S/registry" --log-level warning 2> "$S/registry.log" &
-PIDS="$PIDS $!"
-wait_for 10 test -s "$S/registry/registry.addr"
-REGISTRY=$(cat "$S/registry/registry.addr")
-for node in hub-01 web-01; do
-    "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token bench-secret-1 --state-dir "$S/$node" > /dev/null
-done
+start_fleet hub-01 web-01
 "$PILOT" agent --state-dir "$S/hub-01" --tunnel-listen 127.0.0.1:0 --log-level warning 2> "$S/hub-01.log" &
 PIDS="$PIDS $!"
 "$PILOT" agent --state-dir "$S/web-01" --tunnel-listen 127.0.0.1:0 --interval 1 --log-level warning 2> "$S/web-01.log" &
 AGENT=$!
 PIDS="$PIDS $AGENT"
-registered() { "$PILOT" status --json --state-dir "$S/$1" | grep -q '"registered":true'; }
 for node in hub-01 web-01; do wait_for 20 registered "$node"; done
 "$PILOT" handshake hub-01 "bench" --state-dir "$S/web-01" > /dev/null
 sleep 5 # the first cycles, the spool and the tunnel settle

@@ -20,20 +20,13 @@ now() { date +%s.%N; }
 calc_seconds() { awk "BEGIN { printf \"%.1f\", $1 }"; }
 PERIOD=$(awk "BEGIN { print 30 / $COMPRESS }")
 
-"$PILOT" registry --listen 127.0.0.1:0 --http off --state-dir "$S/registry" --log-level warning 2> "$S/registry.log" &
-PIDS="$PIDS $!"
-wait_for 10 test -s "$S/registry/registry.addr"
-REGISTRY=$(cat "$S/registry/registry.addr")
-for node in hub-01 pub-01; do
-    "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token bench-secret-1 --state-dir "$S/$node" > /dev/null
-done
+start_fleet hub-01 pub-01
 "$PILOT" aggregator --state-dir "$S/hub-01" --tunnel-listen 127.0.0.1:0 --http off --table-interval 0 --interval 3600 \
     --host-down-after 1h --log-level warning 2> "$S/hub-01.log" > /dev/null &
 AGGREGATOR=$!
 PIDS="$PIDS $AGGREGATOR"
 "$PILOT" agent --state-dir "$S/pub-01" --tunnel-listen 127.0.0.1:0 --interval 3600 --log-level warning 2> "$S/pub-01.log" &
 PIDS="$PIDS $!"
-registered() { "$PILOT" status --json --state-dir "$S/$1" | grep -q '"registered":true'; }
 for node in hub-01 pub-01; do wait_for 20 registered "$node"; done
 "$PILOT" handshake hub-01 "bench" --state-dir "$S/pub-01" > /dev/null
 

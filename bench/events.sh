@@ -37,7 +37,6 @@ for node in hub-01 pub-01 sub-01; do
     "$PILOT" agent --state-dir "$S/$node" --tunnel-listen 127.0.0.1:0 --log-level warning 2> "$S/$node.log" &
     PIDS="$PIDS $!"
 done
-registered() { "$PILOT" status --json --state-dir "$S/$1" | grep -q '"registered":true'; }
 for node in hub-01 pub-01 sub-01; do wait_for 20 registered "$node"; done
 for node in pub-01 sub-01; do "$PILOT" handshake hub-01 "bench" --state-dir "$S/$node" > /dev/null; done
 # The count of connections at the hub; subscriptions held at sub-01.

@@ -21,3 +21,17 @@ wait_for() { # SECONDS CMD...: polls CMD every 0.1 s, bounded
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_fleet NODE...: a registry on loopback, and NODE... initialised with
+# hub-01 as their hub and a shared join token (so trust is granted at once).
+start_fleet() {
+    "$PILOT" registry --listen 127.0.0.1:0 --http off --state-dir "$S/registry" --log-level warning 2> "$S/registry.log" &
+    PIDS="$PIDS $!"
+    wait_for 10 test -s "$S/registry/registry.addr"
+    REGISTRY=$(cat "$S/registry/registry.addr")
+    for node in "$@"; do
+        "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token bench-secret-1 --state-dir "$S/$node" > /dev/null
+    done
+}
+
+registered() { "$PILOT" status --json --state-dir "$S/$1" | grep -q '"registered":true'; }
