@@ -32,9 +32,17 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .customLong("check"), help: ArgumentHelp("A service check for this host (repeatable), as for pilot agent.", valueName: "kind:name=target"))
     var checks: [String] = []
 
-    @OptionGroup var log: LogOptions
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel = "notice" // quieter than the roles: the banner and the table are what a newcomer reads
+
+    var log: LogOptions {
+        var options = LogOptions()
+        options.level = logLevel
+        return options
+    }
 
     func validate() throws {
+        try log.validate()
         if let http { _ = try parseEndpoint(http, flag: "--http", listening: true) }
         guard interval >= 1, interval <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
         guard (1...86_400).contains(tableInterval) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
