@@ -57,6 +57,7 @@ let package = Package(
                 swiftSettings: strict + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
         .target(name: "PilotAgent", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotAggregator", dependencies: ["PilotCore"], swiftSettings: strict),
+        .target(name: "PilotStore", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotNode",
@@ -125,6 +126,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PilotAgentTests", dependencies: ["PilotAgent", "PilotCore"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotAggregatorTests", dependencies: ["PilotAggregator", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
