@@ -74,34 +74,14 @@ public enum Gorilla {
             guard sample.timestamp > previousTime else { throw .outOfOrder(previous: previousTime, next: sample.timestamp) }
             let delta = sample.timestamp &- previousTime
             let dod = delta &- previousDelta
-            if dod == 0 {
-                writer.write(0, bits: 1)
-            } else if (-(1 << 13)..<(1 << 13)).contains(dod) {
-                writer.write(0b10, bits: 2); writer.write(UInt64(bitPattern: dod), bits: 14)
-            } else if (-(1 << 16)..<(1 << 16)).contains(dod) {
-                writer.write(0b110, bits: 3); writer.write(UInt64(bitPattern: dod), bits: 17)
-            } else if (-(1 << 19)..<(1 << 19)).contains(dod) {
-                writer.write(0b1110, bits: 4); writer.write(UInt64(bitPattern: dod), bits: 20)
-            } else {
-                writer.write(0b1111, bits: 4); writer.write(UInt64(bitPattern: dod), bits: 64)
-            }
+            writer.writeBucketed(dod, widths: timestampWidths)
             previousDelta = delta
             previousTime = sample.timestamp
 
             if decimals != nil {
                 let scaled = Int64((sample.value * scale).rounded())
                 let change = scaled &- previousScaled
-                if change == 0 {
-                    writer.write(0, bits: 1)
-                } else if (-(1 << 3)..<(1 << 3)).contains(change) {
-                    writer.write(0b10, bits: 2); writer.write(UInt64(bitPattern: change), bits: 4)
-                } else if (-(1 << 7)..<(1 << 7)).contains(change) {
-                    writer.write(0b110, bits: 3); writer.write(UInt64(bitPattern: change), bits: 8)
-                } else if (-(1 << 15)..<(1 << 15)).contains(change) {
-                    writer.write(0b1110, bits: 4); writer.write(UInt64(bitPattern: change), bits: 16)
-                } else {
-                    writer.write(0b1111, bits: 4); writer.write(UInt64(bitPattern: change), bits: 64)
-                }
+                writer.writeBucketed(change, widths: decimalWidths)
                 previousScaled = scaled
                 continue
             }
@@ -145,22 +125,10 @@ public enum Gorilla {
         var delta: Int64 = 0
         var leading = 0, trailing = 0
         for _ in 1..<count {
-            var dod: Int64 = 0
-            if try reader.read(1) == 1 {
-                if try reader.read(1) == 0 { dod = signExtend(try reader.read(14), 14) }
-                else if try reader.read(1) == 0 { dod = signExtend(try reader.read(17), 17) }
-                else if try reader.read(1) == 0 { dod = signExtend(try reader.read(20), 20) }
-                else { dod = Int64(bitPattern: try reader.read(64)) }
-            }
-            delta = delta &+ dod
+            delta = delta &+ (try reader.readBucketed(widths: timestampWidths))
             time = time &+ delta
             if mode > 0 {
-                if try reader.read(1) == 1 {
-                    if try reader.read(1) == 0 { scaled = scaled &+ signExtend(try reader.read(4), 4) }
-                    else if try reader.read(1) == 0 { scaled = scaled &+ signExtend(try reader.read(8), 8) }
-                    else if try reader.read(1) == 0 { scaled = scaled &+ signExtend(try reader.read(16), 16) }
-                    else { scaled = scaled &+ Int64(bitPattern: try reader.read(64)) }
-                }
+                scaled = scaled &+ (try reader.readBucketed(widths: decimalWidths))
                 samples.append(Sample(time, Double(scaled) / scale))
                 continue
             }
@@ -180,6 +148,9 @@ public enum Gorilla {
     }
 
     static let powersOfTen: [Double] = [1, 10, 100, 1_000, 10_000]
+    /// Bucket widths after the prefixes '10', '110', '1110' ('1111': 64 bits).
+    static let timestampWidths = [14, 17, 20]
+    static let decimalWidths = [4, 8, 16]
 
     /// The fewest decimal places (0...4) that represent every value exactly
     /// (bit for bit after `Double(scaled) / 10^k`), or nil (then XOR).
@@ -223,6 +194,30 @@ struct BitWriter {
             used += take
             remaining -= take
         }
+    }
+}
+
+extension BitWriter {
+    /// '0' for zero, else a unary prefix naming the first bucket of
+    /// `widths` that holds the value (two's complement), or 64 bits.
+    mutating func writeBucketed(_ value: Int64, widths: [Int]) {
+        guard value != 0 else { return write(0, bits: 1) }
+        for (index, width) in widths.enumerated() where (-(Int64(1) << (width - 1))..<(Int64(1) << (width - 1))).contains(value) {
+            write((UInt64(1) << UInt64(index + 2)) - 2, bits: index + 2) // '10', '110', '1110'
+            return write(UInt64(bitPattern: value), bits: width)
+        }
+        write((UInt64(1) << UInt64(widths.count + 1)) - 1, bits: widths.count + 1) // '1111'
+        write(UInt64(bitPattern: value), bits: 64)
+    }
+}
+
+extension BitReader {
+    mutating func readBucketed(widths: [Int]) throws(Gorilla.CodecError) -> Int64 {
+        guard try read(1) == 1 else { return 0 }
+        for width in widths where try read(1) == 0 {
+            return Gorilla.signExtend(try read(width), width)
+        }
+        return Int64(bitPattern: try read(64))
     }
 }
 
