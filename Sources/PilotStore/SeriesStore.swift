@@ -1,0 +1,199 @@
+public import PilotCore
+public import PilotSQLite
+
+/// Time series on one SQLite file (WAL): a row per series (metric and
+/// labels), compressed chunks of up to `chunkSamples` samples, and a head
+/// table of the newest samples of each series, written in the same
+/// transaction as everything else, so what `append` returned from is on
+/// disk and survives a kill -9. Writes are idempotent: the same (series,
+/// timestamp) twice stores one sample, so at-least-once delivery cannot
+/// double-count. Confined to one thread.
+public final class SeriesStore {
+    public struct Key: Hashable, Sendable, Comparable {
+        public var metric: String
+        /// Sorted by name.
+        public var labels: [Label]
+        public init(metric: String, labels: [(String, String)]) {
+            self.metric = metric
+            self.labels = labels.map { Label(name: $0.0, value: $0.1) }.sorted { $0.name < $1.name }
+        }
+        var canonical: String { labels.map { "\($0.name)=\($0.value)" }.joined(separator: "\u{1F}") }
+        public static func < (a: Key, b: Key) -> Bool { (a.metric, a.canonical) < (b.metric, b.canonical) }
+    }
+
+    public struct Label: Hashable, Sendable {
+        public var name: String
+        public var value: String
+    }
+
+    public struct Sample: Sendable {
+        public var key: Key
+        public var timestamp: Int64
+        public var value: Double
+        public init(key: Key, timestamp: Int64, value: Double) {
+            self.key = key
+            self.timestamp = timestamp
+            self.value = value
+        }
+    }
+
+    public struct Statistics: Sendable, Equatable {
+        public var stored = 0
+        public var duplicates = 0
+        public var chunks = 0
+    }
+
+    let database: SQLiteConnection
+    public let chunkSamples: Int
+    public private(set) var statistics = Statistics()
+    private var ids: [Key: Int64] = [:]
+    private var keys: [Int64: Key] = [:]
+    private var head: [Int64: [Gorilla.Sample]] = [:]
+    private var chunkedUpTo: [Int64: Int64] = [:]
+    private let insertHead: SQLiteStatement
+    private let insertSeries: SQLiteStatement
+    private let insertChunk: SQLiteStatement
+    private let overlapping: SQLiteStatement
+    private let deleteHead: SQLiteStatement
+    private let deleteChunks: SQLiteStatement
+
+    public init(path: String, chunkSamples: Int = 240) throws(SQLiteError) {
+        database = try SQLiteConnection(path: path)
+        self.chunkSamples = max(2, min(chunkSamples, Gorilla.maxSamples))
+        try database.execute("""
+            CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, metric TEXT NOT NULL, labels TEXT NOT NULL, UNIQUE(metric, labels));
+            CREATE TABLE IF NOT EXISTS chunks(series INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, count INTEGER NOT NULL,
+                                              data BLOB NOT NULL, PRIMARY KEY(series, start)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS head(series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(series, ts)) WITHOUT ROWID;
+            """)
+        insertHead = try database.prepare("INSERT OR IGNORE INTO head(series, ts, value) VALUES(?, ?, ?)")
+        insertSeries = try database.prepare("INSERT INTO series(metric, labels) VALUES(?, ?)")
+        insertChunk = try database.prepare("INSERT INTO chunks(series, start, end, count, data) VALUES(?, ?, ?, ?, ?)")
+        overlapping = try database.prepare("SELECT start, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
+        deleteHead = try database.prepare("DELETE FROM head WHERE series = ? AND ts BETWEEN ? AND ?")
+        deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
+        for row in try database.prepare("SELECT id, metric, labels FROM series").query() {
+            guard let id = row[0].integer, let metric = row[1].text, let labels = row[2].text else { continue }
+            let pairs = labels.split(separator: "\u{1F}").compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+            }
+            let key = Key(metric: metric, labels: pairs)
+            ids[key] = id
+            keys[id] = key
+        }
+        for row in try database.prepare("SELECT series, MAX(end) FROM chunks GROUP BY series").query() {
+            if let id = row[0].integer, let end = row[1].integer { chunkedUpTo[id] = end }
+        }
+        for row in try database.prepare("SELECT series, ts, value FROM head ORDER BY series, ts").query() {
+            if let id = row[0].integer, let ts = row[1].integer, let value = row[2].real { head[id, default: []].append(Gorilla.Sample(ts, value)) }
+        }
+        statistics.chunks = Int(try database.prepare("SELECT COUNT(*) FROM chunks").query().first?[0].integer ?? 0)
+    }
+
+    public var seriesCount: Int { ids.count }
+
+    /// Stores samples in one transaction; returns how many were new.
+    @discardableResult
+    public func append(_ samples: [Sample]) throws -> Int {
+        var added = 0
+        var full: Set<Int64> = []
+        try database.transaction {
+            for sample in samples {
+                let id = try seriesID(sample.key)
+                if let upTo = chunkedUpTo[id], sample.timestamp <= upTo, try chunked(id, contains: sample.timestamp) {
+                    statistics.duplicates += 1
+                    continue
+                }
+                try insertHead.run(.integer(id), .integer(sample.timestamp), .real(sample.value))
+                guard database.changes == 1 else {
+                    statistics.duplicates += 1
+                    continue
+                }
+                added += 1
+                var buffer = head.removeValue(forKey: id) ?? []
+                if let last = buffer.last, last.timestamp > sample.timestamp {
+                    let index = buffer.firstIndex { $0.timestamp > sample.timestamp } ?? buffer.endIndex
+                    buffer.insert(Gorilla.Sample(sample.timestamp, sample.value), at: index)
+                } else {
+                    buffer.append(Gorilla.Sample(sample.timestamp, sample.value))
+                }
+                head[id] = buffer
+                if buffer.count >= chunkSamples { full.insert(id) }
+            }
+            for id in full { try compact(id) }
+        }
+        statistics.stored += added
+        return added
+    }
+
+    private func seriesID(_ key: Key) throws -> Int64 {
+        if let id = ids[key] { return id }
+        try insertSeries.run(.text(key.metric), .text(key.canonical))
+        let id = database.lastInsertRowID
+        ids[key] = id
+        keys[id] = key
+        return id
+    }
+
+    private func chunked(_ id: Int64, contains timestamp: Int64) throws -> Bool {
+        for row in try overlapping.query(.integer(id), .integer(timestamp), .integer(timestamp)) {
+            guard let data = row[1].blob else { continue }
+            if try Gorilla.decode(data).contains(where: { $0.timestamp == timestamp }) { return true }
+        }
+        return false
+    }
+
+    /// Moves a series' head into chunks, merging with any chunk its time
+    /// range overlaps (late samples), then empties the head.
+    private func compact(_ id: Int64) throws {
+        guard let buffered = head[id], buffered.count >= chunkSamples else { return }
+        // Whole chunks only; the rest stays in the head for the next ones.
+        let whole = buffered.count - buffered.count % chunkSamples
+        var samples = Array(buffered[..<whole])
+        head[id] = Array(buffered[whole...])
+        let first = samples[0], last = samples[whole - 1]
+        var replaced = 0
+        for row in try overlapping.query(.integer(id), .integer(first.timestamp), .integer(last.timestamp)) {
+            if let data = row[1].blob { samples += try Gorilla.decode(data) }
+            replaced += 1
+        }
+        if replaced > 0 {
+            samples.sort { $0.timestamp < $1.timestamp }
+            var unique: [Gorilla.Sample] = []
+            for sample in samples where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
+            samples = unique
+            try deleteChunks.run(.integer(id), .integer(first.timestamp), .integer(last.timestamp))
+        }
+        var start = 0
+        while start < samples.count {
+            let part = Array(samples[start..<min(samples.count, start + chunkSamples)])
+            try insertChunk.run(.integer(id), .integer(part[0].timestamp), .integer(part.last!.timestamp), .integer(Int64(part.count)),
+                                .blob(try Gorilla.encode(part)))
+            start += chunkSamples
+        }
+        try deleteHead.run(.integer(id), .integer(first.timestamp), .integer(last.timestamp))
+        statistics.chunks += (samples.count + chunkSamples - 1) / chunkSamples - replaced
+        chunkedUpTo[id] = max(chunkedUpTo[id] ?? .min, samples.last!.timestamp)
+    }
+
+    /// The samples of a series between two times (inclusive), in order.
+    public func samples(_ key: Key, from: Int64, to: Int64) throws -> [Gorilla.Sample] {
+        guard let id = ids[key] else { return [] }
+        var result: [Gorilla.Sample] = []
+        for row in try overlapping.query(.integer(id), .integer(from), .integer(to)) {
+            guard let data = row[1].blob else { continue }
+            result += try Gorilla.decode(data).filter { $0.timestamp >= from && $0.timestamp <= to }
+        }
+        result += (head[id] ?? []).filter { $0.timestamp >= from && $0.timestamp <= to }
+        result.sort { $0.timestamp < $1.timestamp }
+        var unique: [Gorilla.Sample] = []
+        for sample in result where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
+        return unique
+    }
+
+    /// Every series, or those of one metric.
+    public func series(metric: String? = nil) -> [Key] {
+        ids.keys.filter { metric == nil || $0.metric == metric }.sorted()
+    }
+}

@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PilotStore
+import Testing
+
+func scratchDatabase() throws -> (directory: String, path: String) {
+    var template = Array("/tmp/pilot-store-test-XXXXXX".utf8CString)
+    guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw Gorilla.CodecError.truncated }
+    let directory = String(cString: made)
+    return (directory, directory + "/store.db")
+}
+
+func removeScratch(_ directory: String) {
+    for suffix in ["", "-wal", "-shm"] { unlink(directory + "/store.db" + suffix) }
+    rmdir(directory)
+}
+
+@Suite struct SeriesStoreTests {
+    let cpu = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-01")])
+    let disk = SeriesStore.Key(metric: "disk_pct", labels: [("mount", "/var"), ("host", "db-01")])
+
+    func samples(_ key: SeriesStore.Key, _ range: ClosedRange<Int>, value: (Int) -> Double = { Double($0) / 10 }) -> [SeriesStore.Sample] {
+        range.map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: value($0)) }
+    }
+
+    @Test func samplesComeBackAcrossChunksAndTheHead() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        #expect(try store.append(samples(cpu, 1...25)) == 25)
+        #expect(store.statistics.chunks == 2) // 20 in chunks, 5 in the head
+        let all = try store.samples(cpu, from: 0, to: .max)
+        #expect(all.map(\.timestamp) == (1...25).map { Int64($0) * 30_000 })
+        #expect(all.map(\.value) == (1...25).map { Double($0) / 10 })
+        #expect(try store.samples(cpu, from: 8 * 30_000, to: 12 * 30_000).map(\.value) == [0.8, 0.9, 1.0, 1.1, 1.2])
+        #expect(store.series() == [cpu])
+        #expect(try store.samples(disk, from: 0, to: .max).isEmpty)
+    }
+
+    @Test func theSameSampleTwiceIsStoredOnce() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        try store.append(samples(cpu, 1...15))
+        #expect(try store.append(samples(cpu, 1...15)) == 0) // in chunks and in the head alike
+        #expect(store.statistics.duplicates == 15)
+        #expect(try store.samples(cpu, from: 0, to: .max).count == 15)
+    }
+
+    @Test func lateSamplesMergeIntoTheirChunks() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        let even = samples(cpu, 1...40).filter { $0.timestamp / 30_000 % 2 == 0 }
+        let odd = samples(cpu, 1...40).filter { $0.timestamp / 30_000 % 2 == 1 }
+        try store.append(even)
+        try store.append(odd) // every one of these is older than some chunk
+        let all = try store.samples(cpu, from: 0, to: .max)
+        #expect(all.map(\.timestamp) == (1...40).map { Int64($0) * 30_000 })
+        #expect(try store.append(odd) == 0)
+    }
+
+    @Test func whatAppendReturnedFromSurvivesAReopen() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        do {
+            let store = try SeriesStore(path: path, chunkSamples: 10)
+            try store.append(samples(cpu, 1...13) + samples(disk, 1...3, value: { _ in 97 }))
+        } // no close: the process could have died here
+        let reopened = try SeriesStore(path: path, chunkSamples: 10)
+        #expect(try reopened.samples(cpu, from: 0, to: .max).count == 13)
+        #expect(try reopened.samples(disk, from: 0, to: .max).map(\.value) == [97, 97, 97])
+        #expect(try reopened.append(samples(cpu, 10...20)) == 7) // 10...13 again are duplicates
+        #expect(reopened.seriesCount == 2)
+    }
+}
