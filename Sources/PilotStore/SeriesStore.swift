@@ -2,7 +2,8 @@ public import PilotCore
 public import PilotSQLite
 
 /// Time series on one SQLite file (WAL): a row per series (metric and
-/// labels), compressed chunks of up to `chunkSamples` samples, and a head
+/// labels), compressed chunks of up to `chunkSamples` samples (appended in
+/// rowid order, so pages fill up, with an index by series and time), and a head
 /// table of the newest samples of each series, written in the same
 /// transaction as everything else, so what `append` returned from is on
 /// disk and survives a kill -9. Writes are idempotent: the same (series,
@@ -62,8 +63,9 @@ public final class SeriesStore {
         self.chunkSamples = max(2, min(chunkSamples, Gorilla.maxSamples))
         try database.execute("""
             CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, metric TEXT NOT NULL, labels TEXT NOT NULL, UNIQUE(metric, labels));
-            CREATE TABLE IF NOT EXISTS chunks(series INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, count INTEGER NOT NULL,
-                                              data BLOB NOT NULL, PRIMARY KEY(series, start)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+                                              count INTEGER NOT NULL, data BLOB NOT NULL);
+            CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series, start);
             CREATE TABLE IF NOT EXISTS head(series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(series, ts)) WITHOUT ROWID;
             """)
         insertHead = try database.prepare("INSERT OR IGNORE INTO head(series, ts, value) VALUES(?, ?, ?)")
@@ -190,6 +192,17 @@ public final class SeriesStore {
         var unique: [Gorilla.Sample] = []
         for sample in result where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
         return unique
+    }
+
+    /// Bytes of compressed chunks, and samples in them (for measurements).
+    public func chunkFootprint() throws -> (bytes: Int, samples: Int) {
+        let row = try database.prepare("SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(SUM(count), 0) FROM chunks").query()[0]
+        return (Int(row[0].integer ?? 0), Int(row[1].integer ?? 0))
+    }
+
+    /// Folds the WAL into the database file (for measurements and backups).
+    public func checkpoint() throws {
+        try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     /// Every series, or those of one metric.
