@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "PilotCoreTests", dependencies: ["PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotCryptoTests", dependencies: ["PilotCrypto"], swiftSettings: strict),
         .testTarget(name: "PilotSQLiteTests", dependencies: ["PilotSQLite"], swiftSettings: strict),
-        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto"], swiftSettings: strict),
+        .testTarget(name: "PilotWireTests", dependencies: ["PilotWire", "PilotCrypto", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotRegistryTests", dependencies: ["PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore"], swiftSettings: strict),
         .testTarget(
             name: "PilotRolesTests",

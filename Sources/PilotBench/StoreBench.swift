@@ -32,7 +32,7 @@ func runStoreBench(_ argv: [String]) throws {
     let names = ["cpu_pct", "mem_pct", "disk_pct", "swap_pct", "load1", "load5", "iowait_pct", "steal_pct",
                  "net_rx_bytes", "net_tx_bytes", "disk_read_bytes", "disk_write_bytes"]
     // The data, generated once: per series a walk (percent) or a counter.
-    var random = BenchRandom(state: 11)
+    var random = SplitMix64(state: 11)
     var series: [(key: SeriesStore.Key, host: String, metric: String, values: [Double])] = []
     for host in 0..<hosts {
         for metric in 0..<metrics {
@@ -178,17 +178,6 @@ func temporaryDirectory() throws -> String {
     var template = Array("/tmp/pilot-bench-store-XXXXXX".utf8CString)
     guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { throw BenchError("mkdtemp failed") }
     return String(cString: made)
-}
-
-struct BenchRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 extension String {

@@ -1,3 +1,4 @@
+import PilotCore
 import PilotStore
 import Testing
 
@@ -48,7 +49,7 @@ import Testing
     }
 
     @Test func randomSeriesRoundTrip() throws {
-        var random = SplitMix(seed: 7)
+        var random = SplitMix64(state: 7)
         for round in 0..<200 {
             var time = Int64(random.next() % 2_000_000_000_000)
             var value = Double(random.next() % 1000) / 10
@@ -75,7 +76,7 @@ import Testing
 
     @Test func aRegularSeriesCompressesWell() throws {
         var value = 42.0
-        var random = SplitMix(seed: 1)
+        var random = SplitMix64(state: 1)
         let samples = (0..<120).map { index -> S in
             value = max(0, min(100, value + Double(Int(random.next() % 21) - 10) / 10)) // a random walk with one decimal
             return S(1_764_100_000_000 + Int64(index) * 30_000, (value * 10).rounded() / 10)
@@ -84,18 +85,5 @@ import Testing
         // A random walk in tenths every 30 s: decimal mode, a few bits a sample (16 bytes raw).
         // Measured: 1.38 bytes a sample with 7-bit deltas, under 1.25 with the 4-bit bucket; XOR alone took 6.75.
         #expect(Double(bytes.count) / Double(samples.count) < 1.25)
-    }
-}
-
-/// A small deterministic generator for property tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

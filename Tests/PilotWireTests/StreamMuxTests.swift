@@ -1,3 +1,4 @@
+import PilotCore
 import PilotCrypto
 import PilotWire
 import Testing
