@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

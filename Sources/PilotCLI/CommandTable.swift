@@ -72,14 +72,14 @@ public enum CommandTable {
         CommandSpec(
             name: "store", kind: .role,
             abstract: "History: compressed time series on SQLite, retention, queries.",
-            usage: "pilot store [--state-dir DIR] [--retention 30d] [--http 127.0.0.1:9201] [--remote-write URL]",
+            usage: "pilot store [--state-dir DIR]",
             details: """
-                A durable subscriber to metrics/* and health/* at the hub. Stores every \
-                numeric field as Gorilla-compressed chunks in one SQLite file, keeps raw \
-                samples and 5-minute and 1-hour rollups, and answers `pilot query` and a \
-                subset of Prometheus's HTTP read API.
+                A durable subscriber to metrics/* and health/* at the hub (pilot init \
+                --hub). Stores every numeric field as compressed chunks in one SQLite \
+                file (STATE/store.db), acknowledging only what is committed, and answers \
+                `pilot query`. Retention, rollups and Prometheus's read API come next.
                 """,
-            implementation: nil),
+            implementation: .parsable(StoreCommand.self)),
         CommandSpec(
             name: "alert-router", kind: .role,
             abstract: "Routes alerts to Slack, PagerDuty, email, webhooks and commands.",
@@ -190,6 +190,12 @@ public enum CommandTable {
             usage: "pilot untrust HOST [--state-dir DIR]",
             details: "",
             implementation: .parsable(UntrustCommand.self)),
+        CommandSpec(
+            name: "query", kind: .command,
+            abstract: "Read history from the store: one metric's series over a time range.",
+            usage: "pilot query METRIC [--host H] [--label k=v]... [--since 1h | --from T --to T] [--step 5m] [--agg avg|min|max|last|count] [--json|--csv]",
+            details: "Asks the running store (pilot store) on this host. Times are Unix seconds.",
+            implementation: .parsable(QueryCommand.self)),
         CommandSpec(
             name: "alerts", kind: .command,
             abstract: "List the alerts firing now (on the aggregator's host).",

@@ -263,8 +263,13 @@ public final class EventService: @unchecked Sendable {
     public func subscribe(hubName: String, filters: [TopicFilter], durable: String?, stream: ControlStream) {
         if selfNames.contains(hubName) { return subscribeToSelf(filters: filters, durable: durable, stream: stream) }
         loop.execute { [self] in
-            let subscription = Subscription(hubName: hubName, filters: filters, durable: durable, stream: stream, service: self)
+            let subscription = Subscription(hubName: hubName, filters: filters, durable: durable, sink: ControlStreamSink(stream), service: self)
             subscriptions[ObjectIdentifier(subscription)] = subscription
+            stream.onLine = { [weak subscription] line in
+                guard line.starts(with: Array("ACK ".utf8)), let id = UInt64(String(decoding: line.dropFirst(4), as: UTF8.self)) else { return }
+                subscription?.acknowledge(id)
+            }
+            stream.onWritable = { [weak subscription] in subscription?.writable() }
             stream.onClose = { [weak self, weak subscription] in
                 self?.loop.execute {
                     guard let self, let subscription else { return }
@@ -317,6 +322,32 @@ public final class EventService: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// A part of this process subscribing to a hub elsewhere (the store):
+    /// reconnects by itself; a durable one resumes after `acknowledge`.
+    /// Returns once the hub confirmed, or throws its refusal.
+    public func subscribe(hubName: String, filters: [TopicFilter], durable: String?,
+                          handler: @escaping @Sendable ([Delivery]) -> Void) async throws -> RemoteSubscription {
+        final class Outcome: @unchecked Sendable { var promise: EventLoopPromise<Void>? }
+        let outcome = Outcome()
+        let promise = loop.makePromise(of: Void.self)
+        outcome.promise = promise
+        let sink = HandlerSink(handler: handler) { [loop] failure in
+            loop.execute {
+                guard let waiting = outcome.promise else { return }
+                outcome.promise = nil
+                if let failure { waiting.fail(EventServiceError(failure)) } else { waiting.succeed(()) }
+            }
+        }
+        let subscription = try await loop.submit { [self] () -> Subscription in
+            let subscription = Subscription(hubName: hubName, filters: filters, durable: durable, sink: sink, service: self)
+            subscriptions[ObjectIdentifier(subscription)] = subscription
+            subscription.connect()
+            return subscription
+        }.get()
+        try await promise.futureResult.get()
+        return RemoteSubscription(subscription: subscription, loop: loop)
     }
 
     // MARK: Status
@@ -529,6 +560,45 @@ final class Forwarder: @unchecked Sendable {
     }
 }
 
+/// Where a subscription's messages go: a CLI's control stream, or a part
+/// of this process (the store). Called on the loop.
+protocol SubscriptionSink: AnyObject, Sendable {
+    var isWritable: Bool { get }
+    func confirmed(hub: String)
+    /// The first connection failed: the end of this subscription.
+    func failed(_ reason: String)
+    /// `MSG` (and `DROP`) lines, each ending in a line feed.
+    func deliver(_ lines: [UInt8])
+}
+
+final class ControlStreamSink: SubscriptionSink, @unchecked Sendable {
+    let stream: ControlStream
+    init(_ stream: ControlStream) { self.stream = stream }
+    var isWritable: Bool { stream.isWritable }
+    func confirmed(hub: String) { stream.send(ControlSocket.ok(JSONObject([("hub", .string(hub))]))) }
+    func failed(_ reason: String) {
+        stream.send(ControlSocket.failure(reason))
+        stream.close()
+    }
+    func deliver(_ lines: [UInt8]) { stream.send(lines) }
+}
+
+final class HandlerSink: SubscriptionSink, @unchecked Sendable {
+    let handler: @Sendable ([EventService.Delivery]) -> Void
+    let onStatus: @Sendable (String?) -> Void
+    init(handler: @escaping @Sendable ([EventService.Delivery]) -> Void, onStatus: @escaping @Sendable (String?) -> Void) {
+        self.handler = handler
+        self.onStatus = onStatus
+    }
+    var isWritable: Bool { true }
+    func confirmed(hub: String) { onStatus(nil) }
+    func failed(_ reason: String) { onStatus(reason) }
+    func deliver(_ lines: [UInt8]) {
+        let deliveries = EventService.deliveries(in: lines)
+        if !deliveries.isEmpty { handler(deliveries) }
+    }
+}
+
 /// One `pilot subscribe`: a connection to the hub on behalf of a control
 /// stream, reconnected after failures (a durable one resumes where the CLI
 /// acknowledged).
@@ -536,7 +606,7 @@ final class Subscription: @unchecked Sendable {
     let hubName: String
     let filters: [TopicFilter]
     let durable: String?
-    let stream: ControlStream
+    let sink: any SubscriptionSink
     unowned let service: EventService
     var connection: StreamMux.ConnectionID?
     var connecting = false
@@ -550,14 +620,12 @@ final class Subscription: @unchecked Sendable {
     /// Plain subscribers: messages dropped here while the CLI was not reading.
     var droppedHere = 0
 
-    init(hubName: String, filters: [TopicFilter], durable: String?, stream: ControlStream, service: EventService) {
+    init(hubName: String, filters: [TopicFilter], durable: String?, sink: any SubscriptionSink, service: EventService) {
         self.hubName = hubName
         self.filters = filters
         self.durable = durable
-        self.stream = stream
+        self.sink = sink
         self.service = service
-        stream.onLine = { [weak self] line in self?.fromClient(line) }
-        stream.onWritable = { [weak self] in self?.writable() }
     }
 
     func connect() {
@@ -592,9 +660,8 @@ final class Subscription: @unchecked Sendable {
         connection = nil
         if !confirmed {
             // The first attempt failed: tell the CLI, which says so and exits.
-            stream.send(ControlSocket.failure(reason))
             stop()
-            stream.close()
+            sink.failed(reason)
             return
         }
         service.logger.info("subscription to the hub lost; reconnecting", metadata: ["hub": "\(hubName)", "reason": "\(reason)"])
@@ -603,7 +670,7 @@ final class Subscription: @unchecked Sendable {
 
     func tick() {
         let now = TunnelTime.current().now
-        if connection == nil, confirmed, stream.isWritable, now >= retryAt { connect() }
+        if connection == nil, confirmed, sink.isWritable, now >= retryAt { connect() }
         // Quiet connections are probed every 2 s, so a hub that restarted
         // (and forgot the connection) answers with a reset within seconds.
         if let connection, now - lastPing >= 2_000_000, now - lastHeard >= 2_000_000 {
@@ -642,7 +709,7 @@ final class Subscription: @unchecked Sendable {
                     confirmedFilters.insert(filter)
                     if !confirmed, confirmedFilters.count == Set(filters).count {
                         confirmed = true
-                        stream.send(ControlSocket.ok(JSONObject([("hub", .string(hubName))])))
+                        sink.confirmed(hub: hubName)
                     }
                 case let .error(_, reason)?:
                     if !confirmed {
@@ -659,11 +726,11 @@ final class Subscription: @unchecked Sendable {
                 }
             }
             guard !out.isEmpty else { return }
-            if stream.isWritable {
-                stream.send(out)
+            if sink.isWritable {
+                sink.deliver(out)
             } else if durable != nil {
                 // The CLI is not keeping up: let the hub keep the rest (it resumes from the CLI's last ack).
-                stream.send(out)
+                sink.deliver(out)
                 pause()
             } else {
                 let count = out.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
@@ -679,17 +746,18 @@ final class Subscription: @unchecked Sendable {
         retryAt = TunnelTime.current().now + 200_000
     }
 
-    private func writable() {
+    func writable() {
         if droppedHere > 0 {
-            stream.send(Array((EventReply.dropped(droppedHere).line + "\n").utf8))
+            sink.deliver(Array((EventReply.dropped(droppedHere).line + "\n").utf8))
             droppedHere = 0
         }
         if connection == nil, confirmed { connect() }
     }
 
-    private func fromClient(_ line: ArraySlice<UInt8>) {
-        guard let connection, durable != nil, line.starts(with: Array("ACK ".utf8)) else { return }
-        service.tunnels.sendOnStream(Array(line) + [0x0A], on: connection)
+    /// The consumer has everything up to `id` (durable subscriptions).
+    func acknowledge(_ id: UInt64) {
+        guard let connection, durable != nil else { return }
+        service.tunnels.sendOnStream(Array("ACK \(id)\n".utf8), on: connection)
     }
 
     func stop() {
@@ -720,4 +788,19 @@ final class Subscription: @unchecked Sendable {
 public struct EventServiceError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// A subscription held by a part of this process.
+public final class RemoteSubscription: @unchecked Sendable {
+    let subscription: Subscription
+    let loop: any EventLoop
+    init(subscription: Subscription, loop: any EventLoop) {
+        self.subscription = subscription
+        self.loop = loop
+    }
+
+    /// Everything up to `id` is handled (stored): the hub may forget it.
+    public func acknowledge(upTo id: UInt64) {
+        loop.execute { self.subscription.acknowledge(id) }
+    }
 }

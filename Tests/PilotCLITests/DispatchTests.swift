@@ -35,9 +35,9 @@ func run(_ argv: [String]) async -> (status: Int32, out: String, err: String) {
     }
 
     @Test func aRoleNotBuiltYetSaysSoAndExitsNonZero() async {
-        let result = await run(["pilot-store", "--retention", "30d"])
+        let result = await run(["pilot-alert-router", "--route", "x"])
         #expect(result.status == 69)
-        #expect(result.err == "pilot store: this role is not built yet in pilot \(BuildInfo.version) (see 'pilot store --help')\n")
+        #expect(result.err == "pilot alert-router: this role is not built yet in pilot \(BuildInfo.version) (see 'pilot alert-router --help')\n")
         #expect(result.out.isEmpty)
     }
 

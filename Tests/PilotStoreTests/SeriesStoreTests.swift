@@ -75,3 +75,15 @@ func removeScratch(_ directory: String) {
         #expect(reopened.seriesCount == 2)
     }
 }
+
+@Suite struct DownsampleTests {
+    @Test func stepsAggregateAsAsked() {
+        let samples = [(0, 1.0), (10, 3.0), (20, 2.0), (60, 5.0), (130, 7.0)].map { Gorilla.Sample(Int64($0.0), $0.1) }
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .avg) == [Gorilla.Sample(0, 2), Gorilla.Sample(60, 5), Gorilla.Sample(120, 7)])
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .max).map(\.value) == [3, 5, 7])
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .min).map(\.value) == [1, 5, 7])
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .last).map(\.value) == [2, 5, 7])
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .count).map(\.value) == [3, 1, 1])
+        #expect(Downsample.aggregate(samples, from: 15, step: 60, .count) == [Gorilla.Sample(15, 2), Gorilla.Sample(75, 1)])
+    }
+}

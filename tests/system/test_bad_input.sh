@@ -8,7 +8,7 @@ expect_status 64 "unknown role" -- "$PILOT" frobnicate
 expect_one_line_error "unknown role"
 case "$ERR" in *"unknown role or command 'frobnicate'"*) ;; *) fail "unknown role message: $ERR" ;; esac
 
-expect_status 69 "role not built yet" -- "$PILOT" store
+expect_status 69 "role not built yet" -- "$PILOT" alert-router
 expect_one_line_error "role not built yet"
 case "$ERR" in *"not built yet"*) ;; *) fail "not-built message: $ERR" ;; esac
 

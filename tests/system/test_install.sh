@@ -7,7 +7,7 @@ require_command shellcheck shellcheck
 require_command systemd-analyze systemd
 require_command curl curl
 
-(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh) || fail "shellcheck found problems"
+(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh tests/system/test_store_*.sh) || fail "shellcheck found problems"
 
 prefix="$SCRATCH/prefix"
 units="$SCRATCH/units"
@@ -21,7 +21,7 @@ expect_status 0 "pilot-registry --help through the link" -- "$prefix/bin/pilot-r
 printf '%s\n' "$OUT" | grep -q "^USAGE: pilot registry " || fail "pilot-registry --help showed another help: $(printf '%s' "$OUT" | head -n 3)"
 printf '%s\n' "$OUT" | grep -q -- "--listen <host:port>" || fail "registry help lacks the registry's --listen option"
 printf '%s\n' "$OUT" | grep -q "pilot-registry, a link to pilot" || fail "registry help does not name its link"
-expect_status 69 "pilot-store through the link (not built yet)" -- "$prefix/bin/pilot-store"
+expect_status 69 "pilot-alert-router through the link (not built yet)" -- "$prefix/bin/pilot-alert-router"
 
 unit="$units/pilot-agent.service"
 [ -f "$unit" ] || fail "--systemd agent wrote no unit"

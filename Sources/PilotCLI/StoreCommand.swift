@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import ArgumentParser
+internal import PilotCore
+internal import PilotRoles
+
+struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
+    static let configuration = CommandTable.configuration(for: "store")
+
+    @OptionGroup var node: NodeDaemonOptions
+
+    func run() async throws {
+        let specs = try node.checkSpecs()
+        let (options, identity) = try node.serviceOptions(specs: specs)
+        guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
+        let logger = node.log.logger("pilot.store")
+        let service: StoreService
+        do {
+            service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger), logger: logger)
+            try await service.start()
+        } catch {
+            throw CLIError("cannot start the store: \(error)")
+        }
+        try await service.run()
+    }
+}
+
+struct QueryCommand: AsyncParsableCommand {
+    static let configuration = CommandTable.configuration(for: "query")
+    @Argument(help: ArgumentHelp("The metric, e.g. cpu_pct.", valueName: "metric")) var metric: String
+    @Option(help: ArgumentHelp("Only this host.", valueName: "host")) var host: String?
+    @Option(name: .customLong("label"), help: ArgumentHelp("Only series with this label (repeatable), e.g. mount=/var.", valueName: "k=v"))
+    var labels: [String] = []
+    @Option(help: ArgumentHelp("How far back (e.g. 1h, 7d); default 1h.", valueName: "duration")) var since: String?
+    @Option(help: ArgumentHelp("Start, Unix seconds.", valueName: "time")) var from: Int64?
+    @Option(help: ArgumentHelp("End, Unix seconds (default now).", valueName: "time")) var to: Int64?
+    @Option(help: ArgumentHelp("One point per step (e.g. 5m), aggregated by --agg.", valueName: "duration")) var step: String?
+    @Option(help: ArgumentHelp("avg, min, max, last or count.", valueName: "agg")) var agg = "avg"
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Print CSV: metric,labels,timestamp,value.") var csv = false
+    @OptionGroup var state: StateOptions
+
+    func validate() throws {
+        if since != nil && from != nil { throw ValidationError("give --since or --from, not both") }
+        if let since { _ = try parseDuration(since, flag: "--since") }
+        if let step { _ = try parseDuration(step, flag: "--step") }
+        guard ["avg", "min", "max", "last", "count"].contains(agg) else { throw ValidationError("--agg must be avg, min, max, last or count") }
+        for label in labels where !label.contains("=") { throw ValidationError("--label '\(label)': use NAME=VALUE") }
+        if json && csv { throw ValidationError("give --json or --csv, not both") }
+    }
+
+    func run() async throws {
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        let now = Int64(clock.tv_sec)
+        let end = (to ?? now) * 1000
+        let start = try from.map { $0 * 1000 } ?? end - parseDuration(since ?? "1h", flag: "--since") * 1000
+        var wanted = JSONObject()
+        if let host { wanted["host"] = .string(host) }
+        for label in labels {
+            let parts = label.split(separator: "=", maxSplits: 1)
+            wanted[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
+        }
+        var request = JSONObject([("cmd", .string("query")), ("metric", .string(metric)), ("from", .number(Double(start))), ("to", .number(Double(end))),
+                                  ("labels", .object(wanted)), ("agg", .string(agg))])
+        if let step { request["step"] = .number(Double(try parseDuration(step, flag: "--step") * 1000)) }
+        let reply = try askNode(state, request, timeoutSeconds: 120)
+        guard case .array(let series)? = reply["series"] else { throw CLIError("the store's answer has no series") }
+        if json { return Console.current.out(JSONValue.array(series).description) }
+        var lines: [String] = csv ? ["metric,labels,timestamp,value"] : []
+        for entry in series {
+            let labelText = entry["labels"].map { value -> String in
+                guard case .object(let object) = value else { return "" }
+                return object.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: csv ? ";" : ",")
+            } ?? ""
+            guard case .array(let points)? = entry["points"] else { continue }
+            if !csv { lines.append("\(metric){\(labelText)}") }
+            for point in points {
+                guard case .array(let pair) = point, pair.count == 2, let ms = pair[0].doubleValue else { continue }
+                let value = pair[1].doubleValue.map { String($0) } ?? "NaN"
+                lines.append(csv ? "\(metric),\(labelText),\(Int64(ms) / 1000),\(value)" : "  \(Int64(ms) / 1000)  \(value)")
+            }
+        }
+        Console.current.out(lines.isEmpty ? "no samples" : lines.joined(separator: "\n"))
+    }
+}

@@ -1,0 +1,38 @@
+/// Aggregation of raw samples into steps: one point per step that has
+/// samples, stamped at the step's start.
+public enum Downsample {
+    public enum Aggregate: String, Sendable, CaseIterable { case avg, min, max, last, count }
+
+    public static func aggregate(_ samples: [Gorilla.Sample], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Sample] {
+        guard step > 0 else { return samples }
+        var result: [Gorilla.Sample] = []
+        var bucket: Int64?
+        var sum = 0.0, low = Double.infinity, high = -Double.infinity, last = 0.0, count = 0
+        func flush() {
+            guard let bucket, count > 0 else { return }
+            let value: Double = switch aggregate {
+            case .avg: sum / Double(count)
+            case .min: low
+            case .max: high
+            case .last: last
+            case .count: Double(count)
+            }
+            result.append(Gorilla.Sample(bucket, value))
+        }
+        for sample in samples where sample.timestamp >= from {
+            let start = from + (sample.timestamp - from) / step * step
+            if start != bucket {
+                flush()
+                bucket = start
+                sum = 0; low = .infinity; high = -.infinity; count = 0
+            }
+            sum += sample.value
+            low = Swift.min(low, sample.value)
+            high = Swift.max(high, sample.value)
+            last = sample.value
+            count += 1
+        }
+        flush()
+        return result
+    }
+}
