@@ -3,10 +3,10 @@ public import PilotSQLite
 
 /// Time series on one SQLite file (WAL): a row per series (metric and
 /// labels), compressed chunks of up to `chunkSamples` samples (appended in
-/// rowid order, so pages fill up, with an index by series and time), and a head
-/// table of the newest samples of each series, written in the same
-/// transaction as everything else, so what `append` returned from is on
-/// disk and survives a kill -9. Writes are idempotent: the same (series,
+/// rowid order, so pages fill up, with an index by series and time), and a
+/// head of the newest samples of each series: one small encoded block per
+/// series per `append`, written in the same transaction as everything
+/// else, so what `append` returned from is on disk and survives a kill -9. Writes are idempotent: the same (series,
 /// timestamp) twice stores one sample, so at-least-once delivery cannot
 /// double-count. Confined to one thread.
 public final class SeriesStore {
@@ -66,13 +66,14 @@ public final class SeriesStore {
             CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
                                               count INTEGER NOT NULL, data BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series, start);
-            CREATE TABLE IF NOT EXISTS head(series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(series, ts)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS head(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, data BLOB NOT NULL);
+            CREATE INDEX IF NOT EXISTS head_by_series ON head(series);
             """)
-        insertHead = try database.prepare("INSERT OR IGNORE INTO head(series, ts, value) VALUES(?, ?, ?)")
+        insertHead = try database.prepare("INSERT INTO head(series, data) VALUES(?, ?)")
         insertSeries = try database.prepare("INSERT INTO series(metric, labels) VALUES(?, ?)")
         insertChunk = try database.prepare("INSERT INTO chunks(series, start, end, count, data) VALUES(?, ?, ?, ?, ?)")
         overlapping = try database.prepare("SELECT start, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
-        deleteHead = try database.prepare("DELETE FROM head WHERE series = ? AND ts BETWEEN ? AND ?")
+        deleteHead = try database.prepare("DELETE FROM head WHERE series = ?")
         deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
         for row in try database.prepare("SELECT id, metric, labels FROM series").query() {
             guard let id = row[0].integer, let metric = row[1].text, let labels = row[2].text else { continue }
@@ -87,8 +88,15 @@ public final class SeriesStore {
         for row in try database.prepare("SELECT series, MAX(end) FROM chunks GROUP BY series").query() {
             if let id = row[0].integer, let end = row[1].integer { chunkedUpTo[id] = end }
         }
-        for row in try database.prepare("SELECT series, ts, value FROM head ORDER BY series, ts").query() {
-            if let id = row[0].integer, let ts = row[1].integer, let value = row[2].real { head[id, default: []].append(Gorilla.Sample(ts, value)) }
+        for row in try database.prepare("SELECT series, data FROM head ORDER BY id").query() {
+            guard let id = row[0].integer, let data = row[1].blob, let block = try? Gorilla.decode(data) else { continue }
+            head[id, default: []] += block
+        }
+        for (id, samples) in head {
+            let sorted = samples.sorted { $0.timestamp < $1.timestamp }
+            var unique: [Gorilla.Sample] = []
+            for sample in sorted where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
+            head[id] = unique
         }
         statistics.chunks = Int(try database.prepare("SELECT COUNT(*) FROM chunks").query().first?[0].integer ?? 0)
     }
@@ -99,34 +107,49 @@ public final class SeriesStore {
     @discardableResult
     public func append(_ samples: [Sample]) throws -> Int {
         var added = 0
-        var full: Set<Int64> = []
+        var blocks: [Int64: [Gorilla.Sample]] = [:]
         try database.transaction {
             for sample in samples {
                 let id = try seriesID(sample.key)
+                let new = Gorilla.Sample(sample.timestamp, sample.value)
                 if let upTo = chunkedUpTo[id], sample.timestamp <= upTo, try chunked(id, contains: sample.timestamp) {
                     statistics.duplicates += 1
                     continue
                 }
-                try insertHead.run(.integer(id), .integer(sample.timestamp), .real(sample.value))
-                guard database.changes == 1 else {
+                var buffer = head.removeValue(forKey: id) ?? []
+                let index = Self.insertionIndex(buffer, sample.timestamp)
+                if index < buffer.count, buffer[index].timestamp == sample.timestamp {
+                    head[id] = buffer
                     statistics.duplicates += 1
                     continue
                 }
-                added += 1
-                var buffer = head.removeValue(forKey: id) ?? []
-                if let last = buffer.last, last.timestamp > sample.timestamp {
-                    let index = buffer.firstIndex { $0.timestamp > sample.timestamp } ?? buffer.endIndex
-                    buffer.insert(Gorilla.Sample(sample.timestamp, sample.value), at: index)
-                } else {
-                    buffer.append(Gorilla.Sample(sample.timestamp, sample.value))
-                }
+                buffer.insert(new, at: index)
                 head[id] = buffer
-                if buffer.count >= chunkSamples { full.insert(id) }
+                blocks[id, default: []].append(new)
+                added += 1
             }
-            for id in full { try compact(id) }
+            for (id, block) in blocks {
+                if head[id]!.count >= chunkSamples {
+                    try compact(id)
+                } else {
+                    try insertHead.run(.integer(id), .blob(try Gorilla.encode(block.sorted { $0.timestamp < $1.timestamp })))
+                }
+            }
         }
         statistics.stored += added
         return added
+    }
+
+    /// Where `timestamp` goes in a sorted buffer (binary search; the common
+    /// case, a newer sample, is the end).
+    static func insertionIndex(_ buffer: [Gorilla.Sample], _ timestamp: Int64) -> Int {
+        if let last = buffer.last, last.timestamp < timestamp { return buffer.count }
+        var low = 0, high = buffer.count
+        while low < high {
+            let middle = (low + high) / 2
+            if buffer[middle].timestamp < timestamp { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     private func seriesID(_ key: Key) throws -> Int64 {
@@ -150,10 +173,14 @@ public final class SeriesStore {
     /// range overlaps (late samples), then empties the head.
     private func compact(_ id: Int64) throws {
         guard let buffered = head[id], buffered.count >= chunkSamples else { return }
-        // Whole chunks only; the rest stays in the head for the next ones.
+        // Whole chunks only; the rest stays in the head for the next ones,
+        // written again as the series' one head block.
         let whole = buffered.count - buffered.count % chunkSamples
         var samples = Array(buffered[..<whole])
-        head[id] = Array(buffered[whole...])
+        let remainder = Array(buffered[whole...])
+        head[id] = remainder
+        try deleteHead.run(.integer(id))
+        if !remainder.isEmpty { try insertHead.run(.integer(id), .blob(try Gorilla.encode(remainder))) }
         let first = samples[0], last = samples[whole - 1]
         var replaced = 0
         for row in try overlapping.query(.integer(id), .integer(first.timestamp), .integer(last.timestamp)) {
@@ -174,7 +201,6 @@ public final class SeriesStore {
                                 .blob(try Gorilla.encode(part)))
             start += chunkSamples
         }
-        try deleteHead.run(.integer(id), .integer(first.timestamp), .integer(last.timestamp))
         statistics.chunks += (samples.count + chunkSamples - 1) / chunkSamples - replaced
         chunkedUpTo[id] = max(chunkedUpTo[id] ?? .min, samples.last!.timestamp)
     }
