@@ -23,8 +23,9 @@
 ///       |delta| < 2^3       '10'    + 4 bits
 ///       |delta| < 2^7       '110'   + 8 bits
 ///       |delta| < 2^15      '1110'  + 16 bits
-///       |delta| < 2^31      '11110' + 32 bits (counters)
-///       otherwise           '11111' + 64 bits
+///       |delta| < 2^19      '11110' + 20 bits (counters)
+///       |delta| < 2^31      '111110' + 32 bits
+///       otherwise           '111111' + 64 bits
 /// A random walk in tenths then costs a few bits a sample instead of the
 /// XOR's dozens (measured in the tests and `pilot-bench store`).
 public enum Gorilla {
@@ -151,7 +152,7 @@ public enum Gorilla {
     static let powersOfTen: [Double] = [1, 10, 100, 1_000, 10_000]
     /// Bucket widths after the prefixes '10', '110', '1110', … (all ones: 64 bits).
     static let timestampWidths = [14, 17, 20]
-    static let decimalWidths = [4, 8, 16, 32]
+    static let decimalWidths = [4, 8, 16, 20, 32]
 
     /// The fewest decimal places (0...4) that represent every value exactly
     /// (bit for bit after `Double(scaled) / 10^k`), or nil (then XOR).
