@@ -10,6 +10,13 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
 
     @OptionGroup var node: NodeDaemonOptions
 
+    @Option(help: ArgumentHelp("Where Prometheus's read API answers (/api/v1/query_range, …; 'off' for nowhere).", valueName: "host:port"))
+    var http = "127.0.0.1:9201"
+
+    func validate() throws {
+        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+    }
+
     func run() async throws {
         let specs = try node.checkSpecs()
         let (options, identity) = try node.serviceOptions(specs: specs)
@@ -17,7 +24,8 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         let logger = node.log.logger("pilot.store")
         let service: StoreService
         do {
-            service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger), logger: logger)
+            service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger),
+                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), logger: logger)
             try await service.start()
         } catch {
             throw CLIError("cannot start the store: \(error)")

@@ -16,6 +16,13 @@ enum StatusPage {
     static func start(
         group: any EventLoopGroup, at endpoint: Endpoint, handler: @escaping @Sendable (String) -> Response
     ) async throws -> any Channel {
+        try await start(group: group, at: endpoint) { path, _ in handler(path) }
+    }
+
+    /// The handler gets the path and the query's decoded parameters, in order.
+    static func start(
+        group: any EventLoopGroup, at endpoint: Endpoint, handler: @escaping @Sendable (String, [(String, String)]) -> Response
+    ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -30,10 +37,10 @@ enum StatusPage {
     final class HTTPHandler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let handler: @Sendable (String) -> Response
+        let handler: @Sendable (String, [(String, String)]) -> Response
         var request: HTTPRequestHead?
 
-        init(handler: @escaping @Sendable (String) -> Response) { self.handler = handler }
+        init(handler: @escaping @Sendable (String, [(String, String)]) -> Response) { self.handler = handler }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -41,8 +48,10 @@ enum StatusPage {
             case .body: break
             case .end:
                 guard let head = request else { return }
-                let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "/")
-                let response = head.method == .GET ? handler(path) : Response(status: 405, contentType: "text/plain", body: "only GET\n")
+                let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+                let path = String(parts.first ?? "/")
+                let query = parts.count > 1 ? StatusPage.parameters(String(parts[1])) : []
+                let response = head.method == .GET ? handler(path, query) : Response(status: 405, contentType: "text/plain", body: "only GET\n")
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: response.contentType)
                 headers.add(name: "Content-Length", value: "\(response.body.utf8.count)")
@@ -76,6 +85,30 @@ enum StatusPage {
             <table><tr><th>address</th><th>hostname</th><th>tags</th><th>presence</th></tr>
             \(rows)</table><p><a href="/api/nodes">/api/nodes</a></p></body></html>
             """
+    }
+
+    /// `a=1&b=x%20y` → [("a", "1"), ("b", "x y")] (`+` is a space).
+    static func parameters(_ query: String) -> [(String, String)] {
+        query.split(separator: "&").map { pair in
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (percentDecode(String(kv[0])), kv.count > 1 ? percentDecode(String(kv[1])) : "")
+        }
+    }
+
+    static func percentDecode(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(0x20)
+            } else if byte == UInt8(ascii: "%"), utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func escape(_ text: String) -> String {

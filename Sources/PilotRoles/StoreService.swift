@@ -1,5 +1,5 @@
 public import Logging
-internal import NIOCore
+public import NIOCore
 internal import NIOPosix
 internal import PilotAggregator
 public import PilotCore
@@ -19,8 +19,14 @@ public final class StoreService: @unchecked Sendable {
     private var subscription: RemoteSubscription?
     var loop: any EventLoop { node.group.next() }
 
-    public init(node: AgentService, logger: Logger) throws {
+    /// Prometheus's read API subset (nil: off).
+    let http: Endpoint?
+    private var httpChannel: (any Channel)?
+    public private(set) var httpAddress: String?
+
+    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), logger: Logger) throws {
         self.node = node
+        self.http = http
         self.logger = logger
         let path = node.options.stateDirectory + "/store.db"
         do { store = try SeriesStore(path: path) } catch { throw EventServiceError("cannot open the store \(path): \(error)") }
@@ -44,7 +50,12 @@ public final class StoreService: @unchecked Sendable {
                 try await Task.sleep(for: .seconds(2))
             }
         }
-        logger.info("store subscribed", metadata: ["hub": "\(hub)", "series": "\(store.seriesCount)"])
+        if let http {
+            // On the node's one thread, like the store: no locks.
+            httpChannel = try await StatusPage.start(group: node.group, at: http) { [self] path, query in self.api(path, query) }
+            if let address = httpChannel?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
+        }
+        logger.info("store subscribed", metadata: ["hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")"])
     }
 
     public func run() async throws { try await node.run() }
@@ -74,6 +85,80 @@ public final class StoreService: @unchecked Sendable {
         } catch {
             // Not acknowledged: the hub sends them again.
             logger.error("cannot store samples", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Prometheus's HTTP read API (a subset)
+
+    private func api(_ path: String, _ query: [(String, String)]) -> StatusPage.Response {
+        func parameter(_ name: String) -> String? { query.last { $0.0 == name }?.1 }
+        func time(_ name: String, default value: Int64) throws(ParseError) -> Int64 {
+            guard let text = parameter(name) else { return value }
+            guard let seconds = Double(text), seconds.isFinite else { throw ParseError(name, text, "not a Unix time in seconds") }
+            return Int64((seconds * 1000).rounded())
+        }
+        func success(_ data: JSONValue) -> StatusPage.Response {
+            .init(status: 200, contentType: "application/json", body: JSONValue.object(JSONObject([("status", .string("success")), ("data", data)])).description)
+        }
+        func failure(_ message: String) -> StatusPage.Response {
+            .init(status: 400, contentType: "application/json", body: JSONValue.object(JSONObject([
+                ("status", .string("error")), ("errorType", .string("bad_data")), ("error", .string(message)),
+            ])).description)
+        }
+        func labels(_ key: SeriesStore.Key) -> JSONValue {
+            .object(JSONObject([("__name__", .string(key.metric))] + key.labels.map { ($0.name, .string($0.value)) }))
+        }
+        func number(_ value: Double) -> JSONValue { .string(value.isNaN ? "NaN" : value == .infinity ? "+Inf" : value == -.infinity ? "-Inf" : "\(value)") }
+        let now = WallClock.nowMilliseconds()
+        do {
+            switch path {
+            case "/api/v1/query_range", "/api/v1/query":
+                let parsed = try PromQuery.parse(parameter("query") ?? "")
+                let ranged = path.hasSuffix("_range")
+                let end = try time(ranged ? "end" : "time", default: now)
+                let start = ranged ? try time("start", default: end - 3_600_000) : end
+                let stepSeconds = Double(parameter("step") ?? "60") ?? 60
+                let step = max(Int64(1), Int64(stepSeconds * 1000))
+                guard (end - start) / step <= 11_000 else { return failure("exceeded maximum resolution of 11,000 points per timeseries") }
+                let reach = (parsed.rangeMilliseconds ?? PromQuery.lookback)
+                var result: [JSONValue] = []
+                for key in store.series(metric: parsed.metric) where parsed.matches(key) {
+                    let samples = try store.samples(key, from: start - reach, to: end)
+                    var points: [JSONValue] = []
+                    var t = start
+                    while t <= end {
+                        if let value = parsed.value(at: t, in: samples) { points.append(.array([.number(Double(t) / 1000), number(value)])) }
+                        t += step
+                    }
+                    guard !points.isEmpty else { continue }
+                    var series = JSONObject([("metric", labels(key))])
+                    if ranged { series["values"] = .array(points) } else { series["value"] = points[0] }
+                    result.append(.object(series))
+                }
+                return success(.object(JSONObject([("resultType", .string(ranged ? "matrix" : "vector")), ("result", .array(result))])))
+            case "/api/v1/series":
+                let selectors = try query.filter { $0.0 == "match[]" }.map { try PromQuery.parse($0.1) }
+                let keys = store.series().filter { key in selectors.isEmpty || selectors.contains { $0.matches(key) } }
+                return success(.array(keys.map(labels)))
+            case "/api/v1/labels":
+                var names: Set<String> = ["__name__"]
+                for key in store.series() { for label in key.labels { names.insert(label.name) } }
+                return success(.array(names.sorted().map { .string($0) }))
+            case let label where label.hasPrefix("/api/v1/label/") && label.hasSuffix("/values"):
+                let name = String(label.dropFirst("/api/v1/label/".count).dropLast("/values".count))
+                var values: Set<String> = []
+                for key in store.series() {
+                    if name == "__name__" { values.insert(key.metric) }
+                    for item in key.labels where item.name == name { values.insert(item.value) }
+                }
+                return success(.array(values.sorted().map { .string($0) }))
+            case "/api/v1/status/buildinfo":
+                return success(.object(JSONObject([("version", .string("2.42.0")), ("application", .string("pilot store"))])))
+            default:
+                return .init(status: 404, contentType: "text/plain", body: "not found: /api/v1/query_range, /api/v1/query, /api/v1/series, /api/v1/labels, /api/v1/label/NAME/values\n")
+            }
+        } catch {
+            return failure("\(error)")
         }
     }
 

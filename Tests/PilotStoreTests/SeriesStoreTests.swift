@@ -87,3 +87,30 @@ func removeScratch(_ directory: String) {
         #expect(Downsample.aggregate(samples, from: 15, step: 60, .count) == [Gorilla.Sample(15, 2), Gorilla.Sample(75, 1)])
     }
 }
+
+@Suite struct PromQueryTests {
+    @Test func selectorsAndFunctionsParse() throws {
+        let plain = try PromQuery.parse(#"cpu_pct{host="web-01", mount="/"}"#)
+        #expect(plain.metric == "cpu_pct" && plain.matchers.map(\.0) == ["host", "mount"] && plain.function == nil)
+        let named = try PromQuery.parse(#"{__name__="disk_pct",host="db-01"}"#)
+        #expect(named.metric == "disk_pct" && named.matchers.count == 1)
+        let ranged = try PromQuery.parse(#"avg_over_time(cpu_pct{host="a"}[5m])"#)
+        #expect(ranged.function == .avgOverTime && ranged.rangeMilliseconds == 300_000)
+    }
+
+    @Test(arguments: [#"sum(cpu_pct)"#, #"cpu_pct{host!="a"}"#, #"cpu_pct{host=~"a.*"}"#, #"cpu_pct[5m]"#, #"rate(cpu_pct)"#, "", #"{host="a"}"#])
+    func unsupportedQueriesSaySo(text: String) {
+        #expect { try PromQuery.parse(text) } throws: { "\($0)".hasPrefix("invalid query") }
+    }
+
+    @Test func valuesFollowPrometheusLookbackAndFunctions() throws {
+        let samples = (0..<10).map { Gorilla.Sample(Int64($0) * 30_000, Double($0)) }
+        let plain = try PromQuery.parse("x")
+        #expect(plain.value(at: 45_000, in: samples) == 1)       // the newest at or before
+        #expect(plain.value(at: 270_000 + 299_000, in: samples) == 9) // within 5 minutes
+        #expect(plain.value(at: 270_000 + 300_000, in: samples) == nil) // stale
+        #expect(try PromQuery.parse("max_over_time(x[1m])").value(at: 120_000, in: samples) == 4)
+        #expect(try PromQuery.parse("avg_over_time(x[1m])").value(at: 120_000, in: samples) == 3.5)
+        #expect(try PromQuery.parse("rate(x[5m])").value(at: 270_000, in: samples) == 1.0 / 30)
+    }
+}

@@ -3,7 +3,8 @@
 # through the hub while `pilot store` is killed with -9 and restarted
 # midway; afterwards `pilot query` returns each of them exactly once with
 # its value (nothing acknowledged was lost, nothing resent was counted
-# twice), and --step aggregates them.
+# twice), --step aggregates them, and promtool reads them through the
+# store's Prometheus read API.
 # shellcheck source=tests/system/lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/system/events_fleet.sh
@@ -16,8 +17,10 @@ done
 start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
     --http off --table-interval 0 --log-level notice
 wait_until 10 "hub-01 registered" -- registered hub-01
+API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_store() {
-    start_bg "$SCRATCH/st-01.log" "$PILOT" store --state-dir "$SCRATCH/st-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 --log-level notice
+    start_bg "$SCRATCH/st-01.log" "$PILOT" store --state-dir "$SCRATCH/st-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
+        --http "127.0.0.1:$API_PORT" --log-level notice
     STORE_PID=$LAST_PID
 }
 "$PILOT" agent --state-dir "$SCRATCH/pub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 --log-level notice > /dev/null 2> "$SCRATCH/pub-01.log" &
@@ -63,4 +66,15 @@ assert [p[1] for p in points] == [round(i % 1000 / 10, 1) for i in range(3000)],
 " || fail "the stored samples are not the published ones"
 expect_status 0 "query with a step" -- "$PILOT" query cpu_pct --host sim-01 --from "$FROM" --to $((FROM + 90000)) --step 1h --agg max --csv --state-dir "$SCRATCH/st-01"
 [ "$(printf '%s\n' "$OUT" | head -2 | tail -1)" = "cpu_pct,host=sim-01,$FROM,11.9" ] || fail "step query: $(printf '%s\n' "$OUT" | head -3)"
-echo "ok: 3,000 of 3,000 samples stored once across a kill -9 of the store ($STORED_AT_KILL queryable just before the kill); --step --agg --csv"
+# Prometheus's own client reads the history through the store's read API.
+if command -v promtool > /dev/null; then
+    expect_status 0 "promtool query range" -- promtool query range --start "$FROM" --end $((FROM + 600)) --step 30s \
+        "http://127.0.0.1:$API_PORT" 'cpu_pct{host="sim-01"}'
+    printf '%s\n' "$OUT" | grep -q '^0.3 @\[1764100090\]$' || fail "promtool query range: $(printf '%s\n' "$OUT" | head -5)"
+    [ "$(printf '%s\n' "$OUT" | grep -c ' @\[')" = 21 ] || fail "promtool: not 21 points: $OUT"
+    expect_status 0 "promtool query instant" -- promtool query instant --time $((FROM + 600)) "http://127.0.0.1:$API_PORT" 'max_over_time(cpu_pct{host="sim-01"}[5m])'
+    printf '%s' "$OUT" | grep -q '=> 2 @\[1764100600\]' || fail "promtool max_over_time: $OUT"
+elif [ "${CI:-}" = true ]; then
+    fail "promtool is missing (apt-get install prometheus)"
+fi
+echo "ok: 3,000 of 3,000 samples stored once across a kill -9 of the store ($STORED_AT_KILL queryable just before the kill); --step --agg --csv; promtool query range and instant through the read API"
