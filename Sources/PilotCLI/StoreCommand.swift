@@ -13,8 +13,16 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(help: ArgumentHelp("Where Prometheus's read API answers (/api/v1/query_range, …; 'off' for nowhere).", valueName: "host:port"))
     var http = "127.0.0.1:9201"
 
+    @Option(help: ArgumentHelp("How long raw samples are kept (e.g. 30d).", valueName: "duration"))
+    var retention = "30d"
+
+    @Option(name: .customLong("rollup-retention"), help: ArgumentHelp("How long the 5-minute and 1-hour rollups are kept.", valueName: "duration"))
+    var rollupRetention = "365d"
+
     func validate() throws {
         if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        _ = try parseDuration(retention, flag: "--retention")
+        _ = try parseDuration(rollupRetention, flag: "--rollup-retention")
     }
 
     func run() async throws {
@@ -24,8 +32,11 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         let logger = node.log.logger("pilot.store")
         let service: StoreService
         do {
+            var kept = StoreService.Retention()
+            kept.raw = try parseDuration(retention, flag: "--retention") * 1000
+            kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
             service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger),
-                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), logger: logger)
+                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept, logger: logger)
             try await service.start()
         } catch {
             throw CLIError("cannot start the store: \(error)")

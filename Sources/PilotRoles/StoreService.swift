@@ -24,8 +24,18 @@ public final class StoreService: @unchecked Sendable {
     private var httpChannel: (any Channel)?
     public private(set) var httpAddress: String?
 
-    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), logger: Logger) throws {
+    /// Raw samples and rollups are kept this long (milliseconds).
+    public struct Retention: Sendable {
+        public var raw: Int64 = 30 * 86_400_000
+        public var rollups: Int64 = 365 * 86_400_000
+        public init() {}
+    }
+    let retention: Retention
+    private var maintenance: RepeatedTask?
+
+    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(), logger: Logger) throws {
         self.node = node
+        self.retention = retention
         self.http = http
         self.logger = logger
         let path = node.options.stateDirectory + "/store.db"
@@ -48,6 +58,12 @@ public final class StoreService: @unchecked Sendable {
             } catch {
                 logger.warning("cannot subscribe at the hub yet; retrying", metadata: ["hub": "\(hub)", "error": "\(error)"])
                 try await Task.sleep(for: .seconds(2))
+            }
+        }
+        // Retention in small steps every 10 s: never one long blocking pass.
+        maintenance = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(10)) { [self] _ in
+            do { try store.applyRetention(now: WallClock.nowMilliseconds(), rawAge: retention.raw, rollupAge: retention.rollups) } catch {
+                logger.error("cannot apply retention", metadata: ["error": "\(error)"])
             }
         }
         if let http {
@@ -85,6 +101,31 @@ public final class StoreService: @unchecked Sendable {
         } catch {
             // Not acknowledged: the hub sends them again.
             logger.error("cannot store samples", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Rollups merged into steps of at least their resolution.
+    static func aggregate(_ rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Downsample.Aggregate) -> [Gorilla.Sample] {
+        var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
+        for rollup in rollups {
+            let start = from + (rollup.start - from) / step * step
+            if buckets.last?.start == start {
+                buckets[buckets.count - 1].min = min(buckets[buckets.count - 1].min, rollup.min)
+                buckets[buckets.count - 1].max = max(buckets[buckets.count - 1].max, rollup.max)
+                buckets[buckets.count - 1].sum += rollup.sum
+                buckets[buckets.count - 1].count += rollup.count
+            } else {
+                buckets.append((start, rollup.min, rollup.max, rollup.sum, rollup.count))
+            }
+        }
+        return buckets.map { bucket in
+            let value: Double = switch aggregate {
+            case .min: bucket.min
+            case .max: bucket.max
+            case .count: Double(bucket.count)
+            case .avg, .last: bucket.count > 0 ? bucket.sum / Double(bucket.count) : .nan
+            }
+            return Gorilla.Sample(bucket.start, value)
         }
     }
 
@@ -174,9 +215,17 @@ public final class StoreService: @unchecked Sendable {
         }
         let answer = try? await loop.submit { [self] () -> JSONValue in
             var series: [JSONValue] = []
+            // A range that reaches past raw retention reads the rollups (5 m or 1 h, by the step).
+            let fromRollups = step >= 300_000 && from < store.oldestAccepted && aggregate != .last
             for key in store.series(metric: metric) where wanted.allSatisfy({ want in key.labels.contains { $0.name == want.0 && $0.value == want.1 } }) {
-                var points = try store.samples(key, from: from, to: to)
-                if step > 0 { points = Downsample.aggregate(points, from: from, step: step, aggregate) }
+                var points: [Gorilla.Sample]
+                if fromRollups {
+                    let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
+                    points = Self.aggregate(try store.rollups(key, resolution: resolution, from: from, to: to), from: from, step: step, aggregate)
+                } else {
+                    points = try store.samples(key, from: from, to: to)
+                    if step > 0 { points = Downsample.aggregate(points, from: from, step: step, aggregate) }
+                }
                 series.append(.object(JSONObject([
                     ("metric", .string(key.metric)),
                     ("labels", .object(JSONObject(key.labels.map { ($0.name, .string($0.value)) }))),

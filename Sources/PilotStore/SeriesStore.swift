@@ -42,7 +42,13 @@ public final class SeriesStore {
         public var stored = 0
         public var duplicates = 0
         public var chunks = 0
+        /// Samples older than raw retention: refused, so a late resend
+        /// cannot be counted into the rollups twice.
+        public var tooOld = 0
     }
+
+    /// Set by retention: older samples are refused.
+    public private(set) var oldestAccepted: Int64 = .min
 
     let database: SQLiteConnection
     public let chunkSamples: Int
@@ -57,6 +63,9 @@ public final class SeriesStore {
     private let overlapping: SQLiteStatement
     private let deleteHead: SQLiteStatement
     private let deleteChunks: SQLiteStatement
+    private let upsertRollup: SQLiteStatement
+    /// Rollup resolutions in milliseconds: 5 minutes and 1 hour.
+    public static let rollupResolutions: [Int64] = [300_000, 3_600_000]
 
     public init(path: String, chunkSamples: Int = 240) throws(SQLiteError) {
         database = try SQLiteConnection(path: path)
@@ -68,6 +77,9 @@ public final class SeriesStore {
             CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series, start);
             CREATE TABLE IF NOT EXISTS head(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, data BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS head_by_series ON head(series);
+            CREATE TABLE IF NOT EXISTS rollups(resolution INTEGER NOT NULL, series INTEGER NOT NULL, start INTEGER NOT NULL,
+                                               min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,
+                                               PRIMARY KEY(resolution, series, start)) WITHOUT ROWID;
             """)
         insertHead = try database.prepare("INSERT INTO head(series, data) VALUES(?, ?)")
         insertSeries = try database.prepare("INSERT INTO series(metric, labels) VALUES(?, ?)")
@@ -75,6 +87,11 @@ public final class SeriesStore {
         overlapping = try database.prepare("SELECT start, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
         deleteHead = try database.prepare("DELETE FROM head WHERE series = ?")
         deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
+        upsertRollup = try database.prepare("""
+            INSERT INTO rollups(resolution, series, start, min, max, sum, count) VALUES(?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(resolution, series, start) DO UPDATE SET min = MIN(min, excluded.min), max = MAX(max, excluded.max),
+                sum = sum + excluded.sum, count = count + excluded.count
+            """)
         for row in try database.prepare("SELECT id, metric, labels FROM series").query() {
             guard let id = row[0].integer, let metric = row[1].text, let labels = row[2].text else { continue }
             let pairs = labels.split(separator: "\u{1F}").compactMap { pair -> (String, String)? in
@@ -110,6 +127,10 @@ public final class SeriesStore {
         var blocks: [Int64: [Gorilla.Sample]] = [:]
         try database.transaction {
             for sample in samples {
+                guard sample.timestamp >= oldestAccepted else {
+                    statistics.tooOld += 1
+                    continue
+                }
                 let id = try seriesID(sample.key)
                 let new = Gorilla.Sample(sample.timestamp, sample.value)
                 if let upTo = chunkedUpTo[id], sample.timestamp <= upTo, try chunked(id, contains: sample.timestamp) {
@@ -169,6 +190,27 @@ public final class SeriesStore {
         return false
     }
 
+    private func rollUp(_ id: Int64, _ samples: [Gorilla.Sample]) throws {
+        for resolution in Self.rollupResolutions {
+            var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
+            for sample in samples where sample.value.isFinite {
+                let start = sample.timestamp - ((sample.timestamp % resolution) + resolution) % resolution
+                if buckets.last?.start == start {
+                    buckets[buckets.count - 1].min = Swift.min(buckets[buckets.count - 1].min, sample.value)
+                    buckets[buckets.count - 1].max = Swift.max(buckets[buckets.count - 1].max, sample.value)
+                    buckets[buckets.count - 1].sum += sample.value
+                    buckets[buckets.count - 1].count += 1
+                } else {
+                    buckets.append((start, sample.value, sample.value, sample.value, 1))
+                }
+            }
+            for bucket in buckets {
+                try upsertRollup.run(.integer(resolution), .integer(id), .integer(bucket.start), .real(bucket.min), .real(bucket.max),
+                                     .real(bucket.sum), .integer(Int64(bucket.count)))
+            }
+        }
+    }
+
     /// Moves a series' head into chunks, merging with any chunk its time
     /// range overlaps (late samples), then empties the head.
     private func compact(_ id: Int64) throws {
@@ -182,6 +224,10 @@ public final class SeriesStore {
         try deleteHead.run(.integer(id))
         if !remainder.isEmpty { try insertHead.run(.integer(id), .blob(try Gorilla.encode(remainder))) }
         let first = samples[0], last = samples[whole - 1]
+        // Rollups from these head samples only: each reached the head once
+        // (duplicates never do), while merged chunk samples were counted
+        // when their own chunk was written. Same transaction as the chunk.
+        try rollUp(id, samples)
         var replaced = 0
         for row in try overlapping.query(.integer(id), .integer(first.timestamp), .integer(last.timestamp)) {
             if let data = row[1].blob { samples += try Gorilla.decode(data) }
@@ -220,10 +266,53 @@ public final class SeriesStore {
         return unique
     }
 
+    public struct Rollup: Equatable, Sendable {
+        public var start: Int64, min: Double, max: Double, sum: Double, count: Int
+        public var average: Double { count == 0 ? .nan : sum / Double(count) }
+    }
+
+    /// A series' rollups at a resolution (5 or 60 minutes) between two times;
+    /// they cover the samples that left the head for chunks (all but the
+    /// newest few hours), which is what ranges past raw retention need.
+    public func rollups(_ key: Key, resolution: Int64, from: Int64, to: Int64) throws -> [Rollup] {
+        guard let id = ids[key] else { return [] }
+        return try database.prepare(
+            "SELECT start, min, max, sum, count FROM rollups WHERE resolution = ? AND series = ? AND start >= ? AND start <= ? ORDER BY start"
+        ).query(.integer(resolution), .integer(id), .integer(from), .integer(to)).compactMap { row in
+            guard let start = row[0].integer, let low = row[1].real, let high = row[2].real, let sum = row[3].real, let count = row[4].integer else { return nil }
+            return Rollup(start: start, min: low, max: high, sum: sum, count: Int(count))
+        }
+    }
+
+    /// Retention, one bounded step: raw chunks older than `rawAge` and
+    /// rollups older than `rollupAge` (milliseconds) go, at most `limit`
+    /// rows of each, so no pass blocks for long. Returns the rows removed.
+    @discardableResult
+    public func applyRetention(now: Int64, rawAge: Int64, rollupAge: Int64, limit: Int = 2_000) throws -> Int {
+        var removed = 0
+        oldestAccepted = now - rawAge
+        try database.transaction {
+            try database.prepare("DELETE FROM chunks WHERE id IN (SELECT id FROM chunks WHERE end < ? LIMIT ?)").run(.integer(now - rawAge), .integer(Int64(limit)))
+            removed += database.changes
+            statistics.chunks -= database.changes
+            try database.prepare(
+                "DELETE FROM rollups WHERE (resolution, series, start) IN (SELECT resolution, series, start FROM rollups WHERE start < ? LIMIT ?)"
+            ).run(.integer(now - rollupAge), .integer(Int64(limit)))
+            removed += database.changes
+        }
+        return removed
+    }
+
     /// Bytes of compressed chunks, and samples in them (for measurements).
     public func chunkFootprint() throws -> (bytes: Int, samples: Int) {
         let row = try database.prepare("SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(SUM(count), 0) FROM chunks").query()[0]
         return (Int(row[0].integer ?? 0), Int(row[1].integer ?? 0))
+    }
+
+    /// Bytes of pages a table uses (SQLite's dbstat), nil where unavailable.
+    public func pageBytes(of table: String) -> Int? {
+        guard let row = try? database.prepare("SELECT SUM(pgsize) FROM dbstat WHERE name = ?").query(.text(table)).first else { return nil }
+        return row[0].integer.map(Int.init)
     }
 
     /// Folds the WAL into the database file (for measurements and backups).

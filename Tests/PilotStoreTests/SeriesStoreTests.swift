@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PilotCore
 import PilotStore
 import Testing
 
@@ -112,5 +113,50 @@ func removeScratch(_ directory: String) {
         #expect(try PromQuery.parse("max_over_time(x[1m])").value(at: 120_000, in: samples) == 4)
         #expect(try PromQuery.parse("avg_over_time(x[1m])").value(at: 120_000, in: samples) == 3.5)
         #expect(try PromQuery.parse("rate(x[5m])").value(at: 270_000, in: samples) == 1.0 / 30)
+    }
+}
+
+@Suite struct RollupRetentionTests {
+    let key = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-01")])
+
+    @Test func rollupsEqualTheRawAggregatesAndIgnoreDuplicates() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 50)
+        var random = SplitMix64(state: 3)
+        let samples = (0..<600).map { SeriesStore.Sample(key: key, timestamp: 1_764_000_000_000 + Int64($0) * 30_000, value: Double(random.next() % 1000) / 10) }
+        for batch in stride(from: 0, to: 600, by: 37) { try store.append(Array(samples[batch..<min(600, batch + 37)])) }
+        try store.append(Array(samples[100..<300])) // resent: must not count again
+        let raw = try store.samples(key, from: 0, to: .max)
+        for resolution in SeriesStore.rollupResolutions {
+            let rollups = try store.rollups(key, resolution: resolution, from: 0, to: .max)
+            let expected = Downsample.aggregate(raw, from: 0, step: resolution, .count)
+            #expect(rollups.map(\.start) == expected.map(\.timestamp))
+            #expect(rollups.map { Double($0.count) } == expected.map(\.value))
+            #expect(rollups.map(\.max) == Downsample.aggregate(raw, from: 0, step: resolution, .max).map(\.value))
+            let averages = Downsample.aggregate(raw, from: 0, step: resolution, .avg).map(\.value)
+            #expect(zip(rollups.map(\.average), averages).allSatisfy { abs($0 - $1) < 1e-9 })
+        }
+    }
+
+    @Test func retentionRemovesOldRawDataInBoundedStepsAndKeepsRollups() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        let day: Int64 = 86_400_000
+        let samples = (0..<2_880).map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: 1) } // one day
+        try store.append(samples)
+        let now = 31 * day
+        var steps = 0
+        while try store.applyRetention(now: now, rawAge: 30 * day + 12 * 3_600_000, rollupAge: 365 * day, limit: 50) > 0 { steps += 1 }
+        #expect(steps > 1) // bounded: several small passes
+        let left = try store.samples(key, from: 0, to: .max)
+        #expect(left.allSatisfy { $0.timestamp >= 12 * 3_600_000 - 300_000 }) // the first half day's chunks are gone
+        #expect(left.count < 2_880 && left.count >= 1_440)
+        #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: .max).count == 24) // rollups stay
+        // A late resend older than raw retention is refused, not counted twice in the rollups.
+        #expect(try store.append([SeriesStore.Sample(key: key, timestamp: 0, value: 1)]) == 0)
+        #expect(store.statistics.tooOld == 1)
+        #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: 0).first?.count == 120)
     }
 }
