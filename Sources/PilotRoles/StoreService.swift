@@ -104,31 +104,6 @@ public final class StoreService: @unchecked Sendable {
         }
     }
 
-    /// Rollups merged into steps of at least their resolution.
-    static func aggregate(_ rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Downsample.Aggregate) -> [Gorilla.Sample] {
-        var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
-        for rollup in rollups {
-            let start = from + (rollup.start - from) / step * step
-            if buckets.last?.start == start {
-                buckets[buckets.count - 1].min = min(buckets[buckets.count - 1].min, rollup.min)
-                buckets[buckets.count - 1].max = max(buckets[buckets.count - 1].max, rollup.max)
-                buckets[buckets.count - 1].sum += rollup.sum
-                buckets[buckets.count - 1].count += rollup.count
-            } else {
-                buckets.append((start, rollup.min, rollup.max, rollup.sum, rollup.count))
-            }
-        }
-        return buckets.map { bucket in
-            let value: Double = switch aggregate {
-            case .min: bucket.min
-            case .max: bucket.max
-            case .count: Double(bucket.count)
-            case .avg, .last: bucket.count > 0 ? bucket.sum / Double(bucket.count) : .nan
-            }
-            return Gorilla.Sample(bucket.start, value)
-        }
-    }
-
     // MARK: Prometheus's HTTP read API (a subset)
 
     private func api(_ path: String, _ query: [(String, String)]) -> StatusPage.Response {
@@ -221,7 +196,7 @@ public final class StoreService: @unchecked Sendable {
                 var points: [Gorilla.Sample]
                 if fromRollups {
                     let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
-                    points = Self.aggregate(try store.rollups(key, resolution: resolution, from: from, to: to), from: from, step: step, aggregate)
+                    points = Downsample.aggregate(rollups: try store.rollups(key, resolution: resolution, from: from, to: to), from: from, step: step, aggregate)
                 } else {
                     points = try store.samples(key, from: from, to: to)
                     if step > 0 { points = Downsample.aggregate(points, from: from, step: step, aggregate) }

@@ -35,4 +35,30 @@ public enum Downsample {
         flush()
         return result
     }
+
+    /// Rollups merged into steps of at least their resolution.
+    public static func aggregate(rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Sample] {
+        var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
+        for rollup in rollups {
+            let start = from + (rollup.start - from) / step * step
+            if buckets.last?.start == start {
+                buckets[buckets.count - 1].min = min(buckets[buckets.count - 1].min, rollup.min)
+                buckets[buckets.count - 1].max = max(buckets[buckets.count - 1].max, rollup.max)
+                buckets[buckets.count - 1].sum += rollup.sum
+                buckets[buckets.count - 1].count += rollup.count
+            } else {
+                buckets.append((start, rollup.min, rollup.max, rollup.sum, rollup.count))
+            }
+        }
+        return buckets.map { bucket in
+            let value: Double = switch aggregate {
+            case .min: bucket.min
+            case .max: bucket.max
+            case .count: Double(bucket.count)
+            case .avg, .last: bucket.count > 0 ? bucket.sum / Double(bucket.count) : .nan
+            }
+            return Gorilla.Sample(bucket.start, value)
+        }
+    }
+
 }

@@ -268,6 +268,9 @@ public final class SeriesStore {
 
     public struct Rollup: Equatable, Sendable {
         public var start: Int64, min: Double, max: Double, sum: Double, count: Int
+        public init(start: Int64, min: Double, max: Double, sum: Double, count: Int) {
+            (self.start, self.min, self.max, self.sum, self.count) = (start, min, max, sum, count)
+        }
         public var average: Double { count == 0 ? .nan : sum / Double(count) }
     }
 

@@ -160,3 +160,17 @@ func removeScratch(_ directory: String) {
         #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: 0).first?.count == 120)
     }
 }
+
+@Suite struct RollupAggregateTests {
+    @Test func rollupsMergeIntoLargerSteps() {
+        let rollups = [
+            SeriesStore.Rollup(start: 0, min: 1, max: 5, sum: 30, count: 10),
+            SeriesStore.Rollup(start: 300_000, min: 0, max: 9, sum: 50, count: 10),
+            SeriesStore.Rollup(start: 3_600_000, min: 2, max: 2, sum: 20, count: 10),
+        ]
+        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .avg) == [Gorilla.Sample(0, 4), Gorilla.Sample(3_600_000, 2)])
+        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .min).map(\.value) == [0, 2])
+        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .max).map(\.value) == [9, 2])
+        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .count).map(\.value) == [20, 10])
+    }
+}
