@@ -383,6 +383,23 @@ public final class EventService: @unchecked Sendable {
         }.get()) ?? JSONObject()
     }
 
+    /// Opens a stream to a hub's port 1002 (found at the registry); the
+    /// stream's messages go to `received`, the outcome to `completion`, both
+    /// on the loop. Shared by the forwarders and the subscriptions.
+    func connectToHub(_ hubName: String, received: @escaping @Sendable (Result<[UInt8], any Error>) -> Void,
+                      completion: @escaping @Sendable (Result<StreamMux.ConnectionID, any Error>) -> Void) {
+        Task { [self] in
+            do {
+                let address = try await resolve(hubName)
+                let connection = try await tunnels.connectStream(to: address.key, candidates: address.candidates,
+                                                                 port: OverlayMessage.eventStreamPort, handler: received)
+                loop.execute { completion(.success(connection)) }
+            } catch {
+                loop.execute { completion(.failure(error)) }
+            }
+        }
+    }
+
     /// Whether a failure to reach a hub is its answer (it will not change
     /// by retrying) rather than its absence.
     static func isRefusal(_ error: any Error) -> Bool {
@@ -489,16 +506,11 @@ final class Forwarder: @unchecked Sendable {
         let now = TunnelTime.current().now
         guard !connecting, force || now >= retryAt else { return }
         connecting = true
-        let service = self.service, hubName = self.hubName
-        Task {
-            do {
-                let address = try await service.resolve(hubName)
-                let connection = try await service.tunnels.connectStream(to: address.key, candidates: address.candidates, port: OverlayMessage.eventStreamPort) {
-                    [weak self] result in self?.received(result)
-                }
-                service.loop.execute { self.connected(connection) }
-            } catch {
-                service.loop.execute { self.failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error)) }
+        let hubName = self.hubName
+        service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
+            switch result {
+            case .success(let connection): self.connected(connection)
+            case .failure(let error): self.failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
             }
         }
     }
@@ -631,16 +643,11 @@ final class Subscription: @unchecked Sendable {
     func connect() {
         guard !stopped, !connecting, connection == nil else { return }
         connecting = true
-        let service = self.service, hubName = self.hubName
-        Task {
-            do {
-                let address = try await service.resolve(hubName)
-                let connection = try await service.tunnels.connectStream(to: address.key, candidates: address.candidates, port: OverlayMessage.eventStreamPort) {
-                    [weak self] result in self?.received(result)
-                }
-                service.loop.execute { self.connected(connection) }
-            } catch {
-                service.loop.execute { self.failed(EventService.explain(error, hub: hubName)) }
+        let hubName = self.hubName
+        service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
+            switch result {
+            case .success(let connection): self.connected(connection)
+            case .failure(let error): self.failed(EventService.explain(error, hub: hubName))
             }
         }
     }
