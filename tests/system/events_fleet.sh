@@ -36,7 +36,7 @@ start_fleet() {
         # shellcheck disable=SC2086 # the token flag is two words or none
         "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --state-dir "$SCRATCH/$node" $token > /dev/null || fail "init $node"
     done
-    HUB_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    HUB_PORT=$(free_port udp)
     start_node hub-01 "$HUB_PORT"
     for node in web-01 sub-01 evil-01; do start_node "$node"; done
     for node in hub-01 web-01 sub-01 evil-01; do wait_until 10 "$node registered" -- registered "$node"; done

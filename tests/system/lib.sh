@@ -58,6 +58,11 @@ wait_until() {
     fail "timed out after ${limit}s waiting for: $what"
 }
 
+# free_port tcp|udp: a port nothing on 127.0.0.1 uses now.
+free_port() {
+    python3 -c 'import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1] == "udp" else socket.SOCK_STREAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' "$1"
+}
+
 mount_proc() { # ROOT
     mkdir -p "$1/proc"
     mount -t proc proc "$1/proc" || fail "cannot mount /proc in $1"

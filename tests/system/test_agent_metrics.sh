@@ -23,7 +23,7 @@ cat >> "$SCRATCH/web-01/config" <<CONFIG
 --check process:agents=pilot,min=1
 --check command:plugin=$SCRATCH/queue-check
 CONFIG
-HUB_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HUB_PORT=$(free_port udp)
 start_node hub-01 "$HUB_PORT"
 start_node sub-01
 for node in hub-01 sub-01; do wait_until 10 "$node registered" -- registered "$node"; done

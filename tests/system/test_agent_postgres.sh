@@ -16,7 +16,7 @@ mkdir "$SCRATCH/pg"
 chown postgres:postgres "$SCRATCH/pg"
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 as_postgres "$PGBIN/initdb" -D "$SCRATCH/pg/data" -A trust -U postgres > "$SCRATCH/initdb.log" 2>&1 || fail "initdb: $(tail -3 "$SCRATCH/initdb.log")"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port tcp)
 as_postgres "$PGBIN/pg_ctl" -D "$SCRATCH/pg/data" -l "$SCRATCH/pg/server.log" -w -t 30 \
     -o "-k $SCRATCH/pg -p $PORT -c listen_addresses=''" start > /dev/null || fail "pg_ctl start: $(tail -3 "$SCRATCH/pg/server.log")"
 POSTMASTER=$(head -1 "$SCRATCH/pg/data/postmaster.pid")

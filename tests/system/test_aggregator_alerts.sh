@@ -18,8 +18,8 @@ start_registry
 for node in hub-01 web-01 web-02 db-01 ops-01; do
     "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token fleet-secret-1 --state-dir "$SCRATCH/$node" > /dev/null || fail "init $node"
 done
-HUB_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HUB_PORT=$(free_port udp)
+HTTP_PORT=$(free_port tcp)
 start_aggregator() {
     start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen "127.0.0.1:$HUB_PORT" --keepalive 1 \
         --interval 1 --host-down-after 15s --table-interval 0 --http "127.0.0.1:$HTTP_PORT" --log-level notice

@@ -10,8 +10,8 @@ require_command curl curl
 require_command python3 python3
 start_registry
 "$PILOT" init --hostname hub-01 --registry "$REGISTRY" --hub hub-01 --state-dir "$SCRATCH/hub-01" > /dev/null || fail "init"
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HTTP_PORT=$(free_port tcp)
+PROM_PORT=$(free_port tcp)
 # The aggregator's own host reports its disks at a known 42.5 %.
 start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen 127.0.0.1:0 --interval 1 \
     --metric-override disk_pct=42.5 --table-interval 0 --http "127.0.0.1:$HTTP_PORT" --log-level notice

@@ -17,7 +17,7 @@ done
 start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
     --http off --table-interval 0 --log-level notice
 wait_until 10 "hub-01 registered" -- registered hub-01
-API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+API_PORT=$(free_port tcp)
 start_store() {
     start_bg "$SCRATCH/st-01.log" "$PILOT" store --state-dir "$SCRATCH/st-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
         --http "127.0.0.1:$API_PORT" --log-level notice

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 require_command curl curl
 require_command python3 python3
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port tcp)
 "$PILOT" up --state-dir "$SCRATCH/up" --http "127.0.0.1:$PORT" --interval 1 --table-interval 2 --for 20 --log-level warning > "$SCRATCH/up.out" 2> "$SCRATCH/up.err" &
 UP_PID=$!
 PIDS="$PIDS $UP_PID"
