@@ -76,6 +76,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     /// Bulk senders waiting for window space, run after stream traffic arrives.
     private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
+    /// Why a bulk sender's connection was reset by the peer.
+    private var resetReasons: [StreamMux.ConnectionID: String] = [:]
 
     /// Messages sent on a connection and not yet on the wire (on the loop).
     public func queuedOnStream(_ connection: StreamMux.ConnectionID) -> Int {
@@ -160,6 +162,12 @@ public final class TunnelEndpoint: @unchecked Sendable {
                 discardConnections.remove(connection)
                 if let port = serviceConnections.removeValue(forKey: connection) { streamServices[port]?(.closed(connection, reason)) }
                 streamWaiters.removeValue(forKey: connection)?(.failure(TunnelError.reset(reason)))
+                if let sender = streamSenders.removeValue(forKey: connection) {
+                    // A bulk sender learns why at once, not at the next ack.
+                    resetReasons[connection] = reason
+                    sender()
+                    resetReasons[connection] = nil
+                }
             }
         }
         sendStream(streams.poll(now: TunnelTime.current().now).outgoing)
@@ -273,7 +281,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
             func pump() {
                 guard self.streams.isOpen(connection) else {
                     self.streamSenders[connection] = nil
-                    promise.fail(TunnelError.reset("the connection to port \(port) closed after \(sent) of \(count) messages"))
+                    let reason = self.resetReasons.removeValue(forKey: connection).map { " (\($0))" } ?? ""
+                    promise.fail(TunnelError.reset("the connection to port \(port) closed after \(sent) of \(count) messages\(reason)"))
                     return
                 }
                 while sent < count, self.streams.canSend(on: connection) {
