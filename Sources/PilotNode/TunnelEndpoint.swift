@@ -70,7 +70,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     public func sendOnStream(_ message: [UInt8], on connection: StreamMux.ConnectionID) -> Bool {
         loop.preconditionInEventLoop()
         guard (try? streams.send(message, on: connection)) != nil else { return false }
-        sendStream(streams.poll(now: TunnelTime.current().now).outgoing)
+        pollStreams()
         return true
     }
 
@@ -170,10 +170,19 @@ public final class TunnelEndpoint: @unchecked Sendable {
                 }
             }
         }
-        sendStream(streams.poll(now: TunnelTime.current().now).outgoing)
+        pollStreams()
     }
 
     /// Polls the connections at their next deadline (acks, retransmissions).
+    /// Sends what the streams have due and acts on what their poll decided:
+    /// resets of idle or unanswered connections reach their owners, on a
+    /// later turn of the loop (callers may be in the middle of sending).
+    private func pollStreams() {
+        let (outgoing, events) = streams.poll(now: TunnelTime.current().now)
+        sendStream(outgoing)
+        if !events.isEmpty { loop.execute { self.handle(events) } }
+    }
+
     private func scheduleStreamPoll() {
         guard let next = streams.nextDeadline else { return }
         guard next < streamPollAt else { return }
@@ -182,9 +191,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         let delay = max(0, next - TunnelTime.current().now)
         streamPoll = loop.assumeIsolated().scheduleTask(in: .microseconds(delay)) {
             self.streamPollAt = .max
-            let (outgoing, events) = self.streams.poll(now: TunnelTime.current().now)
-            self.sendStream(outgoing)
-            if !events.isEmpty { self.handle(events) }
+            self.pollStreams()
             self.scheduleStreamPoll()
         }
     }
@@ -218,7 +225,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     try? self.streams.send(message(sent), on: connection)
                     sent += 1
                 }
-                self.sendStream(self.streams.poll(now: TunnelTime.current().now).outgoing)
+                self.pollStreams()
             }
             self.streamWaiters[connection] = { result in
                 switch result {
@@ -289,7 +296,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     try? self.streams.send(payload, on: connection)
                     sent += 1
                 }
-                self.sendStream(self.streams.poll(now: TunnelTime.current().now).outgoing)
+                self.pollStreams()
                 if sent == count, self.streams.isIdle(connection) {
                     self.streamSenders[connection] = nil
                     promise.succeed(TunnelTime.current().now - started)

@@ -128,6 +128,9 @@ public struct ReliableChannel: Sendable {
     /// Nothing queued, nothing unacknowledged.
     public var isIdle: Bool { queue.count == queueHead && fragments.isEmpty && inFlight.isEmpty }
 
+    /// Segments sent and not yet acknowledged.
+    public var hasUnacknowledged: Bool { !inFlight.isEmpty }
+
     public var bytesInFlight: Int { inFlight.values.reduce(0) { $0 + $1.segment.count } }
 
     /// Segments to transmit now: acks, retransmissions, then new data while

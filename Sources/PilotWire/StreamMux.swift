@@ -37,6 +37,8 @@ public struct StreamMux: Sendable {
         var initiatedHere: Bool
         var lastHeard: Int64
         var heardFromPeer = false
+        /// Since when data has been unacknowledged with nothing heard.
+        var waitingSince: Int64?
     }
 
     static let openFlag: UInt8 = 1
@@ -44,6 +46,12 @@ public struct StreamMux: Sendable {
 
     public var configuration = ReliableChannel.Configuration()
     public var idleTimeout: Int64 = 120_000_000
+    /// A connection with data unacknowledged that hears nothing at all from
+    /// the peer this long is reset ("the peer stopped answering"), like
+    /// TCP's user timeout: its owner reconnects, looking the peer up again
+    /// (a hub restarted elsewhere), instead of resending into the void.
+    /// Longer than the tunnel's own recovery (a new handshake after 5 s).
+    public var unansweredTimeout: Int64 = 20_000_000
     public var maxConnections = 1024
     private var connections: [ConnectionID: Connection] = [:]
     private var listening: Set<UInt16> = []
@@ -122,6 +130,7 @@ public struct StreamMux: Sendable {
         }
         connections[key]!.lastHeard = now
         connections[key]!.heardFromPeer = true
+        connections[key]!.waitingSince = nil
         do {
             for delivered in try connections[key]!.channel.receive(body, now: now) { events.append(.message(key, delivered)) }
         } catch {
@@ -141,6 +150,12 @@ public struct StreamMux: Sendable {
                 events.append(.reset(key, reason: "idle timeout"))
                 continue
             }
+            if let since = connections[key]?.waitingSince, now - since >= unansweredTimeout {
+                let reason = "the peer did not answer for \(unansweredTimeout / 1_000_000) s"
+                outgoing += reset(key, reason: reason)
+                events.append(.reset(key, reason: reason))
+                continue
+            }
             outgoing += poll(key, now: now)
         }
         return (outgoing, events)
@@ -152,6 +167,7 @@ public struct StreamMux: Sendable {
     private mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
         guard let state = connections[key] else { return [] }
         let segments = connections[key]!.channel.poll(now: now)
+        if connections[key]!.waitingSince == nil, connections[key]!.channel.hasUnacknowledged { connections[key]!.waitingSince = now }
         // Only until the peer has answered: a peer that restarted since then
         // must refuse the segments ("no such connection"), not take them
         // for a new connection that would wait for data sent long ago.

@@ -119,3 +119,31 @@ struct MuxPair {
         #expect(!pair.a.isOpen(connection))
     }
 }
+
+@Suite struct StreamMuxTimeoutTests {
+    @Test func aPeerThatStopsAnsweringResetsTheConnectionOnlyAfterTheTimeout() throws {
+        var pair = MuxPair()
+        pair.b.listen(on: 1002)
+        let connection = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: 0)
+        // Quiet for a minute, then data that is answered: no reset.
+        try pair.a.send(Array("hello".utf8), on: connection)
+        while pair.now < 60_000_000 { pair.step() }
+        try pair.a.send(Array("again".utf8), on: connection)
+        for _ in 0..<50 { pair.step() }
+        #expect(!pair.eventsAtA.contains { if case .reset = $0 { true } else { false } })
+        // Now the peer is gone: everything towards it is lost.
+        pair.loss = 1
+        let lostAt = pair.now
+        try pair.a.send(Array("into the void".utf8), on: connection)
+        var resetAt: Int64?
+        while resetAt == nil, pair.now < lostAt + 60_000_000 {
+            pair.step()
+            for case .reset(let id, let reason) in pair.eventsAtA where id == connection {
+                #expect(reason == "the peer did not answer for 20 s")
+                resetAt = pair.now
+            }
+        }
+        let after = try #require(resetAt) - lostAt
+        #expect(after >= 20_000_000 && after < 25_000_000, "reset \(after) µs after the peer went away")
+    }
+}
