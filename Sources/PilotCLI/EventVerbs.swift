@@ -126,7 +126,7 @@ struct SubscribeCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "subscribe")
     @Argument(help: ArgumentHelp("Topic filters: '*' is one level, a trailing '*' one or more.", valueName: "filter")) var filters: [String]
     @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var from: String?
-    @Flag(help: "Print each message as a JSON object instead of '[topic] payload'.") var json = false
+    @Flag(help: "Print each message as a JSON object (topic, payload, publisher, seq, and id: its place in the hub's log) instead of '[topic] payload'.") var json = false
     @Option(help: ArgumentHelp("Exit after this many messages.", valueName: "n")) var count: Int?
     @Option(help: ArgumentHelp("Exit after this many seconds (an error if --count was not reached).", valueName: "seconds")) var timeout: Double?
     @Option(help: ArgumentHelp("A durable subscription: the hub keeps messages for NAME and resumes after the last one printed.", valueName: "name"))
@@ -178,7 +178,7 @@ struct SubscribeCommand: AsyncParsableCommand {
                     guard fields.count == 6 else { continue }
                     lastID = fields[1]
                     let rendered = json
-                        ? #"{"topic":"\#(fields[4])","payload":\#(fields[5]),"publisher":"\#(fields[2])","seq":\#(fields[3])}"#
+                        ? #"{"topic":"\#(fields[4])","payload":\#(fields[5]),"publisher":"\#(fields[2])","seq":\#(fields[3]),"id":\#(fields[1])}"#
                         : "[\(fields[4])] \(fields[5])"
                     output.append(contentsOf: rendered.utf8)
                     output.append(0x0A)
