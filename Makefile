@@ -11,7 +11,7 @@ SWIFT      ?= swift
 PREFIX     ?= /usr/local
 RUN_DIR    ?= .run
 STATIC      = -c release --static-swift-stdlib -Xswiftc -static-executable
-BUILD_PKGS  = libsodium-dev libsqlite3-dev
+BUILD_PKGS  = libsodium-dev libsqlite3-dev libsnappy-dev
 # What the system tests use beyond the build: file(1), shellcheck for the
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
 # the download path, setpriv to run as an unprivileged user, CA certificates

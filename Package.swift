@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // No default traits: BinaryDelimitedStreams imports all of Foundation (+50 MB).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +37,12 @@ let package = Package(
             name: "CSQLite",
             path: "Sources/CSQLite",
             providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // Snappy (block format) for Prometheus remote write; a C++ library.
+        .systemLibrary(
+            name: "CSnappy",
+            path: "Sources/CSnappy",
+            providers: [.apt(["libsnappy-dev"])]
         ),
         .target(name: "PilotCore", swiftSettings: strict),
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
@@ -58,6 +67,14 @@ let package = Package(
         .target(name: "PilotAgent", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotAggregator", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotStore", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
+        // Prometheus remote write: the generated protobuf messages (remote.proto,
+        // committed), snappy, and the store's outbox of batches to send.
+        .target(
+            name: "PilotRemoteWrite",
+            dependencies: ["PilotCore", "PilotSQLite", "PilotStore", "CSnappy", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["remote.proto", "generate.sh"],
+            swiftSettings: strict
+        ),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
             name: "PilotNode",
@@ -72,10 +89,11 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -83,7 +101,7 @@ let package = Package(
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -127,6 +145,7 @@ let package = Package(
         ),
         .testTarget(name: "PilotAgentTests", dependencies: ["PilotAgent", "PilotCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore", "PilotCore", "PilotSQLite"], swiftSettings: strict),
+        .testTarget(name: "PilotRemoteWriteTests", dependencies: ["PilotRemoteWrite", "PilotStore", "PilotSQLite", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotAggregatorTests", dependencies: ["PilotAggregator", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),

@@ -3,6 +3,7 @@ internal import Glibc
 #endif
 internal import ArgumentParser
 internal import PilotCore
+internal import PilotRemoteWrite
 internal import PilotRoles
 
 struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
@@ -19,8 +20,21 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("rollup-retention"), help: ArgumentHelp("How long the 5-minute and 1-hour rollups are kept.", valueName: "duration"))
     var rollupRetention = "365d"
 
+    @Option(name: .customLong("remote-write"), help: ArgumentHelp(
+        "Also send every new sample to this Prometheus remote-write endpoint (Prometheus, Mimir, Thanos, VictoriaMetrics); user:password@ in the URL is basic auth.",
+        valueName: "url"))
+    var remoteWrite: String?
+
+    @Option(name: .customLong("remote-write-backlog"), help: ArgumentHelp(
+        "Megabytes of requests kept on disk while the endpoint is away; past that the oldest are dropped.", valueName: "MB"))
+    var remoteWriteBacklog = 256
+
     func validate() throws {
         if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        if let remoteWrite {
+            do { _ = try RemoteWriteTarget(remoteWrite) } catch { throw ValidationError("--remote-write: \(error)") }
+        }
+        guard (1...1_000_000).contains(remoteWriteBacklog) else { throw ValidationError("--remote-write-backlog must be between 1 and 1000000 MB") }
         _ = try parseDuration(retention, flag: "--retention")
         _ = try parseDuration(rollupRetention, flag: "--rollup-retention")
     }
@@ -36,7 +50,8 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
             kept.raw = try parseDuration(retention, flag: "--retention") * 1000
             kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
             service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger),
-                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept, logger: logger)
+                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept,
+                                       remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20) }, logger: logger)
             try await service.start()
         } catch {
             throw CLIError("cannot start the store: \(error)")

@@ -4,6 +4,7 @@ internal import NIOPosix
 internal import PilotAggregator
 public import PilotCore
 public import PilotNode
+internal import PilotRemoteWrite
 internal import PilotStore
 internal import PilotTransport
 
@@ -33,13 +34,37 @@ public final class StoreService: @unchecked Sendable {
     let retention: Retention
     private var maintenance: RepeatedTask?
 
-    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(), logger: Logger) throws {
+    /// Prometheus remote write: where to, and how many bytes of requests
+    /// may wait on disk while the endpoint is away.
+    public struct RemoteWrite: Sendable {
+        public var url: String
+        public var backlogBytes: Int = 256 << 20
+        public init(url: String, backlogBytes: Int = 256 << 20) {
+            self.url = url
+            self.backlogBytes = backlogBytes
+        }
+    }
+    private let outbox: RemoteWriteOutbox?
+    private let remoteWriter: RemoteWriter?
+
+    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(),
+                remoteWrite: RemoteWrite? = nil, logger: Logger) throws {
         self.node = node
         self.retention = retention
         self.http = http
         self.logger = logger
         let path = node.options.stateDirectory + "/store.db"
         do { store = try SeriesStore(path: path) } catch { throw EventServiceError("cannot open the store \(path): \(error)") }
+        if let remoteWrite {
+            let target = try RemoteWriteTarget(remoteWrite.url)
+            do { outbox = try RemoteWriteOutbox(connection: store.connection, maxBytes: remoteWrite.backlogBytes) } catch {
+                throw EventServiceError("cannot open the remote-write backlog in \(path): \(error)")
+            }
+            remoteWriter = RemoteWriter(target: target, outbox: outbox!, loop: node.group.next(), group: node.group, logger: logger)
+        } else {
+            outbox = nil
+            remoteWriter = nil
+        }
         node.extraCommands["query"] = { [self] request in await self.query(request) }
     }
 
@@ -71,10 +96,20 @@ public final class StoreService: @unchecked Sendable {
             httpChannel = try await StatusPage.start(group: node.group, at: http) { [self] path, query in self.api(path, query) }
             if let address = httpChannel?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
-        logger.info("store subscribed", metadata: ["hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")"])
+        if let remoteWriter {
+            // A backlog left from before a restart goes out first.
+            loop.execute { remoteWriter.queued() }
+        }
+        logger.info("store subscribed", metadata: [
+            "hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")",
+            "remote_write": "\(remoteWriter?.target.display ?? "off")", "remote_write_backlog": "\(outbox?.statistics.queuedSamples ?? 0)",
+        ])
     }
 
-    public func run() async throws { try await node.run() }
+    public func run() async throws {
+        defer { if let remoteWriter { Task { await remoteWriter.shutdown() } } }
+        try await node.run()
+    }
 
     /// On the node's loop: one transaction for what arrived, then the ack.
     private func received(_ deliveries: [EventService.Delivery]) {
@@ -96,8 +131,19 @@ public final class StoreService: @unchecked Sendable {
             }
         }
         do {
-            try store.append(samples)
+            // New samples join the remote-write backlog in the same
+            // transaction: acknowledged to the hub means queued for the remote end.
+            var dropped = 0
+            try store.append(samples, alsoWithNew: outbox.map { outbox in
+                { fresh in dropped += try outbox.enqueue(try RemoteWriteRequest.encode(fresh), samples: fresh.count) }
+            })
             if let last = deliveries.last { subscription?.acknowledge(upTo: last.id) }
+            if dropped > 0 {
+                logger.warning("the remote-write backlog is full; dropped its oldest samples", metadata: [
+                    "dropped": "\(dropped)", "dropped_total": "\(outbox?.statistics.droppedSamples ?? 0)", "max_bytes": "\(outbox?.maxBytes ?? 0)",
+                ])
+            }
+            remoteWriter?.queued()
         } catch {
             // Not acknowledged: the hub sends them again.
             logger.error("cannot store samples", metadata: ["error": "\(error)"])

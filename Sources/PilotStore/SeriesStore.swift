@@ -51,6 +51,9 @@ public final class SeriesStore {
     public private(set) var oldestAccepted: Int64 = .min
 
     let database: SQLiteConnection
+    /// The file's connection, for tables that must commit in the same
+    /// transactions as the samples (the remote-write outbox).
+    public var connection: SQLiteConnection { database }
     public let chunkSamples: Int
     public private(set) var statistics = Statistics()
     private var ids: [Key: Int64] = [:]
@@ -121,9 +124,13 @@ public final class SeriesStore {
     public var seriesCount: Int { ids.count }
 
     /// Stores samples in one transaction; returns how many were new.
+    /// `alsoWithNew`, if given, runs inside the same transaction with the
+    /// samples that were new (not duplicates, not too old), so what it
+    /// writes commits or rolls back with them.
     @discardableResult
-    public func append(_ samples: [Sample]) throws -> Int {
+    public func append(_ samples: [Sample], alsoWithNew: (([Sample]) throws -> Void)? = nil) throws -> Int {
         var added = 0
+        var fresh: [Sample] = []
         var blocks: [Int64: [Gorilla.Sample]] = [:]
         try database.transaction {
             for sample in samples {
@@ -148,7 +155,9 @@ public final class SeriesStore {
                 head[id] = buffer
                 blocks[id, default: []].append(new)
                 added += 1
+                if alsoWithNew != nil { fresh.append(sample) }
             }
+            if let alsoWithNew, !fresh.isEmpty { try alsoWithNew(fresh) }
             for (id, block) in blocks {
                 if head[id]!.count >= chunkSamples {
                     try compact(id)

@@ -1,0 +1,63 @@
+public import PilotCore
+
+/// Where remote write sends: an http:// or https:// URL. Credentials in the
+/// URL (`https://user:password@host/api/v1/push`) become basic auth and are
+/// kept out of `display`, which is what logs show.
+public struct RemoteWriteTarget: Sendable, Equatable {
+    /// The URL without credentials.
+    public var url: String
+    public var user: String?
+    public var password: String?
+    public var display: String { url }
+
+    public init(_ text: String) throws(ParseError) {
+        let kind = "remote-write URL"
+        guard let separator = text.firstRange(of: "://") else { throw ParseError(kind, text, "not an http:// or https:// URL") }
+        let scheme = text[..<separator.lowerBound].lowercased()
+        guard scheme == "http" || scheme == "https" else { throw ParseError(kind, Self.redacted(text), "not an http:// or https:// URL") }
+        let rest = text[separator.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        var authority = rest[..<authorityEnd]
+        let path = rest[authorityEnd...]
+        if let at = authority.lastIndex(of: "@") {
+            let userinfo = authority[..<at]
+            authority = authority[authority.index(after: at)...]
+            let parts = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            user = try Self.percentDecoded(parts[0])
+            password = parts.count > 1 ? try Self.percentDecoded(parts[1]) : ""
+        }
+        guard !authority.isEmpty, !authority.hasPrefix(":"), authority.allSatisfy({ !$0.isWhitespace }) else {
+            throw ParseError(kind, Self.redacted(text), "it names no host")
+        }
+        guard !path.contains(where: \.isWhitespace) else { throw ParseError(kind, Self.redacted(text), "it contains spaces") }
+        url = "\(scheme)://\(authority)\(path.isEmpty ? "/" : path)"
+    }
+
+    /// The text with anything between :// and @ replaced, for error messages.
+    static func redacted(_ text: String) -> String {
+        guard let separator = text.firstRange(of: "://"), let at = text[separator.upperBound...].firstIndex(of: "@") else { return text }
+        return String(text[..<separator.upperBound]) + "…@" + text[text.index(after: at)...]
+    }
+
+    static func percentDecoded(_ text: Substring) throws(ParseError) -> String {
+        var bytes: [UInt8] = []
+        var input = Array(text.utf8)[...]
+        while let byte = input.popFirst() {
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard input.count >= 2, let high = hexValue(input.removeFirst()), let low = hexValue(input.removeFirst()) else {
+                throw ParseError("remote-write URL", "…", "its credentials have a bad %-escape")
+            }
+            bytes.append(high << 4 | low)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
