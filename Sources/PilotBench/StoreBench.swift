@@ -79,22 +79,30 @@ func runStoreBench(_ argv: [String]) throws {
     let pilotBytes = fileSize(directory + "/pilot.db") + fileSize(directory + "/pilot.db-wal")
     let pilotPerSample = Double(pilotBytes) / Double(total)
     let footprint = try store.chunkFootprint()
-    let rollupBytes = store.pageBytes(of: "rollups")
     print("pilot store: \(Int(Double(total) / elapsed)) samples/s (\(Int(Double(total) / cpu)) per CPU second), \(format(pilotPerSample)) bytes/sample on disk (\(pilotBytes / 1_048_576) MiB after a checkpoint; the WAL had grown to \(walBytes / 1_048_576) MiB); the chunks alone \(format(Double(footprint.bytes) / Double(max(1, footprint.samples)))) bytes/sample")
-    if let rollupBytes {
-        let rawPerSample = Double(pilotBytes - rollupBytes) / Double(total)
-        print("pilot store: of which the 5 m and 1 h rollups \(rollupBytes / 1_048_576) MiB; without them \(format(rawPerSample)) bytes/sample (\(format(rawPerSample / 5.647)) x Prometheus's chunks as measured below)")
-    }
     let one = series[0].key
+    let end = start + Int64(points - 1) * step
     var queryStarted = nowSeconds()
-    let day = try store.samples(one, from: start + Int64(points - 2880) * step, to: start + Int64(points - 1) * step)
+    let day = try store.samples(one, from: end - 86_399_999, to: end)
     let dayMs = (nowSeconds() - queryStarted) * 1000
     queryStarted = nowSeconds()
-    let week = try store.samples(one, from: start, to: start + Int64(points) * step)
-    var hourly: [Int64: (sum: Double, count: Int)] = [:]
-    for sample in week { hourly[sample.timestamp / 3_600_000, default: (0, 0)].sum += sample.value; hourly[sample.timestamp / 3_600_000]!.count += 1 }
+    let hourly = try store.downsampled(one, from: start, to: end, step: 3_600_000, .avg)
     let weekMs = (nowSeconds() - queryStarted) * 1000
-    print("pilot store: 24 h of one series (\(day.count) samples) in \(format(dayMs)) ms; \(days) days at 1 h step (\(hourly.count) averages of \(week.count) samples) in \(format(weekMs)) ms (from the raw samples)")
+    print("pilot store: 24 h of one series (\(day.count) samples) in \(format(dayMs)) ms; \(days) days at 1 h step (\(hourly.count) averages) in \(format(weekMs)) ms (from the raw samples)")
+
+    // Rollups are made as raw data ages out: here everything but the last
+    // day, as with a raw retention of one day, in the store's bounded passes.
+    let rollStarted = nowSeconds(), rollCPU = cpuSeconds()
+    var passes = 0
+    while try store.applyRetention(now: end + 1, rawAge: 86_400_000, rollupAge: 3_650 * 86_400_000, limit: 2_000) > 0 { passes += 1 }
+    let rollElapsed = nowSeconds() - rollStarted, rollCPUUsed = cpuSeconds() - rollCPU
+    let rolled = total - (try store.chunkFootprint().samples)
+    try store.checkpoint()
+    let rollupBytes = store.pageBytes(of: "rollups") ?? 0
+    queryStarted = nowSeconds()
+    let mixed = try store.downsampled(one, from: start, to: end, step: 3_600_000, .avg)
+    let mixedMs = (nowSeconds() - queryStarted) * 1000
+    print("pilot store: rolling up \(rolled) aged-out samples took \(format(rollElapsed)) s in \(passes) bounded passes (\(Int(Double(rolled) / rollCPUUsed)) samples per CPU second); the 5 m and 1 h rollups take \(rollupBytes / 1_048_576) MiB, \(format(Double(rollupBytes) / Double(max(1, rolled)))) bytes per rolled-up sample; \(days) days at 1 h step from rollups and the last day's raw samples (\(mixed.count) averages) in \(format(mixedMs)) ms")
 
     // The seed's schema: a row per sample, two indexes, 100 rows a transaction.
     let seedPoints = min(points, seedDays * 2880)

@@ -55,6 +55,7 @@ public final class StoreService: @unchecked Sendable {
         self.logger = logger
         let path = node.options.stateDirectory + "/store.db"
         do { store = try SeriesStore(path: path) } catch { throw EventServiceError("cannot open the store \(path): \(error)") }
+        store.refuse(olderThan: WallClock.nowMilliseconds() - retention.raw)
         if let remoteWrite {
             let target = try RemoteWriteTarget(remoteWrite.url)
             do { outbox = try RemoteWriteOutbox(connection: store.connection, maxBytes: remoteWrite.backlogBytes) } catch {
@@ -236,17 +237,9 @@ public final class StoreService: @unchecked Sendable {
         }
         let answer = try? await loop.submit { [self] () -> JSONValue in
             var series: [JSONValue] = []
-            // A range that reaches past raw retention reads the rollups (5 m or 1 h, by the step).
-            let fromRollups = step >= 300_000 && from < store.oldestAccepted && aggregate != .last
             for key in store.series(metric: metric) where wanted.allSatisfy({ want in key.labels.contains { $0.name == want.0 && $0.value == want.1 } }) {
-                var points: [Gorilla.Sample]
-                if fromRollups {
-                    let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
-                    points = Downsample.aggregate(rollups: try store.rollups(key, resolution: resolution, from: from, to: to), from: from, step: step, aggregate)
-                } else {
-                    points = try store.samples(key, from: from, to: to)
-                    if step > 0 { points = Downsample.aggregate(points, from: from, step: step, aggregate) }
-                }
+                // A range that reaches past raw retention reads the rollups there.
+                let points = step > 0 ? try store.downsampled(key, from: from, to: to, step: step, aggregate) : try store.samples(key, from: from, to: to)
                 series.append(.object(JSONObject([
                     ("metric", .string(key.metric)),
                     ("labels", .object(JSONObject(key.labels.map { ($0.name, .string($0.value)) }))),

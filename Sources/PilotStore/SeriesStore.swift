@@ -67,6 +67,8 @@ public final class SeriesStore {
     private let deleteHead: SQLiteStatement
     private let deleteChunks: SQLiteStatement
     private let upsertRollup: SQLiteStatement
+    private let expiring: SQLiteStatement
+    private let deleteChunk: SQLiteStatement
     /// Rollup resolutions in milliseconds: 5 minutes and 1 hour.
     public static let rollupResolutions: [Int64] = [300_000, 3_600_000]
 
@@ -78,6 +80,7 @@ public final class SeriesStore {
             CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
                                               count INTEGER NOT NULL, data BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series, start);
+            CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks(end);
             CREATE TABLE IF NOT EXISTS head(id INTEGER PRIMARY KEY, series INTEGER NOT NULL, data BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS head_by_series ON head(series);
             CREATE TABLE IF NOT EXISTS rollups(resolution INTEGER NOT NULL, series INTEGER NOT NULL, start INTEGER NOT NULL,
@@ -90,6 +93,8 @@ public final class SeriesStore {
         overlapping = try database.prepare("SELECT start, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
         deleteHead = try database.prepare("DELETE FROM head WHERE series = ?")
         deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
+        expiring = try database.prepare("SELECT id, series, data FROM chunks WHERE end < ? ORDER BY end LIMIT ?")
+        deleteChunk = try database.prepare("DELETE FROM chunks WHERE id = ?")
         upsertRollup = try database.prepare("""
             INSERT INTO rollups(resolution, series, start, min, max, sum, count) VALUES(?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(resolution, series, start) DO UPDATE SET min = MIN(min, excluded.min), max = MAX(max, excluded.max),
@@ -233,10 +238,6 @@ public final class SeriesStore {
         try deleteHead.run(.integer(id))
         if !remainder.isEmpty { try insertHead.run(.integer(id), .blob(try Gorilla.encode(remainder))) }
         let first = samples[0], last = samples[whole - 1]
-        // Rollups from these head samples only: each reached the head once
-        // (duplicates never do), while merged chunk samples were counted
-        // when their own chunk was written. Same transaction as the chunk.
-        try rollUp(id, samples)
         var replaced = 0
         for row in try overlapping.query(.integer(id), .integer(first.timestamp), .integer(last.timestamp)) {
             if let data = row[1].blob { samples += try Gorilla.decode(data) }
@@ -283,9 +284,8 @@ public final class SeriesStore {
         public var average: Double { count == 0 ? .nan : sum / Double(count) }
     }
 
-    /// A series' rollups at a resolution (5 or 60 minutes) between two times;
-    /// they cover the samples that left the head for chunks (all but the
-    /// newest few hours), which is what ranges past raw retention need.
+    /// A series' rollups at a resolution (5 or 60 minutes) between two times:
+    /// they cover the samples that aged out of raw retention.
     public func rollups(_ key: Key, resolution: Int64, from: Int64, to: Int64) throws -> [Rollup] {
         guard let id = ids[key] else { return [] }
         return try database.prepare(
@@ -296,23 +296,65 @@ public final class SeriesStore {
         }
     }
 
-    /// Retention, one bounded step: raw chunks older than `rawAge` and
-    /// rollups older than `rollupAge` (milliseconds) go, at most `limit`
-    /// rows of each, so no pass blocks for long. Returns the rows removed.
+    /// Retention, one bounded step. Raw data older than `rawAge` is rolled
+    /// up (5-minute and 1-hour min/max/sum/count) and removed in the same
+    /// transaction, so each sample is counted once; rollups older than
+    /// `rollupAge` go. At most `limit` chunks, series heads and rollup rows
+    /// per call, so no pass blocks for long. Returns the rows removed.
+    ///
+    /// Rollups are made only as raw data ages out: within raw retention the
+    /// raw samples answer every query, and storing both would double the file.
     @discardableResult
     public func applyRetention(now: Int64, rawAge: Int64, rollupAge: Int64, limit: Int = 2_000) throws -> Int {
         var removed = 0
-        oldestAccepted = now - rawAge
+        let cutoff = now - rawAge
+        oldestAccepted = cutoff
         try database.transaction {
-            try database.prepare("DELETE FROM chunks WHERE id IN (SELECT id FROM chunks WHERE end < ? LIMIT ?)").run(.integer(now - rawAge), .integer(Int64(limit)))
-            removed += database.changes
-            statistics.chunks -= database.changes
+            var expired: [Int64] = []
+            for row in try expiring.query(.integer(cutoff), .integer(Int64(limit))) {
+                guard let chunk = row[0].integer, let id = row[1].integer, let data = row[2].blob else { continue }
+                try rollUp(id, try Gorilla.decode(data))
+                expired.append(chunk)
+            }
+            for chunk in expired { try deleteChunk.run(.integer(chunk)) }
+            removed += expired.count
+            statistics.chunks -= expired.count
+            // Heads of series that went quiet (a host retired) age out too.
+            var heads = 0
+            for (id, buffered) in head where heads < limit && (buffered.first?.timestamp ?? .max) < cutoff {
+                let old = buffered.prefix { $0.timestamp < cutoff }
+                let rest = Array(buffered[old.count...])
+                try rollUp(id, Array(old))
+                try deleteHead.run(.integer(id))
+                if !rest.isEmpty { try insertHead.run(.integer(id), .blob(try Gorilla.encode(rest))) }
+                head[id] = rest.isEmpty ? nil : rest
+                heads += 1
+            }
+            removed += heads
             try database.prepare(
                 "DELETE FROM rollups WHERE (resolution, series, start) IN (SELECT resolution, series, start FROM rollups WHERE start < ? LIMIT ?)"
             ).run(.integer(now - rollupAge), .integer(Int64(limit)))
             removed += database.changes
         }
         return removed
+    }
+
+    /// Refuses samples older than `cutoff` from now on (what retention
+    /// would remove), before the first retention pass after a start.
+    public func refuse(olderThan cutoff: Int64) { oldestAccepted = max(oldestAccepted, cutoff) }
+
+    /// Points at `step` over a range that may reach past raw retention:
+    /// rollups (1 h for steps of an hour or more, else 5 min) where the raw
+    /// data aged out, raw samples for the rest. Steps under 5 minutes, and
+    /// `last`, read raw samples only.
+    public func downsampled(_ key: Key, from: Int64, to: Int64, step: Int64, _ aggregate: Downsample.Aggregate) throws -> [Gorilla.Sample] {
+        let raw = try samples(key, from: from, to: to)
+        guard step >= 300_000, aggregate != .last, from < oldestAccepted else { return Downsample.aggregate(raw, from: from, step: step, aggregate) }
+        let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
+        var parts = try rollups(key, resolution: resolution, from: from, to: to)
+        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, min: $0.value, max: $0.value, sum: $0.value, count: 1) : nil }
+        parts.sort { $0.start < $1.start }
+        return Downsample.aggregate(rollups: parts, from: from, step: step, aggregate)
     }
 
     /// Bytes of compressed chunks, and samples in them (for measurements).

@@ -119,32 +119,46 @@ func removeScratch(_ directory: String) {
 @Suite struct RollupRetentionTests {
     let key = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-01")])
 
-    @Test func rollupsEqualTheRawAggregatesAndIgnoreDuplicates() throws {
+    @Test func rollupsMadeAsRawDataAgesOutEqualItsAggregatesAndIgnoreDuplicates() throws {
         let (directory, path) = try scratchDatabase()
         defer { removeScratch(directory) }
         let store = try SeriesStore(path: path, chunkSamples: 50)
         var random = SplitMix64(state: 3)
-        let samples = (0..<600).map { SeriesStore.Sample(key: key, timestamp: 1_764_000_000_000 + Int64($0) * 30_000, value: Double(random.next() % 1000) / 10) }
+        let start: Int64 = 1_764_000_000_000
+        let samples = (0..<600).map { SeriesStore.Sample(key: key, timestamp: start + Int64($0) * 30_000, value: Double(random.next() % 1000) / 10) }
         for batch in stride(from: 0, to: 600, by: 37) { try store.append(Array(samples[batch..<min(600, batch + 37)])) }
         try store.append(Array(samples[100..<300])) // resent: must not count again
         let raw = try store.samples(key, from: 0, to: .max)
+        #expect(raw.count == 600)
+        // Within raw retention there are no rollups: the raw samples answer.
+        #expect(try store.rollups(key, resolution: 300_000, from: 0, to: .max).isEmpty)
+        // Everything ages out (chunks and the head's remainder), in bounded passes.
+        let later = start + 40 * 86_400_000
+        while try store.applyRetention(now: later, rawAge: 30 * 86_400_000, rollupAge: 365 * 86_400_000, limit: 3) > 0 {}
+        #expect(try store.samples(key, from: 0, to: .max).isEmpty)
         for resolution in SeriesStore.rollupResolutions {
             let rollups = try store.rollups(key, resolution: resolution, from: 0, to: .max)
             let expected = Downsample.aggregate(raw, from: 0, step: resolution, .count)
             #expect(rollups.map(\.start) == expected.map(\.timestamp))
             #expect(rollups.map { Double($0.count) } == expected.map(\.value))
+            #expect(rollups.map(\.min) == Downsample.aggregate(raw, from: 0, step: resolution, .min).map(\.value))
             #expect(rollups.map(\.max) == Downsample.aggregate(raw, from: 0, step: resolution, .max).map(\.value))
             let averages = Downsample.aggregate(raw, from: 0, step: resolution, .avg).map(\.value)
             #expect(zip(rollups.map(\.average), averages).allSatisfy { abs($0 - $1) < 1e-9 })
         }
+        // A store reopened after that keeps them, and refuses the old samples again.
+        let reopened = try SeriesStore(path: path, chunkSamples: 50)
+        reopened.refuse(olderThan: later - 30 * 86_400_000)
+        #expect(try reopened.append(Array(samples[0..<10])) == 0)
+        #expect(try reopened.rollups(key, resolution: 3_600_000, from: 0, to: .max).map(\.count).reduce(0, +) == 600)
     }
 
-    @Test func retentionRemovesOldRawDataInBoundedStepsAndKeepsRollups() throws {
+    @Test func retentionRollsUpOldRawDataInBoundedStepsAndQueriesSpanBoth() throws {
         let (directory, path) = try scratchDatabase()
         defer { removeScratch(directory) }
         let store = try SeriesStore(path: path, chunkSamples: 10)
         let day: Int64 = 86_400_000
-        let samples = (0..<2_880).map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: 1) } // one day
+        let samples = (0..<2_880).map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: Double($0 % 120)) } // one day
         try store.append(samples)
         let now = 31 * day
         var steps = 0
@@ -153,11 +167,21 @@ func removeScratch(_ directory: String) {
         let left = try store.samples(key, from: 0, to: .max)
         #expect(left.allSatisfy { $0.timestamp >= 12 * 3_600_000 - 300_000 }) // the first half day's chunks are gone
         #expect(left.count < 2_880 && left.count >= 1_440)
-        #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: .max).count == 24) // rollups stay
+        let hourly = try store.rollups(key, resolution: 3_600_000, from: 0, to: .max)
+        #expect(hourly.map(\.count).reduce(0, +) + left.count == 2_880) // every sample in exactly one of them
+        #expect(hourly.first == SeriesStore.Rollup(start: 0, min: 0, max: 119, sum: 7_140, count: 120))
+        // A day at 1 h steps: rollups for the morning, raw samples for the afternoon, the same answer throughout.
+        for aggregate in [Downsample.Aggregate.avg, .min, .max, .count] {
+            let points = try store.downsampled(key, from: 0, to: day - 1, step: 3_600_000, aggregate)
+            #expect(points == Downsample.aggregate(samples.map { Gorilla.Sample($0.timestamp, $0.value) }, from: 0, step: 3_600_000, aggregate), "\(aggregate)")
+        }
         // A late resend older than raw retention is refused, not counted twice in the rollups.
         #expect(try store.append([SeriesStore.Sample(key: key, timestamp: 0, value: 1)]) == 0)
         #expect(store.statistics.tooOld == 1)
         #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: 0).first?.count == 120)
+        // Rollups past their own retention go too.
+        while try store.applyRetention(now: 400 * day, rawAge: 30 * day, rollupAge: 365 * day, limit: 50) > 0 {}
+        #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: .max).isEmpty)
     }
 }
 
