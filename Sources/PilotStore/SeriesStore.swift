@@ -68,6 +68,12 @@ public final class SeriesStore {
     private let deleteChunks: SQLiteStatement
     private let upsertRollup: SQLiteStatement
     private let expiring: SQLiteStatement
+    private let blocksOverlapping: SQLiteStatement
+    private let stagedRollups: SQLiteStatement
+    private let stagedBefore: SQLiteStatement
+    private let deleteStaged: SQLiteStatement
+    private let insertBlock: SQLiteStatement
+    private let firstChunkStart: SQLiteStatement
     private let deleteChunk: SQLiteStatement
     /// Rollup resolutions in milliseconds: 5 minutes and 1 hour.
     public static let rollupResolutions: [Int64] = [300_000, 3_600_000]
@@ -86,6 +92,10 @@ public final class SeriesStore {
             CREATE TABLE IF NOT EXISTS rollups(resolution INTEGER NOT NULL, series INTEGER NOT NULL, start INTEGER NOT NULL,
                                                min REAL NOT NULL, max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,
                                                PRIMARY KEY(resolution, series, start)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS rollup_blocks(id INTEGER PRIMARY KEY, resolution INTEGER NOT NULL, series INTEGER NOT NULL,
+                                                     start INTEGER NOT NULL, end INTEGER NOT NULL, data BLOB NOT NULL);
+            CREATE INDEX IF NOT EXISTS rollup_blocks_by_series ON rollup_blocks(resolution, series, start);
+            CREATE INDEX IF NOT EXISTS rollup_blocks_by_end ON rollup_blocks(end);
             """)
         insertHead = try database.prepare("INSERT INTO head(series, data) VALUES(?, ?)")
         insertSeries = try database.prepare("INSERT INTO series(metric, labels) VALUES(?, ?)")
@@ -95,6 +105,15 @@ public final class SeriesStore {
         deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
         expiring = try database.prepare("SELECT id, series, data FROM chunks WHERE end < ? ORDER BY end LIMIT ?")
         deleteChunk = try database.prepare("DELETE FROM chunks WHERE id = ?")
+        blocksOverlapping = try database.prepare(
+            "SELECT data FROM rollup_blocks WHERE resolution = ? AND series = ? AND end >= ? AND start <= ? ORDER BY start")
+        stagedRollups = try database.prepare(
+            "SELECT start, min, max, sum, count FROM rollups WHERE resolution = ? AND series = ? AND start >= ? AND start <= ? ORDER BY start")
+        stagedBefore = try database.prepare(
+            "SELECT start, min, max, sum, count FROM rollups WHERE resolution = ? AND series = ? AND start <= ? ORDER BY start")
+        deleteStaged = try database.prepare("DELETE FROM rollups WHERE resolution = ? AND series = ? AND start >= ? AND start <= ?")
+        insertBlock = try database.prepare("INSERT INTO rollup_blocks(resolution, series, start, end, data) VALUES(?, ?, ?, ?, ?)")
+        firstChunkStart = try database.prepare("SELECT MIN(start) FROM chunks WHERE series = ?")
         upsertRollup = try database.prepare("""
             INSERT INTO rollups(resolution, series, start, min, max, sum, count) VALUES(?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(resolution, series, start) DO UPDATE SET min = MIN(min, excluded.min), max = MAX(max, excluded.max),
@@ -285,15 +304,62 @@ public final class SeriesStore {
     }
 
     /// A series' rollups at a resolution (5 or 60 minutes) between two times:
-    /// they cover the samples that aged out of raw retention.
+    /// they cover the samples that aged out of raw retention. Final ones are
+    /// in compressed blocks, the newest few still rows that can grow.
     public func rollups(_ key: Key, resolution: Int64, from: Int64, to: Int64) throws -> [Rollup] {
         guard let id = ids[key] else { return [] }
-        return try database.prepare(
-            "SELECT start, min, max, sum, count FROM rollups WHERE resolution = ? AND series = ? AND start >= ? AND start <= ? ORDER BY start"
-        ).query(.integer(resolution), .integer(id), .integer(from), .integer(to)).compactMap { row in
-            guard let start = row[0].integer, let low = row[1].real, let high = row[2].real, let sum = row[3].real, let count = row[4].integer else { return nil }
-            return Rollup(start: start, min: low, max: high, sum: sum, count: Int(count))
+        var result: [Rollup] = []
+        for row in try blocksOverlapping.query(.integer(resolution), .integer(id), .integer(from), .integer(to)) {
+            guard let data = row[0].blob else { continue }
+            result += try RollupCodec.decode(data).filter { $0.start >= from && $0.start <= to }
         }
+        result += try stagedRollups.query(.integer(resolution), .integer(id), .integer(from), .integer(to)).compactMap(Self.rollup)
+        result.sort { $0.start < $1.start }
+        // A bucket sealed and then grown by a sample just inside retention is in both: one bucket.
+        var merged: [Rollup] = []
+        for rollup in result {
+            if let last = merged.last, last.start == rollup.start {
+                merged[merged.count - 1] = Rollup(start: last.start, min: Swift.min(last.min, rollup.min), max: Swift.max(last.max, rollup.max),
+                                                  sum: last.sum + rollup.sum, count: last.count + rollup.count)
+            } else {
+                merged.append(rollup)
+            }
+        }
+        return merged
+    }
+
+    private static func rollup(_ row: [SQLiteValue]) -> Rollup? {
+        guard let start = row[0].integer, let low = row[1].real, let high = row[2].real, let sum = row[3].real, let count = row[4].integer else { return nil }
+        return Rollup(start: start, min: low, max: high, sum: sum, count: Int(count))
+    }
+
+    /// Rollups per compressed block: a day of 5-minute ones, 12 days of hourly.
+    public static let rollupBlockBuckets = 288
+
+    /// Moves a series' final rollup rows into compressed blocks once a full
+    /// block of them is final: buckets that end before the oldest raw
+    /// sample the series still has can receive nothing more.
+    private func sealRollups(_ id: Int64) throws {
+        let oldestChunk = try firstChunkStart.query(.integer(id)).first?[0].integer
+        let boundary = min(oldestChunk ?? .max, head[id]?.first?.timestamp ?? .max)
+        for resolution in Self.rollupResolutions {
+            let final = try stagedBefore.query(.integer(resolution), .integer(id), .integer(boundary &- resolution)).compactMap(Self.rollup)
+            var start = 0
+            while final.count - start >= Self.rollupBlockBuckets {
+                let block = Array(final[start..<start + Self.rollupBlockBuckets])
+                try insertBlock.run(.integer(resolution), .integer(id), .integer(block[0].start), .integer(block.last!.start),
+                                    .blob(try RollupCodec.encode(block)))
+                try deleteStaged.run(.integer(resolution), .integer(id), .integer(block[0].start), .integer(block.last!.start))
+                start += Self.rollupBlockBuckets
+            }
+        }
+    }
+
+    /// Rollup rows not yet in blocks, and blocks (for measurements).
+    public func rollupCounts() throws -> (rows: Int, blocks: Int) {
+        let rows = try database.prepare("SELECT COUNT(*) FROM rollups").query().first?[0].integer ?? 0
+        let blocks = try database.prepare("SELECT COUNT(*) FROM rollup_blocks").query().first?[0].integer ?? 0
+        return (Int(rows), Int(blocks))
     }
 
     /// Retention, one bounded step. Raw data older than `rawAge` is rolled
@@ -311,10 +377,12 @@ public final class SeriesStore {
         oldestAccepted = cutoff
         try database.transaction {
             var expired: [Int64] = []
+            var touched: Set<Int64> = []
             for row in try expiring.query(.integer(cutoff), .integer(Int64(limit))) {
                 guard let chunk = row[0].integer, let id = row[1].integer, let data = row[2].blob else { continue }
                 try rollUp(id, try Gorilla.decode(data))
                 expired.append(chunk)
+                touched.insert(id)
             }
             for chunk in expired { try deleteChunk.run(.integer(chunk)) }
             removed += expired.count
@@ -329,11 +397,16 @@ public final class SeriesStore {
                 if !rest.isEmpty { try insertHead.run(.integer(id), .blob(try Gorilla.encode(rest))) }
                 head[id] = rest.isEmpty ? nil : rest
                 heads += 1
+                touched.insert(id)
             }
             removed += heads
+            for id in touched { try sealRollups(id) }
             try database.prepare(
                 "DELETE FROM rollups WHERE (resolution, series, start) IN (SELECT resolution, series, start FROM rollups WHERE start < ? LIMIT ?)"
             ).run(.integer(now - rollupAge), .integer(Int64(limit)))
+            removed += database.changes
+            try database.prepare("DELETE FROM rollup_blocks WHERE id IN (SELECT id FROM rollup_blocks WHERE end < ? ORDER BY end LIMIT ?)")
+                .run(.integer(now - rollupAge), .integer(Int64(limit)))
             removed += database.changes
         }
         return removed

@@ -198,3 +198,62 @@ func removeScratch(_ directory: String) {
         #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .count).map(\.value) == [20, 10])
     }
 }
+
+@Suite struct RollupBlockTests {
+    let key = SeriesStore.Key(metric: "disk_pct", labels: [("host", "db-01"), ("mount", "/")])
+
+    @Test func blocksRoundTripAndRefuseGarbage() throws {
+        var random = SplitMix64(state: 5)
+        let rollups = (0..<300).map { i -> SeriesStore.Rollup in
+            let low = Double(random.next() % 1000) / 10
+            return SeriesStore.Rollup(start: Int64(i) * 300_000, min: low, max: low + Double(random.next() % 100) / 10,
+                                      sum: Double(random.next() % 100_000) / 10, count: Int(random.next() % 3) + 9)
+        }
+        let encoded = try RollupCodec.encode(rollups)
+        #expect(try RollupCodec.decode(encoded) == rollups)
+        #expect(throws: Gorilla.CodecError.self) { try RollupCodec.decode(Array(encoded.dropLast(9))) }
+        #expect(throws: Gorilla.CodecError.self) { try RollupCodec.decode([0, 0, 0, 200, 1, 2]) }
+    }
+
+    @Test func finalRollupsMoveIntoBlocksAndReadTheSame() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 60)
+        let day: Int64 = 86_400_000
+        var random = SplitMix64(state: 8)
+        var value = 50.0
+        // Four days, a sample a minute.
+        let samples = (0..<5_760).map { i -> SeriesStore.Sample in
+            value = min(100, max(0, value + Double(Int(random.next() % 21) - 10) / 10))
+            return SeriesStore.Sample(key: key, timestamp: Int64(i) * 60_000, value: (value * 10).rounded() / 10)
+        }
+        for part in stride(from: 0, to: samples.count, by: 500) { try store.append(Array(samples[part..<min(samples.count, part + 500)])) }
+        let raw = samples.map { Gorilla.Sample($0.timestamp, $0.value) }
+        // Three of the four days age out, in small passes.
+        while try store.applyRetention(now: 34 * day, rawAge: 31 * day, rollupAge: 365 * day, limit: 7) > 0 {}
+        let counts = try store.rollupCounts()
+        #expect(counts.blocks >= 3) // 5-minute: three days of 288
+        #expect(counts.rows < 400)  // only the unfinished tail stays rows
+        for resolution in SeriesStore.rollupResolutions {
+            let rollups = try store.rollups(key, resolution: resolution, from: 0, to: 3 * day - 1)
+            let expected = Downsample.aggregate(Array(raw.prefix { $0.timestamp < 3 * day }), from: 0, step: resolution, .count)
+            #expect(rollups.map(\.start) == expected.map(\.timestamp))
+            #expect(rollups.map { Double($0.count) } == expected.map(\.value))
+            #expect(rollups.map(\.max) == Downsample.aggregate(raw, from: 0, step: resolution, .max).prefix(rollups.count).map(\.value))
+        }
+        // Rollups of short decimals stay small: a few bytes a bucket, not a 40-odd-byte row.
+        let fiveMinute = try store.rollups(key, resolution: 300_000, from: 0, to: 3 * day - 1)
+        let blockBytes = try RollupCodec.encode(fiveMinute).count
+        #expect(blockBytes < fiveMinute.count * 8, "\(blockBytes) bytes for \(fiveMinute.count) rollups")
+        // The whole range reads the same from blocks, rows and raw samples together.
+        for aggregate in [Downsample.Aggregate.avg, .min, .max, .count] {
+            let points = try store.downsampled(key, from: 0, to: 4 * day - 1, step: 3_600_000, aggregate)
+            let expected = Downsample.aggregate(raw, from: 0, step: 3_600_000, aggregate)
+            #expect(points.count == expected.count)
+            #expect(zip(points, expected).allSatisfy { $0.timestamp == $1.timestamp && abs($0.value - $1.value) < 1e-9 }, "\(aggregate)")
+        }
+        // Blocks past rollup retention go too.
+        while try store.applyRetention(now: 400 * day, rawAge: 31 * day, rollupAge: 365 * day, limit: 7) > 0 {}
+        #expect(try store.rollupCounts() == (0, 0))
+    }
+}
