@@ -98,11 +98,12 @@ func runStoreBench(_ argv: [String]) throws {
     let rollElapsed = nowSeconds() - rollStarted, rollCPUUsed = cpuSeconds() - rollCPU
     let rolled = total - (try store.chunkFootprint().samples)
     try store.checkpoint()
-    let rollupBytes = store.pageBytes(of: "rollups") ?? 0
+    let rollupBytes = ["rollups", "rollup_blocks", "rollup_blocks_by_series", "rollup_blocks_by_end"].compactMap { store.pageBytes(of: $0) }.reduce(0, +)
+    let rollupCounts = try store.rollupCounts()
     queryStarted = nowSeconds()
     let mixed = try store.downsampled(one, from: start, to: end, step: 3_600_000, .avg)
     let mixedMs = (nowSeconds() - queryStarted) * 1000
-    print("pilot store: rolling up \(rolled) aged-out samples took \(format(rollElapsed)) s in \(passes) bounded passes (\(Int(Double(rolled) / rollCPUUsed)) samples per CPU second); the 5 m and 1 h rollups take \(rollupBytes / 1_048_576) MiB, \(format(Double(rollupBytes) / Double(max(1, rolled)))) bytes per rolled-up sample; \(days) days at 1 h step from rollups and the last day's raw samples (\(mixed.count) averages) in \(format(mixedMs)) ms")
+    print("pilot store: rolling up \(rolled) aged-out samples took \(format(rollElapsed)) s in \(passes) bounded passes (\(Int(Double(rolled) / rollCPUUsed)) samples per CPU second); the 5 m and 1 h rollups take \(format(Double(rollupBytes) / 1_048_576)) MiB (\(rollupCounts.blocks) compressed blocks, \(rollupCounts.rows) open rows), \(format(Double(rollupBytes) / Double(max(1, rolled)))) bytes per rolled-up sample; \(days) days at 1 h step from rollups and the last day's raw samples (\(mixed.count) averages) in \(format(mixedMs)) ms")
 
     // The seed's schema: a row per sample, two indexes, 100 rows a transaction.
     let seedPoints = min(points, seedDays * 2880)
