@@ -49,6 +49,8 @@ public final class AgentService: @unchecked Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     /// Control commands of a role built on this node (e.g. `alerts`).
     public var extraCommands: [String: @Sendable (JSONValue) async -> JSONValue] = [:]
+    /// Sections a role adds to `pilot status --json` (the store's, …).
+    public var extraStatus: [String: @Sendable () async -> JSONValue] = [:]
     public private(set) var registry: RegistryClient?
     public let tunnels: TunnelEndpoint
     public private(set) var trust: TrustService?
@@ -402,6 +404,7 @@ public final class AgentService: @unchecked Sendable {
         }
         body["hub"] = options.hub.map { .string($0) } ?? .null
         if let events { body["events"] = .object(await events.status()) }
+        for (name, section) in extraStatus.sorted(by: { $0.key < $1.key }) { body[name] = await section() }
         return ControlSocket.ok(body)
     }
 

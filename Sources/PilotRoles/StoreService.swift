@@ -67,6 +67,7 @@ public final class StoreService: @unchecked Sendable {
             remoteWriter = nil
         }
         node.extraCommands["query"] = { [self] request in await self.query(request) }
+        node.extraStatus["store"] = { [self] in (try? await loop.submit { self.statusSection() }.get()) ?? .null }
     }
 
     public func start() async throws {
@@ -105,6 +106,26 @@ public final class StoreService: @unchecked Sendable {
             "hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")",
             "remote_write": "\(remoteWriter?.target.display ?? "off")", "remote_write_backlog": "\(outbox?.statistics.queuedSamples ?? 0)",
         ])
+    }
+
+    /// `pilot status --json` → "store": what was stored, and remote write's progress.
+    private func statusSection() -> JSONValue {
+        let s = store.statistics
+        var section = JSONObject([
+            ("series", .number(Double(store.seriesCount))), ("stored", .number(Double(s.stored))),
+            ("duplicates", .number(Double(s.duplicates))), ("too_old", .number(Double(s.tooOld))), ("chunks", .number(Double(s.chunks))),
+        ])
+        if let remoteWriter, let outbox {
+            let w = remoteWriter.statistics, o = outbox.statistics
+            section["remote_write"] = .object(JSONObject([
+                ("url", .string(remoteWriter.target.display)), ("queued_samples", .number(Double(o.queuedSamples))),
+                ("queued_bytes", .number(Double(o.queuedBytes))), ("sent_samples", .number(Double(w.sentSamples))),
+                ("requests", .number(Double(w.sentRequests))), ("refused_samples", .number(Double(w.refusedSamples))),
+                ("dropped_samples", .number(Double(o.droppedSamples))), ("failed_attempts", .number(Double(w.failedAttempts))),
+                ("last_error", w.lastError.map { .string($0) } ?? .null),
+            ]))
+        }
+        return .object(section)
     }
 
     public func run() async throws {

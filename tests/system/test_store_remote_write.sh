@@ -43,11 +43,18 @@ kill "$PROM_PID"
 wait "$PROM_PID" 2>/dev/null || true
 retrying() { grep -q "remote write failed; retrying" "$SCRATCH/st-01.log"; }
 wait_until 20 "the store to notice Prometheus is gone" -- retrying
-sleep 2
+# remote_write FIELD: a number from the store's status.
+remote_write() { "$PILOT" status --json --state-dir "$SCRATCH/st-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['store']['remote_write']['$1'])"; }
+backlog_grows() { [ "$(remote_write queued_samples)" -ge 100 ]; }
+wait_until 20 "samples to queue while Prometheus is away" -- backlog_grows
+QUEUED=$(remote_write queued_samples)
 start_prometheus
 wait "$PUB" || fail "publish: $(cat "$SCRATCH/publish.err")"
 wait_until 60 "all 1,500 samples in Prometheus" -- prometheus_has 1500
 grep -q "remote write resumed" "$SCRATCH/st-01.log" || fail "the store did not log that remote write resumed"
+drained() { [ "$(remote_write queued_samples)" = 0 ]; }
+wait_until 20 "the backlog to drain" -- drained
+[ "$(remote_write refused_samples)" = 0 ] || fail "Prometheus refused samples: $(remote_write last_error)"
 ! grep -q hunter2 "$SCRATCH/st-01.log" || fail "the remote-write password reached the log"
 
 curl -sf "http://127.0.0.1:$PROM_PORT/api/v1/query_range" --data-urlencode 'query=pilot_cpu_pct{host="sim-01"}' \
@@ -64,4 +71,4 @@ assert [float(v) for _, v in values] == [round(i % 1000 / 10, 1) for i in range(
 PY
 LOAD=$(curl -sf "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "time=$END" --data-urlencode 'query=pilot_load{host="sim-01"}') || fail "query pilot_load"
 printf '%s' "$LOAD" | grep -q '"0.5"' || fail "pilot_load: $LOAD"
-echo "ok: 1,500 of 1,500 samples read back from Prometheus (pilot_cpu_pct{host=\"sim-01\"}, values exact) across a Prometheus restart; the password never logged"
+echo "ok: 1,500 of 1,500 samples read back from Prometheus (pilot_cpu_pct{host=\"sim-01\"}, values exact) across a Prometheus restart ($QUEUED queued on disk while it was away); the password never logged"
