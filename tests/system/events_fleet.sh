@@ -10,8 +10,10 @@ start_registry() {
 }
 
 # start_node NAME [TUNNEL-PORT]: starts NAME's agent; its PID is ${NAME}_PID (dashes as underscores).
+# NODE_FLAGS: more flags for every node.
 start_node() {
-    start_bg "$SCRATCH/$1.log" "$PILOT" agent --state-dir "$SCRATCH/$1" --keepalive 1 --tunnel-listen "127.0.0.1:${2:-0}" --log-level "${NODE_LOG_LEVEL:-notice}"
+    # shellcheck disable=SC2086 # NODE_FLAGS is a list of flags
+    start_bg "$SCRATCH/$1.log" "$PILOT" agent --state-dir "$SCRATCH/$1" --keepalive 1 --tunnel-listen "127.0.0.1:${2:-0}" --log-level "${NODE_LOG_LEVEL:-notice}" ${NODE_FLAGS:-}
     eval "$(printf '%s' "$1" | tr - _)_PID=$LAST_PID"
 }
 
@@ -29,6 +31,8 @@ print(spools[0]['$2'] if spools else 0)"
 hub_connections_at_least() { [ "$(hub_count connections)" -ge "$1" ]; }
 
 start_fleet() {
+    # The nodes' own metrics would mix with what the event tests publish.
+    NODE_FLAGS="--interval 3600"
     start_registry
     for node in hub-01 web-01 sub-01 evil-01; do
         token="--join-token fleet-secret-1"
