@@ -9,8 +9,8 @@ internal import PilotRoles
 internal import Logging
 
 /// `pilot up`: the embedded default a newcomer starts with. A registry, a
-/// beacon, the aggregator (the hub) and this host's agent in one process on
-/// loopback, with state in a temporary directory unless one is given.
+/// beacon, the aggregator (the hub), the store and this host's agent in one
+/// process on loopback, with state in a temporary directory unless one is given.
 struct UpCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "up")
 
@@ -92,6 +92,14 @@ struct UpCommand: AsyncParsableCommand {
         aggregator.tableSeconds = tableInterval
         aggregator.engine.hostDownAfter = Int64(interval * 3)
         let service = try await startAggregator(options: options, identity: identity, aggregator: aggregator, logger: logger)
+        // History on the same node: the store subscribes to its own broker.
+        let store: StoreService
+        do {
+            store = try StoreService(node: service.node, http: Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9201) ? 9201 : 0), logger: logger)
+            try await store.startStoring()
+        } catch {
+            throw CLIError("cannot start the store: \(error)")
+        }
 
         Console.current.out("""
             pilot up: everything on loopback, state in \(directory)
@@ -99,8 +107,10 @@ struct UpCommand: AsyncParsableCommand {
               beacon      \(beacon.boundAddress)
               aggregator  hub '\(hostname)', this host's metrics every \(Self.number(interval)) s
               fleet API   http://\(service.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
+              history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)
                           pilot alerts --state-dir \(nodeDirectory)
+                          pilot query cpu_pct --since 1h --state-dir \(nodeDirectory)
             The fleet table follows every \(tableInterval) s.
             """)
         if let duration {

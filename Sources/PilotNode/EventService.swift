@@ -329,6 +329,11 @@ public final class EventService: @unchecked Sendable {
     /// Returns once the hub confirmed, or throws its refusal.
     public func subscribe(hubName: String, filters: [TopicFilter], durable: String?,
                           handler: @escaping @Sendable ([Delivery]) -> Void) async throws -> RemoteSubscription {
+        if selfNames.contains(hubName) {
+            // This node is the hub (pilot up): its own broker, in process.
+            let id = await subscribeLocally(filters: filters, durable: durable, handler: handler)
+            return RemoteSubscription { [weak self] upTo in self?.acknowledgeLocally(id, upTo: upTo) }
+        }
         final class Outcome: @unchecked Sendable { var promise: EventLoopPromise<Void>? }
         let outcome = Outcome()
         let promise = loop.makePromise(of: Void.self)
@@ -347,7 +352,7 @@ public final class EventService: @unchecked Sendable {
             return subscription
         }.get()
         try await promise.futureResult.get()
-        return RemoteSubscription(subscription: subscription, loop: loop)
+        return RemoteSubscription { [loop] upTo in loop.execute { subscription.acknowledge(upTo) } }
     }
 
     // MARK: Status
@@ -799,15 +804,9 @@ public struct EventServiceError: Error, CustomStringConvertible {
 
 /// A subscription held by a part of this process.
 public final class RemoteSubscription: @unchecked Sendable {
-    let subscription: Subscription
-    let loop: any EventLoop
-    init(subscription: Subscription, loop: any EventLoop) {
-        self.subscription = subscription
-        self.loop = loop
-    }
+    private let acknowledgeHandler: @Sendable (UInt64) -> Void
+    init(acknowledge: @escaping @Sendable (UInt64) -> Void) { acknowledgeHandler = acknowledge }
 
     /// Everything up to `id` is handled (stored): the hub may forget it.
-    public func acknowledge(upTo id: UInt64) {
-        loop.execute { self.subscription.acknowledge(id) }
-    }
+    public func acknowledge(upTo id: UInt64) { acknowledgeHandler(id) }
 }

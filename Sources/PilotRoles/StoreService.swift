@@ -72,6 +72,12 @@ public final class StoreService: @unchecked Sendable {
 
     public func start() async throws {
         try await node.start()
+        try await startStoring()
+    }
+
+    /// Subscribes and serves, on a node another role already started (pilot
+    /// up: the aggregator's node, which is the hub, so the subscription is in process).
+    public func startStoring() async throws {
         guard let events = node.events else { throw EventServiceError("the node's event service did not start") }
         guard let hub = node.options.hub else { throw EventServiceError("no hub configured: pilot init --hub NAME") }
         let filters = [try TopicFilter("metrics/*"), try TopicFilter("health/*")]
