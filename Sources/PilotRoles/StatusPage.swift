@@ -39,19 +39,35 @@ enum StatusPage {
         typealias OutboundOut = HTTPServerResponsePart
         let handler: @Sendable (String, [(String, String)]) -> Response
         var request: HTTPRequestHead?
+        /// A POSTed form (Grafana's Prometheus data source POSTs its queries), bounded.
+        var body: [UInt8] = []
+        var bodyTooLarge = false
+        static let maxBody = 64 << 10
 
         init(handler: @escaping @Sendable (String, [(String, String)]) -> Response) { self.handler = handler }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let head): request = head
-            case .body: break
+            case .head(let head):
+                request = head
+                body = []
+                bodyTooLarge = false
+            case .body(let part):
+                if body.count + part.readableBytes > Self.maxBody { bodyTooLarge = true } else { body += part.readableBytesView }
             case .end:
                 guard let head = request else { return }
                 let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
                 let path = String(parts.first ?? "/")
-                let query = parts.count > 1 ? StatusPage.parameters(String(parts[1])) : []
-                let response = head.method == .GET ? handler(path, query) : Response(status: 405, contentType: "text/plain", body: "only GET\n")
+                var query = parts.count > 1 ? StatusPage.parameters(String(parts[1])) : []
+                let form = head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true
+                if head.method == .POST, form, !bodyTooLarge { query += StatusPage.parameters(String(decoding: body, as: UTF8.self)) }
+                let response = switch head.method {
+                case .GET: handler(path, query)
+                case .POST where bodyTooLarge: Response(status: 413, contentType: "text/plain", body: "the form is over \(Self.maxBody) bytes\n")
+                case .POST where form || body.isEmpty: handler(path, query)
+                case .POST: Response(status: 415, contentType: "text/plain", body: "POST a form (application/x-www-form-urlencoded)\n")
+                default: Response(status: 405, contentType: "text/plain", body: "only GET and POST\n")
+                }
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: response.contentType)
                 headers.add(name: "Content-Length", value: "\(response.body.utf8.count)")
@@ -64,6 +80,7 @@ enum StatusPage {
                     if !keepAlive { context.close(promise: nil) }
                 }
                 request = nil
+                body = []
             }
         }
     }
