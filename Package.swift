@@ -128,8 +128,10 @@ let package = Package(
         .testTarget(
             name: "PilotRolesTests",
             dependencies: [
-                "PilotRoles", "PilotNode", "PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore",
+                "PilotRoles", "PilotNode", "PilotRegistry", "PilotWire", "PilotCrypto", "PilotCore", "PilotRemoteWrite", "PilotStore", "PilotSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -29,8 +29,17 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         "Megabytes of requests kept on disk while the endpoint is away; past that the oldest are dropped.", valueName: "MB"))
     var remoteWriteBacklog = 256
 
+    @Option(name: .customLong("remote-write-header"), help: ArgumentHelp(
+        "A header for every remote-write request (repeatable), e.g. 'X-Scope-OrgID: tenant-1' or 'Authorization: Bearer …'.",
+        valueName: "name: value"))
+    var remoteWriteHeaders: [String] = []
+
     func validate() throws {
         if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        for header in remoteWriteHeaders {
+            do { _ = try RemoteWriteTarget.header(header) } catch { throw ValidationError("--remote-write-header: \(error)") }
+        }
+        if !remoteWriteHeaders.isEmpty && remoteWrite == nil { throw ValidationError("--remote-write-header needs --remote-write") }
         if let remoteWrite {
             do { _ = try RemoteWriteTarget(remoteWrite) } catch { throw ValidationError("--remote-write: \(error)") }
         }
@@ -51,7 +60,7 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
             kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
             service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger),
                                        http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept,
-                                       remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20) }, logger: logger)
+                                       remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20, headers: remoteWriteHeaders) }, logger: logger)
             try await service.start()
         } catch {
             throw CLIError("cannot start the store: \(error)")

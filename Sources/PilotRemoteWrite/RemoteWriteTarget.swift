@@ -33,6 +33,27 @@ public struct RemoteWriteTarget: Sendable, Equatable {
         url = "\(scheme)://\(authority)\(path.isEmpty ? "/" : path)"
     }
 
+    /// Headers pilot sets itself, which a `--remote-write-header` may not replace.
+    static let reservedHeaders: Set<String> = ["content-encoding", "content-type", "content-length", "x-prometheus-remote-write-version", "host",
+                                               "transfer-encoding", "connection"]
+
+    /// One extra header for every request, `Name: value` (a tenant's
+    /// `X-Scope-OrgID`, an `Authorization: Bearer …`). Errors name the
+    /// header, never its value, which may be a secret.
+    public static func header(_ text: String) throws(ParseError) -> (name: String, value: String) {
+        let kind = "remote-write header"
+        guard let colon = text.firstIndex(of: ":") else { throw ParseError(kind, "…", "use 'Name: value'") }
+        let name = String(text[..<colon])
+        let value = String(text[text.index(after: colon)...].drop { $0 == " " || $0 == "\t" })
+        let token = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        guard !name.isEmpty, name.count <= 256, name.allSatisfy(token.contains) else { throw ParseError(kind, "\(name.prefix(64)): …", "the name is not an HTTP token") }
+        guard !reservedHeaders.contains(name.lowercased()) else { throw ParseError(kind, "\(name): …", "pilot sets this header itself") }
+        guard !value.isEmpty, value.utf8.count <= 8_192, !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) else {
+            throw ParseError(kind, "\(name): …", "the value is empty, too long or has control characters")
+        }
+        return (name, value)
+    }
+
     /// The text with anything between :// and @ replaced, for error messages.
     static func redacted(_ text: String) -> String {
         guard let separator = text.firstRange(of: "://"), let at = text[separator.upperBound...].firstIndex(of: "@") else { return text }

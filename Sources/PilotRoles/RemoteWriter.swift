@@ -19,6 +19,7 @@ final class RemoteWriter: @unchecked Sendable {
     let flushDelay: TimeAmount
     private let client: HTTPClient
     private let authorization: String?
+    private let headers: [(name: String, value: String)]
     private var retry = RemoteWriteRetry()
     private var inFlight = false
     private var pending: Scheduled<Void>?
@@ -29,9 +30,10 @@ final class RemoteWriter: @unchecked Sendable {
     }
     private(set) var statistics = Statistics()
 
-    init(target: RemoteWriteTarget, outbox: RemoteWriteOutbox, loop: any EventLoop, group: any EventLoopGroup, batchSamples: Int = 2_000,
+    init(target: RemoteWriteTarget, headers: [(name: String, value: String)] = [], outbox: RemoteWriteOutbox, loop: any EventLoop, group: any EventLoopGroup, batchSamples: Int = 2_000,
          flushDelay: TimeAmount = .seconds(1), logger: Logger) {
         self.target = target
+        self.headers = headers
         self.outbox = outbox
         self.loop = loop
         self.logger = logger
@@ -121,6 +123,7 @@ final class RemoteWriter: @unchecked Sendable {
         request.headers.add(name: "X-Prometheus-Remote-Write-Version", value: "0.1.0")
         request.headers.add(name: "User-Agent", value: "pilot-store")
         if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        for header in headers { request.headers.replaceOrAdd(name: header.name, value: header.value) }
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
             let response = try await client.execute(request, timeout: .seconds(30))

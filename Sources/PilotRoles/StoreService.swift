@@ -39,9 +39,12 @@ public final class StoreService: @unchecked Sendable {
     public struct RemoteWrite: Sendable {
         public var url: String
         public var backlogBytes: Int = 256 << 20
-        public init(url: String, backlogBytes: Int = 256 << 20) {
+        /// `Name: value` lines sent with every request (never logged).
+        public var headers: [String] = []
+        public init(url: String, backlogBytes: Int = 256 << 20, headers: [String] = []) {
             self.url = url
             self.backlogBytes = backlogBytes
+            self.headers = headers
         }
     }
     private let outbox: RemoteWriteOutbox?
@@ -61,7 +64,8 @@ public final class StoreService: @unchecked Sendable {
             do { outbox = try RemoteWriteOutbox(connection: store.connection, maxBytes: remoteWrite.backlogBytes) } catch {
                 throw EventServiceError("cannot open the remote-write backlog in \(path): \(error)")
             }
-            remoteWriter = RemoteWriter(target: target, outbox: outbox!, loop: node.group.next(), group: node.group, logger: logger)
+            let headers = try remoteWrite.headers.map { try RemoteWriteTarget.header($0) }
+            remoteWriter = RemoteWriter(target: target, headers: headers, outbox: outbox!, loop: node.group.next(), group: node.group, logger: logger)
         } else {
             outbox = nil
             remoteWriter = nil

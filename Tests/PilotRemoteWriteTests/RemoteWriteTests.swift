@@ -204,4 +204,19 @@ private func cleanUp(_ directory: String) {
         }
         #expect(throws: ParseError.self) { try RemoteWriteTarget("http://user:bad%zz@host/") }
     }
+
+    @Test func extraHeadersAreCheckedWithoutEchoingTheirValues() throws {
+        #expect(try RemoteWriteTarget.header("X-Scope-OrgID: tenant-1") == ("X-Scope-OrgID", "tenant-1"))
+        #expect(try RemoteWriteTarget.header("Authorization:Bearer abc.def") == ("Authorization", "Bearer abc.def"))
+        for text in ["no colon", ": value", "Bad Name: x", "Content-Type: text/plain", "content-encoding: gzip", "X-Empty:   ",
+                     "X-Split: a\r\nInjected: yes"] {
+            #expect(throws: ParseError.self, "\(text)") { try RemoteWriteTarget.header(text) }
+        }
+        do {
+            _ = try RemoteWriteTarget.header("X-Token: sec\u{7}ret-value")
+            Issue.record("accepted a control character")
+        } catch {
+            #expect(!"\(error)".contains("ret-value"))
+        }
+    }
 }
