@@ -112,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "pilot-bench",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotAgent", "PilotStore", "PilotSQLite",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotAgent", "PilotStore", "PilotSQLite", "PilotRemoteWrite",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,6 +3,7 @@ import PilotCore
 import PilotSQLite
 import PilotStore
 import PilotAgent
+import PilotRemoteWrite
 
 /// `pilot-bench store [--days 7] [--seed-days 1] [--promtool PATH]`: a data
 /// set like the anchor's (15 hosts × 12 metrics every 30 s; percentages as
@@ -104,6 +105,22 @@ func runStoreBench(_ argv: [String]) throws {
     let mixed = try store.downsampled(one, from: start, to: end, step: 3_600_000, .avg)
     let mixedMs = (nowSeconds() - queryStarted) * 1000
     print("pilot store: rolling up \(rolled) aged-out samples took \(format(rollElapsed)) s in \(passes) bounded passes (\(Int(Double(rolled) / rollCPUUsed)) samples per CPU second); the 5 m and 1 h rollups take \(format(Double(rollupBytes) / 1_048_576)) MiB (\(rollupCounts.blocks) compressed blocks, \(rollupCounts.rows) open rows), \(format(Double(rollupBytes) / Double(max(1, rolled)))) bytes per rolled-up sample; \(days) days at 1 h step from rollups and the last day's raw samples (\(mixed.count) averages) in \(format(mixedMs)) ms")
+
+    // Remote write's share of the work: each batch as a WriteRequest, snappy-compressed (no network).
+    let encodeStarted = cpuSeconds()
+    var wireBytes = 0, requests = 0
+    for first in stride(from: 0, to: points, by: 10) {
+        var samples: [SeriesStore.Sample] = []
+        samples.reserveCapacity(series.count * 10)
+        for point in first..<min(points, first + 10) {
+            let timestamp = start + Int64(point) * step
+            for entry in series { samples.append(SeriesStore.Sample(key: entry.key, timestamp: timestamp, value: entry.values[point])) }
+        }
+        wireBytes += Snappy.compress(try RemoteWriteRequest.encode(samples)).count
+        requests += 1
+    }
+    let encodeCPU = cpuSeconds() - encodeStarted
+    print("remote write: \(Int(Double(total) / encodeCPU)) samples per CPU second to encode and compress, \(format(Double(wireBytes) / Double(total))) bytes/sample on the wire (\(requests) requests of \(series.count * 10) samples; the HTTP side is not measured here)")
 
     // The seed's schema: a row per sample, two indexes, 100 rows a transaction.
     let seedPoints = min(points, seedDays * 2880)
