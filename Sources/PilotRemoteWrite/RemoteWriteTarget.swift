@@ -61,24 +61,8 @@ public struct RemoteWriteTarget: Sendable, Equatable {
     }
 
     static func percentDecoded(_ text: Substring) throws(ParseError) -> String {
-        var bytes: [UInt8] = []
-        var input = Array(text.utf8)[...]
-        while let byte = input.popFirst() {
-            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
-            guard input.count >= 2, let high = hexValue(input.removeFirst()), let low = hexValue(input.removeFirst()) else {
-                throw ParseError("remote-write URL", "…", "its credentials have a bad %-escape")
-            }
-            bytes.append(high << 4 | low)
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        let decoded = PercentEncoding.decode(text, plusIsSpace: false)
+        guard !decoded.malformed else { throw ParseError("remote-write URL", "…", "its credentials have a bad %-escape") }
+        return decoded.text
     }
 }
