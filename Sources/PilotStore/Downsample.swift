@@ -38,16 +38,15 @@ public enum Downsample {
 
     /// Rollups merged into steps of at least their resolution.
     public static func aggregate(rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Sample] {
-        var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
+        var buckets: [SeriesStore.Rollup] = []
         for rollup in rollups {
             let start = from + (rollup.start - from) / step * step
             if buckets.last?.start == start {
-                buckets[buckets.count - 1].min = min(buckets[buckets.count - 1].min, rollup.min)
-                buckets[buckets.count - 1].max = max(buckets[buckets.count - 1].max, rollup.max)
-                buckets[buckets.count - 1].sum += rollup.sum
-                buckets[buckets.count - 1].count += rollup.count
+                buckets[buckets.count - 1].absorb(rollup)
             } else {
-                buckets.append((start, rollup.min, rollup.max, rollup.sum, rollup.count))
+                var first = rollup
+                first.start = start
+                buckets.append(first)
             }
         }
         return buckets.map { bucket in
@@ -55,7 +54,7 @@ public enum Downsample {
             case .min: bucket.min
             case .max: bucket.max
             case .count: Double(bucket.count)
-            case .avg, .last: bucket.count > 0 ? bucket.sum / Double(bucket.count) : .nan
+            case .avg, .last: bucket.average
             }
             return Gorilla.Sample(bucket.start, value)
         }

@@ -225,17 +225,11 @@ public final class SeriesStore {
 
     private func rollUp(_ id: Int64, _ samples: [Gorilla.Sample]) throws {
         for resolution in Self.rollupResolutions {
-            var buckets: [(start: Int64, min: Double, max: Double, sum: Double, count: Int)] = []
+            var buckets: [Rollup] = []
             for sample in samples where sample.value.isFinite {
                 let start = sample.timestamp - ((sample.timestamp % resolution) + resolution) % resolution
-                if buckets.last?.start == start {
-                    buckets[buckets.count - 1].min = Swift.min(buckets[buckets.count - 1].min, sample.value)
-                    buckets[buckets.count - 1].max = Swift.max(buckets[buckets.count - 1].max, sample.value)
-                    buckets[buckets.count - 1].sum += sample.value
-                    buckets[buckets.count - 1].count += 1
-                } else {
-                    buckets.append((start, sample.value, sample.value, sample.value, 1))
-                }
+                let one = Rollup(start: start, sample: sample.value)
+                if buckets.last?.start == start { buckets[buckets.count - 1].absorb(one) } else { buckets.append(one) }
             }
             for bucket in buckets {
                 try upsertRollup.run(.integer(resolution), .integer(id), .integer(bucket.start), .real(bucket.min), .real(bucket.max),
@@ -300,7 +294,16 @@ public final class SeriesStore {
         public init(start: Int64, min: Double, max: Double, sum: Double, count: Int) {
             (self.start, self.min, self.max, self.sum, self.count) = (start, min, max, sum, count)
         }
+        /// The bucket of one sample.
+        public init(start: Int64, sample value: Double) { self.init(start: start, min: value, max: value, sum: value, count: 1) }
         public var average: Double { count == 0 ? .nan : sum / Double(count) }
+        /// Takes in another bucket's figures (the same bucket, or one within a larger step).
+        public mutating func absorb(_ other: Rollup) {
+            min = Swift.min(min, other.min)
+            max = Swift.max(max, other.max)
+            sum += other.sum
+            count += other.count
+        }
     }
 
     /// A series' rollups at a resolution (5 or 60 minutes) between two times:
@@ -318,12 +321,7 @@ public final class SeriesStore {
         // A bucket sealed and then grown by a sample just inside retention is in both: one bucket.
         var merged: [Rollup] = []
         for rollup in result {
-            if let last = merged.last, last.start == rollup.start {
-                merged[merged.count - 1] = Rollup(start: last.start, min: Swift.min(last.min, rollup.min), max: Swift.max(last.max, rollup.max),
-                                                  sum: last.sum + rollup.sum, count: last.count + rollup.count)
-            } else {
-                merged.append(rollup)
-            }
+            if merged.last?.start == rollup.start { merged[merged.count - 1].absorb(rollup) } else { merged.append(rollup) }
         }
         return merged
     }
@@ -425,7 +423,7 @@ public final class SeriesStore {
         guard step >= 300_000, aggregate != .last, from < oldestAccepted else { return Downsample.aggregate(raw, from: from, step: step, aggregate) }
         let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
         var parts = try rollups(key, resolution: resolution, from: from, to: to)
-        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, min: $0.value, max: $0.value, sum: $0.value, count: 1) : nil }
+        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, sample: $0.value) : nil }
         parts.sort { $0.start < $1.start }
         return Downsample.aggregate(rollups: parts, from: from, step: step, aggregate)
     }
