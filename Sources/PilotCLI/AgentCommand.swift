@@ -16,8 +16,8 @@ struct NodeDaemonOptions: ParsableArguments {
     @Option(name: .customLong("advertise"), help: ArgumentHelp("An endpoint peers should try, instead of this host's interface addresses (repeatable).", valueName: "host:port"))
     var advertise: [String] = []
 
-    @Option(help: ArgumentHelp("Seconds between keepalives to the registry.", valueName: "seconds"))
-    var keepalive: Int64 = 30
+    @Option(help: ArgumentHelp("Time between keepalives to the registry (e.g. 30s).", valueName: "duration"))
+    var keepalive = Seconds(30)
 
     @Option(name: .customLong("max-payload-bytes"), help: ArgumentHelp("Largest event payload this node's broker accepts.", valueName: "n"))
     var maxPayloadBytes = 64 * 1024
@@ -31,8 +31,11 @@ struct NodeDaemonOptions: ParsableArguments {
     @Option(name: .customLong("spool-size"), help: ArgumentHelp("Messages this node's spool holds at most while the hub is away.", valueName: "n"))
     var spoolSize = 1_000_000
 
-    @Option(help: ArgumentHelp("Seconds between collections (at least 1).", valueName: "seconds"))
-    var interval = 30.0
+    @Option(help: ArgumentHelp("Time between collections (at least 1 s), e.g. 30s or 2m.", valueName: "duration"))
+    var interval = Seconds(30)
+
+    @Flag(name: .customLong("no-metrics"), help: "Collect no metrics and run no checks: a node that only relays, brokers or subscribes.")
+    var noMetrics = false
 
     @Option(name: .customLong("check"), help: ArgumentHelp(
         "A service check (repeatable): http:NAME=URL, tcp:NAME=HOST:PORT, process:NAME=PROGRAM[,min=N], command:NAME=PLUGIN ARGS, postgres:NAME=CONNINFO, disk-latency:NAME=DIR.",
@@ -43,8 +46,8 @@ struct NodeDaemonOptions: ParsableArguments {
         "Report FIELD as VALUE whatever the host says (repeatable), to try alert rules: disk_pct=97.", valueName: "field=value"))
     var metricOverrides: [String] = []
 
-    @Option(name: .customLong("check-timeout"), help: ArgumentHelp("Default timeout of a check, in seconds.", valueName: "seconds"))
-    var checkTimeout = 5.0
+    @Option(name: .customLong("check-timeout"), help: ArgumentHelp("Default timeout of a check (e.g. 5s).", valueName: "duration"))
+    var checkTimeout = Seconds(5)
 
     @Option(help: ArgumentHelp("A config file of one flag a line (default: STATE/config).", valueName: "file"))
     var config: String?
@@ -55,13 +58,14 @@ struct NodeDaemonOptions: ParsableArguments {
     func validate() throws {
         _ = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         for endpoint in advertise { _ = try parseEndpoint(endpoint, flag: "--advertise") }
-        guard (1...3600).contains(keepalive) else { throw ValidationError("--keepalive must be between 1 and 3600 seconds") }
+        guard (1...3600).contains(keepalive.value) else { throw ValidationError("--keepalive must be between 1 and 3600 seconds") }
         guard (2...(16 << 20)).contains(maxPayloadBytes) else { throw ValidationError("--max-payload-bytes must be between 2 and 16777216") }
         guard (1...1_048_576).contains(eventRetentionSize) else { throw ValidationError("--event-retention-size must be between 1 and 1048576 MB") }
         _ = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
         guard (1...100_000_000).contains(spoolSize) else { throw ValidationError("--spool-size must be between 1 and 100000000 messages") }
-        guard interval >= 1, interval <= 86_400 else { throw ValidationError("--interval must be between 1 and 86400 seconds") }
-        guard checkTimeout > 0, checkTimeout <= 600 else { throw ValidationError("--check-timeout must be between 0 and 600 seconds") }
+        guard interval.value >= 1, interval.value <= 86_400 else { throw ValidationError("--interval must be between 1 s and 1 day") }
+        if noMetrics && !checks.isEmpty { throw ValidationError("--no-metrics runs no checks: drop it or the --check lines") }
+        guard checkTimeout.value > 0, checkTimeout.value <= 600 else { throw ValidationError("--check-timeout must be between 0 and 600 seconds") }
         _ = try overrides()
     }
 
@@ -69,7 +73,7 @@ struct NodeDaemonOptions: ParsableArguments {
     func checkSpecs() throws -> [CheckSpec] {
         var specs: [CheckSpec] = []
         for text in checks {
-            do { specs.append(try CheckSpec.parse(text, defaultTimeoutMilliseconds: Int(checkTimeout * 1000))) } catch {
+            do { specs.append(try CheckSpec.parse(text, defaultTimeoutMilliseconds: Int(checkTimeout.milliseconds))) } catch {
                 let place = configLocation(flag: "--check", value: text).map { "\($0): " } ?? "--check: "
                 throw CLIError(place + "\(error)", exitCode: ExitStatus.usage)
             }
@@ -113,7 +117,7 @@ struct NodeDaemonOptions: ParsableArguments {
         options.registryKey = try settings.registryKey.map { try parsePublicKey($0, flag: "--registry-key") }
         options.joinToken = settings.joinToken
         options.tags = try Tags.validate(settings.tags)
-        options.keepaliveSeconds = keepalive
+        options.keepaliveSeconds = keepalive.wholeSeconds
         options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         options.advertise = try advertise.map { try parseEndpoint($0, flag: "--advertise") }
         options.beacon = try settings.beacon.map { try parseEndpoint($0, flag: "--beacon") }
@@ -123,10 +127,10 @@ struct NodeDaemonOptions: ParsableArguments {
         options.events.retention.maxAgeSeconds = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
         options.events.spool.maxMessages = spoolSize
         var metrics = MetricsLoop.Options(host: options.hostname)
-        metrics.intervalSeconds = interval
+        metrics.intervalSeconds = interval.value
         metrics.checks = specs
         metrics.overrides = try overrides()
-        options.metrics = metrics
+        options.metrics = noMetrics ? nil : metrics
         return (options, identity)
     }
 }

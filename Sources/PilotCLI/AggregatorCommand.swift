@@ -24,14 +24,14 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("repeat-interval"), help: ArgumentHelp("How often a firing alert is published again.", valueName: "duration"))
     var repeatInterval = "4h"
 
-    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Seconds between fleet tables on stdout (0: none).", valueName: "seconds"))
-    var tableInterval: Int64 = 60
+    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Time between fleet tables on stdout (0: none).", valueName: "duration"))
+    var tableInterval = Seconds(60)
 
     func validate() throws {
         if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
         _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
         _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
-        guard (0...86_400).contains(tableInterval) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
+        guard (0...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
     }
 
     func engineRules() throws -> [AlertRule] {
@@ -55,8 +55,8 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         aggregator.engine.rules = try engineRules()
         aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
         aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")
-        aggregator.tableSeconds = max(1, tableInterval)
-        aggregator.printTable = tableInterval > 0
+        aggregator.tableSeconds = max(1, tableInterval.wholeSeconds)
+        aggregator.printTable = tableInterval.value > 0
         let logger = node.log.logger("pilot.aggregator")
         let service: AggregatorService
         do {

@@ -128,7 +128,7 @@ struct SubscribeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var from: String?
     @Flag(help: "Print each message as a JSON object (topic, payload, publisher, seq, and id: its place in the hub's log) instead of '[topic] payload'.") var json = false
     @Option(help: ArgumentHelp("Exit after this many messages.", valueName: "n")) var count: Int?
-    @Option(help: ArgumentHelp("Exit after this many seconds (an error if --count was not reached).", valueName: "seconds")) var timeout: Double?
+    @Option(help: ArgumentHelp("Exit after this long, e.g. 30s (an error if --count was not reached).", valueName: "duration")) var timeout: Seconds?
     @Option(help: ArgumentHelp("A durable subscription: the hub keeps messages for NAME and resumes after the last one printed.", valueName: "name"))
     var durable: String?
     @OptionGroup var state: StateOptions
@@ -138,7 +138,7 @@ struct SubscribeCommand: AsyncParsableCommand {
         for filter in filters { do { _ = try TopicFilter(filter) } catch { throw ValidationError("\(error)") } }
         if let from { do { _ = try Hostname.validate(from) } catch { throw ValidationError("--from: \(error)") } }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-        if let timeout, !(timeout > 0 && timeout <= 31_536_000) { throw ValidationError("--timeout must be between 0 and 31536000 seconds") }
+        if let timeout, !(timeout.value > 0 && timeout.value <= 31_536_000) { throw ValidationError("--timeout must be between 0 and 31536000 seconds") }
         if let durable { do { try DurableName.validate(durable) } catch { throw ValidationError("--durable: \(error)") } }
     }
 
@@ -147,19 +147,19 @@ struct SubscribeCommand: AsyncParsableCommand {
         if let from { request["from"] = .string(from) }
         if let durable { request["durable"] = .string(durable) }
         let connection = try openNodeStream(state, request)
-        let deadline = timeout.map { monotonicSeconds() + $0 }
+        let deadline = timeout.map { monotonicSeconds() + $0.value }
         func remainingMilliseconds() -> Int32 {
             guard let deadline else { return -1 }
             return Int32(max(0, min(Double(Int32.max), (deadline - monotonicSeconds()) * 1000)))
         }
         guard connection.waitReadable(milliseconds: remainingMilliseconds()) else {
-            throw CLIError("the hub did not confirm the subscription within \(timeout ?? 0) s")
+            throw CLIError("the hub did not confirm the subscription within \(timeout?.description ?? "0s")")
         }
         _ = try readNodeAnswer(connection)
         var received = 0
         while count.map({ received < $0 }) ?? true {
             guard connection.waitReadable(milliseconds: remainingMilliseconds()) else {
-                if let count { throw CLIError("timed out after \(Self.format(timeout ?? 0)) s with \(received) of \(count) messages") }
+                if let count { throw CLIError("timed out after \(timeout?.description ?? "0s") with \(received) of \(count) messages") }
                 return
             }
             var output: [UInt8] = []
@@ -192,10 +192,6 @@ struct SubscribeCommand: AsyncParsableCommand {
             if !output.isEmpty { Console.current.out(String(decoding: output.dropLast(), as: UTF8.self)) }
             if durable != nil, let lastID { try? connection.write(Array("ACK \(lastID)\n".utf8)) }
         }
-    }
-
-    static func format(_ seconds: Double) -> String {
-        seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
     }
 }
 

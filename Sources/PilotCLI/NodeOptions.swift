@@ -82,6 +82,26 @@ func loadOrCreateIdentity(stateDirectory: String) throws -> SigningKey {
     return key
 }
 
+/// A flag that takes time: a number of seconds (`1.5`) or a duration
+/// (`30s`, `2m`, `1h`), as `DurationText` reads it.
+struct Seconds: ExpressibleByArgument, Sendable, CustomStringConvertible {
+    var value: Double
+    init(_ value: Double) { self.value = value }
+    init?(argument: String) {
+        if let seconds = Double(argument), seconds.isFinite, argument.allSatisfy({ $0.isNumber || $0 == "." }) {
+            value = seconds
+        } else if let seconds = try? DurationText.seconds(argument) {
+            value = Double(seconds)
+        } else {
+            return nil
+        }
+    }
+    var description: String { value == value.rounded() ? "\(Int64(value))s" : "\(value)s" }
+    var defaultValueDescription: String { description }
+    var milliseconds: Int64 { Int64((value * 1000).rounded()) }
+    var wholeSeconds: Int64 { Int64(value.rounded(.up)) }
+}
+
 func parseDuration(_ text: String, flag: String) throws -> Int64 {
     do {
         let seconds = try DurationText.seconds(text)

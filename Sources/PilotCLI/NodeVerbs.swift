@@ -101,14 +101,14 @@ struct PingCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "ping")
     @Argument(help: ArgumentHelp("A hostname or overlay address.", valueName: "host")) var host: String
     @Option(help: ArgumentHelp("How many echo requests.", valueName: "n")) var count = 4
-    @Option(help: ArgumentHelp("Seconds between requests.", valueName: "seconds")) var interval = 1.0
+    @Option(help: ArgumentHelp("Time between requests (e.g. 1s, 0.2).", valueName: "duration")) var interval = Seconds(1)
     @Flag(help: "Send --count messages over one reliable stream to the echo port instead, and check every echo comes back in order.")
     var stream = false
     @OptionGroup var state: StateOptions
 
     func validate() throws {
         guard (1...100_000).contains(count) else { throw ValidationError("--count must be between 1 and 100000") }
-        guard interval >= 0, interval <= 60 else { throw ValidationError("--interval must be between 0 and 60 seconds") }
+        guard interval.value >= 0, interval.value <= 60 else { throw ValidationError("--interval must be between 0 and 60 seconds") }
     }
 
     func run() async throws {
@@ -132,7 +132,7 @@ struct PingCommand: AsyncParsableCommand {
             } catch {
                 Console.current.out("no reply from \(host): seq=\(sequence) (\(error))")
             }
-            if sequence < count, interval > 0 { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
+            if sequence < count, interval.value > 0 { try await Task.sleep(for: .milliseconds(interval.milliseconds)) }
         }
         let lost = count - rtts.count
         var summary = "\(count) sent, \(rtts.count) received, \(lost * 100 / count)% loss"

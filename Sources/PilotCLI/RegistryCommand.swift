@@ -23,11 +23,11 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet.", valueName: "token"))
     var joinToken: String?
 
-    @Option(name: .customLong("offline-after"), help: ArgumentHelp("Seconds without a keepalive after which a node is offline.", valueName: "seconds"))
-    var offlineAfter: Int64 = 120
+    @Option(name: .customLong("offline-after"), help: ArgumentHelp("Time without a keepalive after which a node is offline (e.g. 2m).", valueName: "duration"))
+    var offlineAfter = Seconds(120)
 
-    @Option(help: ArgumentHelp("Largest accepted difference between a request's timestamp and this clock.", valueName: "seconds"))
-    var skew: Int64 = 300
+    @Option(help: ArgumentHelp("Largest accepted difference between a request's timestamp and this clock (e.g. 5m).", valueName: "duration"))
+    var skew = Seconds(300)
 
     @Option(name: .customLong("connections-per-ip"), help: ArgumentHelp("Open connections allowed from one address.", valueName: "n"))
     var connectionsPerIP = 4096
@@ -47,8 +47,8 @@ struct RegistryCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try parseEndpoint(listen, flag: "--listen", listening: true)
         if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
-        guard offlineAfter >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
-        guard skew >= 1 else { throw ValidationError("--skew must be at least 1 second") }
+        guard offlineAfter.value >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
+        guard skew.value >= 1 else { throw ValidationError("--skew must be at least 1 second") }
         guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
             throw ValidationError("limits must be positive")
         }
@@ -63,8 +63,8 @@ struct RegistryCommand: AsyncParsableCommand {
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
         options.engine.joinToken = joinToken
-        options.engine.offlineAfterMs = offlineAfter * 1000
-        options.engine.skewMs = skew * 1000
+        options.engine.offlineAfterMs = offlineAfter.milliseconds
+        options.engine.skewMs = skew.milliseconds
         options.engine.registrationBurst = registrationsBurst
         options.engine.registrationsPerMinute = registrationsPerMinute
         options.connectionsPerAddress = connectionsPerIP

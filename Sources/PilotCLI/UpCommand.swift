@@ -20,14 +20,14 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The fleet API and /metrics (default 127.0.0.1:9190, or a free port if that one is taken).", valueName: "host:port"))
     var http: String?
 
-    @Option(help: ArgumentHelp("Seconds between collections.", valueName: "seconds"))
-    var interval = 10.0
+    @Option(help: ArgumentHelp("Time between collections (e.g. 10s).", valueName: "duration"))
+    var interval = Seconds(10)
 
-    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Seconds between fleet tables on stdout.", valueName: "seconds"))
-    var tableInterval: Int64 = 20
+    @Option(name: .customLong("table-interval"), help: ArgumentHelp("Time between fleet tables on stdout (e.g. 20s).", valueName: "duration"))
+    var tableInterval = Seconds(20)
 
-    @Option(name: .customLong("for"), help: ArgumentHelp("Stop after this many seconds (default: run until interrupted).", valueName: "seconds"))
-    var duration: Double?
+    @Option(name: .customLong("for"), help: ArgumentHelp("Stop after this long (default: run until interrupted).", valueName: "duration"))
+    var duration: Seconds?
 
     @Option(name: .customLong("check"), help: ArgumentHelp("A service check for this host (repeatable), as for pilot agent.", valueName: "kind:name=target"))
     var checks: [String] = []
@@ -44,9 +44,9 @@ struct UpCommand: AsyncParsableCommand {
     func validate() throws {
         try log.validate()
         if let http { _ = try parseEndpoint(http, flag: "--http", listening: true) }
-        guard interval >= 1, interval <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
-        guard (1...86_400).contains(tableInterval) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
-        if let duration, !(duration > 0) { throw ValidationError("--for must be more than 0 seconds") }
+        guard interval.value >= 1, interval.value <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
+        guard (1...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
+        if let duration, !(duration.value > 0) { throw ValidationError("--for must be more than 0 seconds") }
     }
 
     func run() async throws {
@@ -84,13 +84,13 @@ struct UpCommand: AsyncParsableCommand {
         options.tunnelListen = Endpoint(host: "127.0.0.1", port: 0)
         options.hub = hostname
         var metrics = MetricsLoop.Options(host: hostname)
-        metrics.intervalSeconds = interval
+        metrics.intervalSeconds = interval.value
         metrics.checks = specs
         options.metrics = metrics
 
         var aggregator = AggregatorService.Options()
-        aggregator.tableSeconds = tableInterval
-        aggregator.engine.hostDownAfter = Int64(interval * 3)
+        aggregator.tableSeconds = tableInterval.wholeSeconds
+        aggregator.engine.hostDownAfter = interval.wholeSeconds * 3
         let service = try await startAggregator(options: options, identity: identity, aggregator: aggregator, logger: logger)
         // History on the same node: the store subscribes to its own broker.
         let store: StoreService
@@ -105,16 +105,16 @@ struct UpCommand: AsyncParsableCommand {
             pilot up: everything on loopback, state in \(directory)
               registry    \(registry.boundAddress)
               beacon      \(beacon.boundAddress)
-              aggregator  hub '\(hostname)', this host's metrics every \(Self.number(interval)) s
+              aggregator  hub '\(hostname)', this host's metrics every \(interval)
               fleet API   http://\(service.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
               history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)
                           pilot alerts --state-dir \(nodeDirectory)
                           pilot query cpu_pct --since 1h --state-dir \(nodeDirectory)
-            The fleet table follows every \(tableInterval) s.
+            The fleet table follows every \(tableInterval).
             """)
         if let duration {
-            try await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
+            try await Task.sleep(for: .milliseconds(duration.milliseconds))
             return
         }
         try await service.run()
@@ -157,5 +157,4 @@ struct UpCommand: AsyncParsableCommand {
         return String(cString: made)
     }
 
-    static func number(_ value: Double) -> String { value == value.rounded() ? String(Int(value)) : String(value) }
 }

@@ -32,7 +32,7 @@ hub_connections_at_least() { [ "$(hub_count connections)" -ge "$1" ]; }
 
 start_fleet() {
     # The nodes' own metrics would mix with what the event tests publish.
-    NODE_FLAGS="--interval 3600"
+    NODE_FLAGS="--no-metrics"
     start_registry
     for node in hub-01 web-01 sub-01 evil-01; do
         token="--join-token fleet-secret-1"

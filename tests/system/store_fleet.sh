@@ -5,14 +5,14 @@
 # answers on 127.0.0.1:$API_PORT, its PID is $STORE_PID.
 
 start_hub() {
-    start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
+    start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --no-metrics \
         --http off --table-interval 0 --log-level notice
     HUB_PID=$LAST_PID
 }
 
 start_store() {
     # shellcheck disable=SC2086 # STORE_ARGS is a list of flags
-    start_bg "$SCRATCH/st-01.log" "$PILOT" store --state-dir "$SCRATCH/st-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 \
+    start_bg "$SCRATCH/st-01.log" "$PILOT" store --state-dir "$SCRATCH/st-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --no-metrics \
         --http "127.0.0.1:$API_PORT" --log-level notice ${STORE_ARGS:-}
     STORE_PID=$LAST_PID
 }
@@ -25,7 +25,7 @@ start_store_fleet() {
     start_hub
     wait_until 10 "hub-01 registered" -- registered hub-01
     API_PORT=$(free_port tcp)
-    start_bg "$SCRATCH/pub-01.log" "$PILOT" agent --state-dir "$SCRATCH/pub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --interval 3600 --log-level notice
+    start_bg "$SCRATCH/pub-01.log" "$PILOT" agent --state-dir "$SCRATCH/pub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --no-metrics --log-level notice
     wait_until 10 "pub-01 registered" -- registered pub-01
     expect_status 0 "handshake pub-01" -- "$PILOT" handshake hub-01 "metrics" --state-dir "$SCRATCH/pub-01"
     # The store's node must be trusted before it can subscribe: start it once to register, then ask.
