@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotTransport", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -3,6 +3,7 @@ internal import Glibc
 #endif
 internal import ArgumentParser
 internal import PilotCore
+internal import PilotTransport
 internal import PilotEvents
 internal import PilotNode
 

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import PilotCore
+internal import PilotTransport
 internal import PilotCrypto
 internal import PilotNode
 internal import PilotRegistry

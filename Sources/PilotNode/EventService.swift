@@ -4,7 +4,7 @@ public import PilotCore
 public import PilotCrypto
 public import PilotEvents
 public import PilotWire
-internal import PilotTransport
+public import PilotTransport
 
 /// The event stream on a node (virtual port 1002): the hub's broker over
 /// its durable log (`STATE/events.db`), and the client side that publishes

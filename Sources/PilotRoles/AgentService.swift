@@ -4,6 +4,7 @@ internal import NIOPosix
 public import PilotCore
 public import PilotCrypto
 public import PilotNode
+public import PilotTransport
 internal import PilotRegistry
 internal import PilotWire
 public import PilotEvents

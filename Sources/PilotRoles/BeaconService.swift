@@ -2,7 +2,6 @@ public import Logging
 internal import NIOCore
 internal import NIOPosix
 public import PilotCore
-internal import PilotNode
 internal import PilotTransport
 public import PilotWire
 

@@ -6,7 +6,6 @@ public import PilotCrypto
 public import PilotRegistry
 public import PilotTransport
 internal import PilotWire
-internal import PilotNode
 
 /// The registry role: the directory engine behind a TCP listener, every
 /// connection an encrypted channel. All state lives on one event loop, so
