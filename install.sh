@@ -133,6 +133,10 @@ ExecStartPre=$BIN_DIR/pilot init --state-dir /var/lib/$state
 ExecStart=$BIN_DIR/pilot-$role --state-dir /var/lib/$state
 Restart=on-failure
 RestartSec=5s
+# pilot stops gracefully on SIGTERM within 10 s (spools, logs and
+# subscribers committed), or exits 1 naming what did not finish.
+KillSignal=SIGTERM
+TimeoutStopSec=15s
 StateDirectory=$state
 StateDirectoryMode=0700
 UMask=0077

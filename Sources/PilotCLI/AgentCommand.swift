@@ -2,6 +2,8 @@ internal import ArgumentParser
 internal import PilotCore
 internal import PilotRegistry
 internal import PilotRoles
+internal import PilotNode
+internal import Logging
 internal import PilotAgent
 internal import PilotCrypto
 
@@ -106,11 +108,11 @@ struct NodeDaemonOptions: ParsableArguments {
         return result
     }
 
-    /// The node's service options from the flags and config lines.
-    func serviceOptions(specs: [CheckSpec]) throws -> (AgentService.Options, SigningKey) {
+    /// The node's options from the flags and config lines.
+    func nodeOptions() throws -> (Node.Options, SigningKey) {
         let directory = state.resolved
         let identity = try loadIdentity(stateDirectory: directory)
-        var options = AgentService.Options(
+        var options = Node.Options(
             stateDirectory: directory, configPath: config ?? directory + "/" + StateDirectory.configFile,
             hostname: settings.hostname ?? ProcessEnvironment.hostname)
         options.registry = try settings.registry.map { try parseEndpoint($0, flag: "--registry") }
@@ -126,12 +128,36 @@ struct NodeDaemonOptions: ParsableArguments {
         options.events.retention.maxBytes = eventRetentionSize << 20
         options.events.retention.maxAgeSeconds = try parseDuration(eventRetentionAge, flag: "--event-retention-age")
         options.events.spool.maxMessages = spoolSize
-        var metrics = MetricsLoop.Options(host: options.hostname)
+        return (options, identity)
+    }
+
+    /// The agent's metrics role, unless --no-metrics.
+    func metrics(specs: [CheckSpec]) throws -> AgentMetrics? {
+        guard !noMetrics else { return nil }
+        var metrics = MetricsLoop.Options(host: hostname)
         metrics.intervalSeconds = interval.value
         metrics.checks = specs
         metrics.overrides = try overrides()
-        options.metrics = noMetrics ? nil : metrics
-        return (options, identity)
+        return AgentMetrics(options: metrics)
+    }
+
+    /// Runs a node with `roles` (and the agent's metrics, last) as a daemon:
+    /// started, then stopped gracefully on SIGTERM or SIGINT.
+    func runNode(_ options: Node.Options, identity: SigningKey, roles: [any NodeRole], logger: Logger, what: String,
+                 started: () -> Void = {}) async throws {
+        let metrics = try metrics(specs: checkSpecs())
+        try await Daemon.run(logger: logger) {
+            let node = Node(options: options, identity: identity, logger: logger)
+            for role in roles { node.attach(role) }
+            if let metrics { node.attach(metrics) }
+            do { try await node.start() } catch let error as NodeError {
+                throw CLIError("cannot start \(error)") // names the role
+            } catch {
+                throw CLIError("cannot start \(what): \(error)")
+            }
+            started()
+            return node.services
+        }
     }
 }
 
@@ -154,11 +180,7 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
             }
             return
         }
-        let (options, identity) = try node.serviceOptions(specs: specs)
-        let service = AgentService(options: options, identity: identity, logger: node.log.logger("pilot.agent"))
-        do { try await service.start() } catch {
-            throw CLIError("cannot start the node: \(error)")
-        }
-        try await service.run()
+        let (options, identity) = try node.nodeOptions()
+        try await node.runNode(options, identity: identity, roles: [], logger: node.log.logger("pilot.agent"), what: "the node")
     }
 }

@@ -47,8 +47,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     }
 
     func run() async throws {
-        let specs = try node.checkSpecs()
-        var (options, identity) = try node.serviceOptions(specs: specs)
+        var (options, identity) = try node.nodeOptions()
         options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
         var aggregator = AggregatorService.Options()
         aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
@@ -59,14 +58,12 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         aggregator.printTable = tableInterval.value > 0
         let logger = node.log.logger("pilot.aggregator")
         let service: AggregatorService
-        do {
-            service = try AggregatorService(node: AgentService(options: options, identity: identity, logger: logger), options: aggregator, logger: logger)
-            try await service.start()
-        } catch {
+        do { service = try AggregatorService(options: aggregator, stateDirectory: options.stateDirectory, logger: logger) } catch {
             throw CLIError("cannot start the aggregator: \(error)")
         }
-        if let address = service.httpAddress { logger.notice("fleet API on http://\(address)/api/hosts, /api/alerts, /metrics") }
-        try await service.run()
+        try await node.runNode(options, identity: identity, roles: [service], logger: logger, what: "the aggregator") {
+            if let address = service.httpAddress { logger.notice("fleet API on http://\(address)/api/hosts, /api/alerts, /metrics") }
+        }
     }
 }
 

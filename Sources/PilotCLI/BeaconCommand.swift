@@ -34,12 +34,15 @@ struct BeaconCommand: AsyncParsableCommand {
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.limits.relayDatagramsPerSecond = relayDatagrams
         options.limits.relayBytesPerSecond = relayBytes
-        let service = BeaconService(options: options, logger: log.logger("pilot.beacon"))
-        do { try await service.start() } catch {
-            throw CLIError("cannot listen on \(listen): \(error)")
+        let logger = log.logger("pilot.beacon")
+        try await Daemon.run(logger: logger) {
+            let service = BeaconService(options: options, logger: logger)
+            do { try await service.start() } catch {
+                throw CLIError("cannot listen on \(listen): \(error)")
+            }
+            Console.current.out("beacon listening on \(service.boundAddress)")
+            return [service]
         }
-        Console.current.out("beacon listening on \(service.boundAddress)")
-        try await service.run()
     }
 
     struct Status: AsyncParsableCommand {

@@ -70,15 +70,18 @@ struct RegistryCommand: AsyncParsableCommand {
         options.engine.registrationsPerMinute = registrationsPerMinute
         options.connectionsPerAddress = connectionsPerIP
         options.idleTimeoutSeconds = idleTimeout
-        let service: RegistryService
-        do { service = try RegistryService(options: options, identity: identity, logger: log.logger("pilot.registry")) } catch {
-            throw CLIError("cannot open the registry state in \(directory): \(error)")
+        let logger = log.logger("pilot.registry")
+        try await Daemon.run(logger: logger) {
+            let service: RegistryService
+            do { service = try RegistryService(options: options, identity: identity, logger: logger) } catch {
+                throw CLIError("cannot open the registry state in \(directory): \(error)")
+            }
+            do { try await service.start() } catch {
+                throw CLIError("cannot listen on \(listen) or \(http): \(error)")
+            }
+            Console.current.out("registry listening on \(service.boundAddress), key \(identity.publicKey.base64)")
+            return [service]
         }
-        do { try await service.start() } catch {
-            throw CLIError("cannot listen on \(listen) or \(http): \(error)")
-        }
-        Console.current.out("registry listening on \(service.boundAddress), key \(identity.publicKey.base64)")
-        try await service.run()
     }
 
     struct Revoke: AsyncParsableCommand {

@@ -49,8 +49,7 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     }
 
     func run() async throws {
-        let specs = try node.checkSpecs()
-        let (options, identity) = try node.serviceOptions(specs: specs)
+        let (options, identity) = try node.nodeOptions()
         guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
         let logger = node.log.logger("pilot.store")
         let service: StoreService
@@ -58,14 +57,13 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
             var kept = StoreService.Retention()
             kept.raw = try parseDuration(retention, flag: "--retention") * 1000
             kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
-            service = try StoreService(node: AgentService(options: options, identity: identity, logger: logger),
+            service = try StoreService(stateDirectory: options.stateDirectory,
                                        http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept,
                                        remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20, headers: remoteWriteHeaders) }, logger: logger)
-            try await service.start()
         } catch {
             throw CLIError("cannot start the store: \(error)")
         }
-        try await service.run()
+        try await node.runNode(options, identity: identity, roles: [service], logger: logger, what: "the store")
     }
 }
 

@@ -7,6 +7,8 @@ internal import PilotCore
 internal import PilotCrypto
 internal import PilotRoles
 internal import Logging
+internal import PilotNode
+internal import ServiceLifecycle
 
 /// `pilot up`: the embedded default a newcomer starts with. A registry, a
 /// beacon, the aggregator (the hub), the store and this host's agent in one
@@ -56,6 +58,14 @@ struct UpCommand: AsyncParsableCommand {
         let directory = try stateDirectory ?? Self.temporaryDirectory()
         let logger = log.logger("pilot.up")
 
+        try await Daemon.run(logger: logger, for: duration.map { .milliseconds($0.milliseconds) }) {
+            try await start(directory: directory, specs: specs, logger: logger)
+        }
+    }
+
+    /// The registry and the beacon (plain servers), then one node that is the
+    /// hub with the aggregator, the store and this host's metrics.
+    private func start(directory: String, specs: [CheckSpec], logger: Logger) async throws -> [any Service] {
         var registryOptions = RegistryService.Options(stateDirectory: directory + "/registry")
         registryOptions.listen = Endpoint(host: "127.0.0.1", port: 0)
         registryOptions.http = nil
@@ -77,7 +87,7 @@ struct UpCommand: AsyncParsableCommand {
         let hostname = (try? Hostname.validate(ProcessEnvironment.hostname)) ?? "localhost"
         let nodeDirectory = directory + "/node"
         let identity = try loadOrCreateIdentity(stateDirectory: nodeDirectory)
-        var options = AgentService.Options(stateDirectory: nodeDirectory, configPath: nodeDirectory + "/" + StateDirectory.configFile, hostname: hostname)
+        var options = Node.Options(stateDirectory: nodeDirectory, configPath: nodeDirectory + "/" + StateDirectory.configFile, hostname: hostname)
         options.registry = try Endpoint(parsing: registry.boundAddress)
         options.registryKey = registryKey.publicKey
         options.beacon = try Endpoint(parsing: beacon.boundAddress)
@@ -86,56 +96,40 @@ struct UpCommand: AsyncParsableCommand {
         var metrics = MetricsLoop.Options(host: hostname)
         metrics.intervalSeconds = interval.value
         metrics.checks = specs
-        options.metrics = metrics
 
-        var aggregator = AggregatorService.Options()
-        aggregator.tableSeconds = tableInterval.wholeSeconds
-        aggregator.engine.hostDownAfter = interval.wholeSeconds * 3
-        let service = try await startAggregator(options: options, identity: identity, aggregator: aggregator, logger: logger)
-        // History on the same node: the store subscribes to its own broker.
-        let store: StoreService
+        var settings = AggregatorService.Options()
+        settings.tableSeconds = tableInterval.wholeSeconds
+        settings.engine.hostDownAfter = interval.wholeSeconds * 3
+        // The aggregator on the requested address, else on 127.0.0.1:9190, else
+        // (that port taken, e.g. by node_exporter) on a free port.
+        settings.http = try http.map { try parseEndpoint($0, flag: "--http", listening: true) } ?? Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9190) ? 9190 : 0)
+        let node = Node(options: options, identity: identity, logger: logger)
+        let aggregator: AggregatorService, store: StoreService
         do {
-            store = try StoreService(node: service.node, http: Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9201) ? 9201 : 0), logger: logger)
-            try await store.startStoring()
+            aggregator = try AggregatorService(options: settings, stateDirectory: nodeDirectory, logger: logger)
+            // History on the same node: the store subscribes to its own broker.
+            store = try StoreService(stateDirectory: nodeDirectory, http: Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9201) ? 9201 : 0), logger: logger)
         } catch {
-            throw CLIError("cannot start the store: \(error)")
+            throw CLIError("cannot open the hub's state in \(nodeDirectory): \(error)")
         }
+        node.attach(aggregator)
+        node.attach(store)
+        node.attach(AgentMetrics(options: metrics))
+        do { try await node.start() } catch { throw CLIError("cannot start \(error)") }
 
         Console.current.out("""
             pilot up: everything on loopback, state in \(directory)
               registry    \(registry.boundAddress)
               beacon      \(beacon.boundAddress)
               aggregator  hub '\(hostname)', this host's metrics every \(interval)
-              fleet API   http://\(service.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
+              fleet API   http://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
               history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)
                           pilot alerts --state-dir \(nodeDirectory)
                           pilot query cpu_pct --since 1h --state-dir \(nodeDirectory)
-            The fleet table follows every \(tableInterval).
+            The fleet table follows every \(tableInterval). Ctrl-C stops it.
             """)
-        if let duration {
-            try await Task.sleep(for: .milliseconds(duration.milliseconds))
-            return
-        }
-        try await service.run()
-    }
-
-    /// The aggregator on the requested address, else on 127.0.0.1:9190, else
-    /// (that port taken, e.g. by node_exporter) on a free port.
-    func startAggregator(options: AgentService.Options, identity: SigningKey, aggregator: AggregatorService.Options, logger: Logger) async throws -> AggregatorService {
-        var settings = aggregator
-        if let http {
-            settings.http = try parseEndpoint(http, flag: "--http", listening: true)
-        } else {
-            settings.http = Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9190) ? 9190 : 0)
-        }
-        do {
-            let service = try AggregatorService(node: AgentService(options: options, identity: identity, logger: logger), options: settings, logger: logger)
-            try await service.start()
-            return service
-        } catch {
-            throw CLIError("cannot start the aggregator: \(error)")
-        }
+        return [registry, beacon] + node.services
     }
 
     static func isFree(port: UInt16) -> Bool {

@@ -65,6 +65,8 @@ public final class EventService: @unchecked Sendable {
     private var localSubscribers: [Int: @Sendable ([Delivery]) -> Void] = [:]
     private var forwarders: [String: Forwarder] = [:]
     private var maintenance: RepeatedTask?
+    /// Set when the node stops: publications are refused from then on (on the loop).
+    private var stopping = false
 
     public init(tunnels: TunnelEndpoint, stateDirectory: String, options: Options, logger: Logger, resolve: @escaping Resolve) throws {
         self.tunnels = tunnels
@@ -213,6 +215,7 @@ public final class EventService: @unchecked Sendable {
         }.get()
         if let refusal = outcome { throw EventServiceError(refusal) }
         try await loop.submit { [self] in
+            guard !stopping else { throw EventServiceError("the node is stopping") }
             let forwarder = try forwarder(for: hubName)
             if acknowledged {
                 try forwarder.spool.append(messages)
@@ -332,7 +335,13 @@ public final class EventService: @unchecked Sendable {
         if selfNames.contains(hubName) {
             // This node is the hub (pilot up): its own broker, in process.
             let id = await subscribeLocally(filters: filters, durable: durable, handler: handler)
-            return RemoteSubscription { [weak self] upTo in self?.acknowledgeLocally(id, upTo: upTo) }
+            return RemoteSubscription(acknowledge: { [weak self] upTo in self?.acknowledgeLocally(id, upTo: upTo) }, stop: { [weak self] in
+                try? await self?.loop.submit {
+                    guard let self else { return }
+                    self.hub.close(.local(id))
+                    self.localSubscribers[id] = nil
+                }.get()
+            })
         }
         final class Outcome: @unchecked Sendable { var promise: EventLoopPromise<Void>? }
         let outcome = Outcome()
@@ -352,7 +361,57 @@ public final class EventService: @unchecked Sendable {
             return subscription
         }.get()
         try await promise.futureResult.get()
-        return RemoteSubscription { [loop] upTo in loop.execute { subscription.acknowledge(upTo) } }
+        return RemoteSubscription(acknowledge: { [loop] upTo in loop.execute { subscription.acknowledge(upTo) } },
+                                  stop: { [weak self] in await self?.finish(subscription) })
+    }
+
+    // MARK: Stopping
+
+    /// Ends a subscription once what it sent (its last acknowledgement)
+    /// has reached the hub, so a durable one resumes exactly after it.
+    private func finish(_ subscription: Subscription) async {
+        while let busy = try? await loop.submit({ [self] in subscription.connection.map { !tunnels.isStreamIdle($0) } ?? false }).get(), busy {
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { break }
+        }
+        try? await loop.submit { [self] in
+            subscription.stop()
+            subscriptions[ObjectIdentifier(subscription)] = nil
+        }.get()
+    }
+
+    /// Stops the event service as the node stops: no more publications;
+    /// subscriptions end after their acknowledgements reached the hub;
+    /// each forwarder connected to its hub waits until the hub has
+    /// acknowledged everything it spooled (one whose hub is away keeps its
+    /// spool for the next start); the broker commits what it holds. Waits
+    /// as long as that takes: the daemon's shutdown bound decides, and
+    /// `progress` says what is still waited for.
+    public func shutdown(progress: ShutdownProgress) async {
+        let open = (try? await loop.submit { [self] () -> [Subscription] in
+            stopping = true
+            return Array(subscriptions.values)
+        }.get()) ?? []
+        if !open.isEmpty { progress.waiting("node", "ending \(open.count) subscriptions") }
+        for subscription in open { await finish(subscription) }
+        while true {
+            let draining = (try? await loop.submit { [self] in
+                forwarders.values.filter { $0.connection != nil && $0.spool.count > 0 }.map { "\($0.hubName) to acknowledge \($0.spool.count) spooled messages" }
+            }.get()) ?? []
+            guard !draining.isEmpty else { break }
+            progress.waiting("node", "waiting for " + draining.sorted().joined(separator: ", "))
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { break }
+        }
+        progress.waiting("node", "committing the event log")
+        try? await loop.submit { [self] in
+            maintenance?.cancel()
+            for (name, forwarder) in forwarders where forwarder.spool.count > 0 {
+                logger.notice("messages stay spooled for the next start", metadata: ["hub": "\(name)", "messages": "\(forwarder.spool.count)"])
+            }
+            guard hub.needsCommit else { return }
+            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: WallClock.nowMilliseconds() / 1000) } catch {
+                logger.error("event hub cannot store publications; the publishers will send them again", metadata: ["error": "\(error.reason)"])
+            }
+        }.get()
     }
 
     // MARK: Status
@@ -805,8 +864,15 @@ public struct EventServiceError: Error, CustomStringConvertible {
 /// A subscription held by a part of this process.
 public final class RemoteSubscription: @unchecked Sendable {
     private let acknowledgeHandler: @Sendable (UInt64) -> Void
-    init(acknowledge: @escaping @Sendable (UInt64) -> Void) { acknowledgeHandler = acknowledge }
+    private let stopHandler: @Sendable () async -> Void
+    init(acknowledge: @escaping @Sendable (UInt64) -> Void, stop: @escaping @Sendable () async -> Void) {
+        acknowledgeHandler = acknowledge
+        stopHandler = stop
+    }
 
     /// Everything up to `id` is handled (stored): the hub may forget it.
     public func acknowledge(upTo id: UInt64) { acknowledgeHandler(id) }
+
+    /// Ends the subscription once the last acknowledgement is delivered.
+    public func stop() async { await stopHandler() }
 }

@@ -85,6 +85,12 @@ public final class TunnelEndpoint: @unchecked Sendable {
         return streams.queuedMessages(on: connection)
     }
 
+    /// Whether everything sent on a connection has reached the peer (on the loop).
+    public func isStreamIdle(_ connection: StreamMux.ConnectionID) -> Bool {
+        loop.preconditionInEventLoop()
+        return streams.isIdle(connection)
+    }
+
     /// Transport counters of a connection (on the loop).
     public func streamStatistics(_ connection: StreamMux.ConnectionID) -> ReliableChannel.Statistics? {
         loop.preconditionInEventLoop()

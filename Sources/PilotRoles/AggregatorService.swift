@@ -13,7 +13,7 @@ internal import PilotRegistry
 /// publishes alerts to `alerts/METRIC/HOST`, prints the fleet table, and
 /// serves `/api/hosts`, `/api/alerts` and `/metrics`. Everything runs on the
 /// node's one event loop.
-public final class AggregatorService: @unchecked Sendable {
+public final class AggregatorService: NodeRole, @unchecked Sendable {
     public struct Options: Sendable {
         public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9190)
         public var engine = AlertEngine.Options()
@@ -22,10 +22,11 @@ public final class AggregatorService: @unchecked Sendable {
         public init() {}
     }
 
-    public let node: AgentService
+    public let name = "aggregator"
+    private var node: Node!
     let options: Options
     let logger: Logger
-    var loop: any EventLoop { node.group.next() }
+    var loop: any EventLoop { node.loop }
     private var engine: AlertEngine
     private var fleet = FleetState()
     private let statePath: String
@@ -35,11 +36,11 @@ public final class AggregatorService: @unchecked Sendable {
     private var timers: [RepeatedTask] = []
     public private(set) var httpAddress: String?
 
-    public init(node: AgentService, options: Options, logger: Logger) throws {
-        self.node = node
+    /// Restores the alert state kept in `stateDirectory` (the node's).
+    public init(options: Options, stateDirectory: String, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        statePath = node.options.stateDirectory + "/alerts.json"
+        statePath = stateDirectory + "/alerts.json"
         if LocalFile.exists(statePath) {
             let text = try LocalFile.readText(statePath, maxBytes: 64 << 20)
             do { engine = try AlertEngine(options: options.engine, restoring: JSONValue.parse(text, limits: .init(maxBytes: 64 << 20, maxDepth: 8))) } catch {
@@ -48,11 +49,14 @@ public final class AggregatorService: @unchecked Sendable {
         } else {
             engine = AlertEngine(options: options.engine)
         }
-        node.extraCommands["alerts"] = { [self] _ in await self.alertsReply() }
     }
 
-    public func start() async throws {
-        try await node.start()
+    public func register(_ requests: inout ControlRequests) {
+        requests.answer(AlertsRequest.self) { [unowned self] _ in await alertsReply() }
+    }
+
+    public func start(on node: Node) async throws {
+        self.node = node
         try await loop.submit { self.engine.started(at: Self.now()) }.get()
         guard let events = node.events else { throw EventServiceError("the node's event service did not start") }
         let filters = [try TopicFilter("metrics/*"), try TopicFilter("health/*")]
@@ -73,7 +77,7 @@ public final class AggregatorService: @unchecked Sendable {
             })
         }
         if let endpoint = options.http {
-            http = try await StatusPage.start(group: node.group, at: endpoint) { [self] path in self.page(path) }
+            http = try await StatusPage.start(group: node.loop, at: endpoint) { [self] path in self.page(path) }
             if let address = http?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
         logger.info("aggregator started", metadata: [
@@ -82,7 +86,17 @@ public final class AggregatorService: @unchecked Sendable {
         ])
     }
 
-    public func run() async throws { try await node.run() }
+    /// Timers and the HTTP listener stop, and the alert state is saved; the
+    /// broker keeps this subscriber's position (acknowledged as it went).
+    public func stop() async {
+        guard let node else { return }
+        try? await http?.close()
+        try? await node.loop.submit { [self] in
+            for timer in timers { timer.cancel() }
+            timers = []
+            saveState()
+        }.get()
+    }
 
     static func now() -> Int64 { WallClock.nowMilliseconds() / 1000 }
 
@@ -145,9 +159,9 @@ public final class AggregatorService: @unchecked Sendable {
         })
     }
 
-    private func alertsReply() async -> JSONValue {
+    private func alertsReply() async -> JSONObject {
         let alerts = (try? await loop.submit { self.alertsJSON() }.get()) ?? .array([])
-        return ControlSocket.ok(JSONObject([("alerts", alerts)]))
+        return JSONObject([("alerts", alerts)])
     }
 
     private func page(_ path: String) -> StatusPage.Response {
@@ -171,4 +185,10 @@ public final class AggregatorService: @unchecked Sendable {
         let bytes = Array((table + "\n\n").utf8)
         _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
     }
+}
+
+/// `pilot alerts`: what fires now.
+public struct AlertsRequest: ControlRequest {
+    public static let commands = ["alerts"]
+    public init(command: String, fields: JSONValue) {}
 }

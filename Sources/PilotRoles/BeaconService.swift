@@ -1,14 +1,18 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
 public import Logging
 internal import NIOCore
 internal import NIOPosix
 public import PilotCore
 internal import PilotTransport
+public import ServiceLifecycle
 public import PilotWire
 
 /// The beacon role: `BeaconCore` behind a UDP socket (one event loop),
 /// with a control socket in its state directory that reports its counters
 /// (`pilot beacon status`), so operators and tests can see what it relayed.
-public final class BeaconService: @unchecked Sendable {
+public final class BeaconService: Service, @unchecked Sendable {
     public struct Options: Sendable {
         public var listen = Endpoint(host: "0.0.0.0", port: 9001)
         public var stateDirectory: String
@@ -49,8 +53,16 @@ public final class BeaconService: @unchecked Sendable {
         logger.info("beacon listening", metadata: ["address": "\(boundAddress)"])
     }
 
+    /// Runs until graceful shutdown is asked for (a swift-service-lifecycle
+    /// service), then closes its socket and control socket.
     public func run() async throws {
-        try await channel?.closeFuture.get()
+        try? await gracefulShutdown()
+        ShutdownProgress.shared.waiting("beacon")
+        try? await channel?.close()
+        try? await control?.close()
+        unlink(ControlSocket.path(stateDirectory: options.stateDirectory, name: "beacon.sock"))
+        try? await group.shutdownGracefully()
+        ShutdownProgress.shared.finished("beacon")
     }
 
     func status() async -> JSONValue {

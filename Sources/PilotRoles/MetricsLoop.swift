@@ -34,7 +34,9 @@ public final class MetricsLoop: @unchecked Sendable {
     private var collector: Collector
     private let reader = HostReader()
     private var task: Scheduled<Void>?
-    private var running = false
+    /// The cycle under way, which `stop` waits for (on the loop).
+    private var current: EventLoopFuture<Void>?
+    private var stopped = false
     /// Cycles done, and the CPU time the last built-in collection took.
     public private(set) var cycles = 0
 
@@ -55,8 +57,12 @@ public final class MetricsLoop: @unchecked Sendable {
     }
 
     private func schedule(after seconds: Double) {
-        task = loop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { [self] in
-            Task { await self.cycle() }
+        loop.execute { [self] in
+            guard !stopped else { return }
+            task = loop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { [self] in
+                guard !stopped else { return }
+                current = loop.makeFutureWithTask { await self.cycle() }
+            }
         }
     }
 
@@ -108,9 +114,16 @@ public final class MetricsLoop: @unchecked Sendable {
         return messages
     }
 
-    public func stop() {
-        task?.cancel()
-        try? pool.syncShutdownGracefully()
+    /// Stops collecting: no cycle starts after this, and the one under way
+    /// (its messages spooled) finishes first.
+    public func stop() async {
+        let running = try? await loop.submit { [self] () -> EventLoopFuture<Void>? in
+            stopped = true
+            task?.cancel()
+            return current
+        }.get()
+        if let running { try? await running.get() }
+        try? await pool.shutdownGracefully()
     }
 }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
 public import Logging
 internal import NIOCore
 internal import NIOPosix
@@ -5,13 +8,14 @@ public import PilotCore
 public import PilotCrypto
 public import PilotRegistry
 public import PilotTransport
+public import ServiceLifecycle
 internal import PilotWire
 
 /// The registry role: the directory engine behind a TCP listener, every
 /// connection an encrypted channel. All state lives on one event loop, so
 /// the engine needs no locks; SQLite commits happen on it too (WAL, no
 /// fsync per commit), before each answer.
-public final class RegistryService: @unchecked Sendable {
+public final class RegistryService: Service, @unchecked Sendable {
     public struct Options: Sendable {
         public var listen = Endpoint(host: "0.0.0.0", port: 9000)
         public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9080)
@@ -96,13 +100,18 @@ public final class RegistryService: @unchecked Sendable {
         }
     }
 
-    /// Runs until the listener closes.
+    /// Runs until graceful shutdown is asked for (a swift-service-lifecycle
+    /// service), then closes its listeners and connections.
     public func run() async throws {
-        try await channels.first?.closeFuture.get()
+        try? await gracefulShutdown()
+        ShutdownProgress.shared.waiting("registry")
+        try? await shutdown()
+        ShutdownProgress.shared.finished("registry")
     }
 
     public func shutdown() async throws {
         for channel in channels { try? await channel.close() }
+        unlink(ControlSocket.path(stateDirectory: options.stateDirectory, name: "registry.sock"))
         try await group.shutdownGracefully()
     }
 

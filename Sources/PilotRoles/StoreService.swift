@@ -13,12 +13,16 @@ internal import PilotTransport
 /// to its series store (`STATE/store.db`), acknowledging to the hub only
 /// what is committed, so a kill -9 loses nothing and a resend is not
 /// counted twice. Answers `pilot query` over the control socket.
-public final class StoreService: @unchecked Sendable {
-    public let node: AgentService
+public final class StoreService: NodeRole, @unchecked Sendable {
+    public let name = "store"
+    private var node: Node!
     let logger: Logger
     let store: SeriesStore
     private var subscription: RemoteSubscription?
-    var loop: any EventLoop { node.group.next() }
+    private var subscribing: Task<Void, Never>?
+    /// Set by `stop`: deliveries after it are not stored nor acknowledged (on the loop).
+    private var stopped = false
+    var loop: any EventLoop { node.loop }
 
     /// Prometheus's read API subset (nil: off).
     let http: Endpoint?
@@ -48,15 +52,17 @@ public final class StoreService: @unchecked Sendable {
         }
     }
     private let outbox: RemoteWriteOutbox?
-    private let remoteWriter: RemoteWriter?
+    private let remoteWriteTarget: (RemoteWriteTarget, [(name: String, value: String)])?
+    /// Made at start, on the node's loop.
+    private var remoteWriter: RemoteWriter?
 
-    public init(node: AgentService, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(),
+    /// Opens `STATE/store.db` in `stateDirectory` (the node's).
+    public init(stateDirectory: String, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(),
                 remoteWrite: RemoteWrite? = nil, logger: Logger) throws {
-        self.node = node
         self.retention = retention
         self.http = http
         self.logger = logger
-        let path = node.options.stateDirectory + "/store.db"
+        let path = stateDirectory + "/store.db"
         do { store = try SeriesStore(path: path) } catch { throw EventServiceError("cannot open the store \(path): \(error)") }
         store.refuse(olderThan: WallClock.nowMilliseconds() - retention.raw)
         if let remoteWrite {
@@ -65,38 +71,31 @@ public final class StoreService: @unchecked Sendable {
                 throw EventServiceError("cannot open the remote-write backlog in \(path): \(error)")
             }
             let headers = try remoteWrite.headers.map { try RemoteWriteTarget.header($0) }
-            remoteWriter = RemoteWriter(target: target, headers: headers, outbox: outbox!, loop: node.group.next(), group: node.group, logger: logger)
+            remoteWriteTarget = (target, headers)
         } else {
             outbox = nil
-            remoteWriter = nil
+            remoteWriteTarget = nil
         }
-        node.extraCommands["query"] = { [self] request in await self.query(request) }
-        node.extraStatus["store"] = { [self] in (try? await loop.submit { self.statusSection() }.get()) ?? .null }
     }
 
-    public func start() async throws {
-        try await node.start()
-        try await startStoring()
+    public func register(_ requests: inout ControlRequests) {
+        requests.answer(QueryRequest.self) { [unowned self] request in try await query(request) }
     }
 
-    /// Subscribes and serves, on a node another role already started (pilot
-    /// up: the aggregator's node, which is the hub, so the subscription is in process).
-    public func startStoring() async throws {
+    public func statusSection() async -> JSONValue? {
+        (try? await loop.submit { self.section() }.get()) ?? .null
+    }
+
+    /// Subscribes at the hub and serves; on the hub's own node (pilot up,
+    /// or a hub that keeps history) the subscription is in process.
+    public func start(on node: Node) async throws {
+        self.node = node
+        if let (target, headers) = remoteWriteTarget, let outbox {
+            remoteWriter = RemoteWriter(target: target, headers: headers, outbox: outbox, loop: node.loop, group: node.group, logger: logger)
+        }
         guard let events = node.events else { throw EventServiceError("the node's event service did not start") }
         guard let hub = node.options.hub else { throw EventServiceError("no hub configured: pilot init --hub NAME") }
         let filters = [try TopicFilter("metrics/*"), try TopicFilter("health/*")]
-        // Retried until the hub answers: a store may start before its hub.
-        while true {
-            do {
-                subscription = try await events.subscribe(hubName: hub, filters: filters, durable: "store") { [self] deliveries in
-                    self.received(deliveries)
-                }
-                break
-            } catch {
-                logger.warning("cannot subscribe at the hub yet; retrying", metadata: ["hub": "\(hub)", "error": "\(error)"])
-                try await Task.sleep(for: .seconds(2))
-            }
-        }
         // Retention in small steps every 10 s: never one long blocking pass.
         maintenance = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(10)) { [self] _ in
             do { try store.applyRetention(now: WallClock.nowMilliseconds(), rawAge: retention.raw, rollupAge: retention.rollups) } catch {
@@ -105,21 +104,37 @@ public final class StoreService: @unchecked Sendable {
         }
         if let http {
             // On the node's one thread, like the store: no locks.
-            httpChannel = try await StatusPage.start(group: node.group, at: http) { [self] path, query in self.api(path, query) }
+            httpChannel = try await StatusPage.start(group: node.loop, at: http) { [self] path, query in self.api(path, query) }
             if let address = httpChannel?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
         if let remoteWriter {
             // A backlog left from before a restart goes out first.
             loop.execute { remoteWriter.queued() }
         }
-        logger.info("store subscribed", metadata: [
-            "hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")",
-            "remote_write": "\(remoteWriter?.target.display ?? "off")", "remote_write_backlog": "\(outbox?.statistics.queuedSamples ?? 0)",
-        ])
+        // Retried until the hub answers (a store may start before its hub),
+        // in the background so that a stop meanwhile is not held up.
+        subscribing = Task { [self] in
+            while !Task.isCancelled {
+                do {
+                    let subscription = try await events.subscribe(hubName: hub, filters: filters, durable: "store") { [self] deliveries in
+                        self.received(deliveries)
+                    }
+                    try? await loop.submit { self.subscription = subscription }.get()
+                    break
+                } catch {
+                    logger.warning("cannot subscribe at the hub yet; retrying", metadata: ["hub": "\(hub)", "error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(2))
+                }
+            }
+            logger.info("store subscribed", metadata: [
+                "hub": "\(hub)", "series": "\(store.seriesCount)", "http": "\(httpAddress ?? "off")",
+                "remote_write": "\(remoteWriter?.target.display ?? "off")", "remote_write_backlog": "\(outbox?.statistics.queuedSamples ?? 0)",
+            ])
+        }
     }
 
     /// `pilot status --json` → "store": what was stored, and remote write's progress.
-    private func statusSection() -> JSONValue {
+    private func section() -> JSONValue {
         let s = store.statistics
         var section = JSONObject([
             ("series", .number(Double(store.seriesCount))), ("stored", .number(Double(s.stored))),
@@ -138,13 +153,26 @@ public final class StoreService: @unchecked Sendable {
         return .object(section)
     }
 
-    public func run() async throws {
-        defer { if let remoteWriter { Task { await remoteWriter.shutdown() } } }
-        try await node.run()
+    /// Stops storing: what arrives afterwards is neither stored nor
+    /// acknowledged (the hub keeps it), the last acknowledgement reaches the
+    /// hub, the HTTP listener closes and remote write stops between requests.
+    public func stop() async {
+        guard let node else { return }
+        try? await node.loop.submit { [self] in
+            stopped = true
+            maintenance?.cancel()
+        }.get()
+        subscribing?.cancel()
+        await subscribing?.value
+        let subscription = try? await node.loop.submit { self.subscription }.get()
+        await subscription?.stop()
+        try? await httpChannel?.close()
+        await remoteWriter?.shutdown()
     }
 
     /// On the node's loop: one transaction for what arrived, then the ack.
     private func received(_ deliveries: [EventService.Delivery]) {
+        guard !stopped else { return }
         var samples: [SeriesStore.Sample] = []
         let now = WallClock.nowMilliseconds()
         for delivery in deliveries {
@@ -256,16 +284,9 @@ public final class StoreService: @unchecked Sendable {
         }
     }
 
-    private func query(_ request: JSONValue) async -> JSONValue {
-        guard let metric = request["metric"]?.stringValue, let from = request["from"]?.int64Value, let to = request["to"]?.int64Value else {
-            return ControlSocket.failure("query needs metric, from and to")
-        }
-        let step = request["step"]?.int64Value ?? 0
-        let aggregate = request["agg"]?.stringValue.flatMap(Downsample.Aggregate.init(rawValue:)) ?? .avg
-        var wanted: [(String, String)] = []
-        if case .object(let labels)? = request["labels"] {
-            for member in labels { if let value = member.value.stringValue { wanted.append((member.key, value)) } }
-        }
+    private func query(_ request: QueryRequest) async throws -> JSONObject {
+        let (metric, from, to, step, wanted) = (request.metric, request.from, request.to, request.step, request.labels)
+        let aggregate = Downsample.Aggregate(rawValue: request.aggregate) ?? .avg
         let answer = try? await loop.submit { [self] () -> JSONValue in
             var series: [JSONValue] = []
             for key in store.series(metric: metric) where wanted.allSatisfy({ want in key.labels.contains { $0.name == want.0 && $0.value == want.1 } }) {
@@ -279,7 +300,31 @@ public final class StoreService: @unchecked Sendable {
             }
             return .array(series)
         }.get()
-        guard let answer else { return ControlSocket.failure("the store could not be read") }
-        return ControlSocket.ok(JSONObject([("series", answer)]))
+        guard let answer else { throw EventServiceError("the store could not be read") }
+        return JSONObject([("series", answer)])
+    }
+}
+
+/// `pilot query METRIC`: samples of the matching series between two times
+/// (Unix milliseconds), raw or one point per `step` milliseconds.
+public struct QueryRequest: ControlRequest {
+    public static let commands = ["query"]
+    public var metric: String
+    public var from: Int64
+    public var to: Int64
+    public var step: Int64
+    public var aggregate: String
+    public var labels: [(String, String)]
+    public init(command: String, fields: JSONValue) throws(ControlRequestError) {
+        guard let metric = fields["metric"]?.stringValue, let from = fields["from"]?.int64Value, let to = fields["to"]?.int64Value else {
+            throw ControlRequestError("query needs metric, from and to")
+        }
+        (self.metric, self.from, self.to) = (metric, from, to)
+        step = fields["step"]?.int64Value ?? 0
+        aggregate = fields["agg"]?.stringValue ?? "avg"
+        labels = []
+        if case .object(let wanted)? = fields["labels"] {
+            for member in wanted { if let value = member.value.stringValue { labels.append((member.key, value)) } }
+        }
     }
 }

@@ -7,7 +7,7 @@ require_command shellcheck shellcheck
 require_command systemd-analyze systemd
 require_command curl curl
 
-(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh tests/system/test_store_*.sh) || fail "shellcheck found problems"
+(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh tests/system/test_store_*.sh tests/system/test_shutdown.sh) || fail "shellcheck found problems"
 
 prefix="$SCRATCH/prefix"
 units="$SCRATCH/units"
@@ -25,7 +25,7 @@ expect_status 69 "pilot-alert-router through the link (not built yet)" -- "$pref
 
 unit="$units/pilot-agent.service"
 [ -f "$unit" ] || fail "--systemd agent wrote no unit"
-for directive in NoNewPrivileges=yes ProtectSystem=strict StateDirectory=pilot; do
+for directive in NoNewPrivileges=yes ProtectSystem=strict StateDirectory=pilot KillSignal=SIGTERM TimeoutStopSec=15s; do
     grep -qx "$directive" "$unit" || fail "unit lacks $directive"
 done
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify refused the unit: $verify"

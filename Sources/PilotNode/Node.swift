@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import PilotCore
+public import PilotCrypto
+internal import PilotRegistry
+public import PilotTransport
+internal import PilotWire
+
+/// One node of the overlay, as every node daemon runs it (`pilot agent`,
+/// `pilot aggregator`, `pilot store`, `pilot up`): its identity, registry
+/// session, tunnels, trust, event service and control socket. Roles attach
+/// to it through `NodeRole`; the node answers the control requests of every
+/// node and passes the others to the role that registered them.
+public final class Node: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var stateDirectory: String
+        public var configPath: String
+        public var hostname: String
+        public var registry: Endpoint?
+        public var tags: [String] = []
+        public var keepaliveSeconds: Int64 = 30
+        public var joinToken: String?
+        public var registryKey: PublicKey?
+        /// The tunnel socket (port 0 picks one).
+        public var tunnelListen = Endpoint(host: "0.0.0.0", port: 0)
+        /// Endpoints to publish instead of the ones found on the interfaces.
+        public var advertise: [Endpoint] = []
+        /// The beacon for NAT traversal and relay.
+        public var beacon: Endpoint?
+        /// The fleet's event hub (a hostname) that publish and subscribe use by default.
+        public var hub: String?
+        public var events = EventService.Options()
+
+        public init(stateDirectory: String, configPath: String, hostname: String) {
+            self.stateDirectory = stateDirectory
+            self.configPath = configPath
+            self.hostname = hostname
+        }
+    }
+
+    public let options: Options
+    let identity: SigningKey
+    public let logger: Logger
+    /// One thread: the tunnels, the broker, the control socket and every
+    /// role on this node share it, so their state needs no locks.
+    public let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    public var loop: any EventLoop { tunnels.loop }
+    public private(set) var registry: RegistryClient?
+    public let tunnels: TunnelEndpoint
+    public private(set) var trust: TrustService?
+    public private(set) var events: EventService?
+    public let controlPath: String
+    private var control: (any Channel)?
+    private(set) var roles: [any NodeRole] = []
+    private var requests = ControlRequests()
+
+    public init(options: Options, identity: SigningKey, logger: Logger) {
+        self.options = options
+        self.identity = identity
+        self.logger = logger
+        controlPath = ControlSocket.path(stateDirectory: options.stateDirectory)
+        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger, beacon: options.beacon)
+        registerNodeRequests(&requests)
+    }
+
+    /// Adds a role; before `start`, which starts the roles in this order.
+    public func attach(_ role: any NodeRole) {
+        role.register(&requests)
+        roles.append(role)
+    }
+
+    /// Starts the node's own services, then each attached role.
+    public func start() async throws {
+        try await tunnels.start(listen: options.tunnelListen)
+        let endpoints = advertisedEndpoints()
+        if let endpoint = options.registry {
+            var client = RegistryClient.Options(registry: endpoint, hostname: options.hostname, pinPath: options.stateDirectory + "/registry.key")
+            client.tags = options.tags
+            client.keepaliveSeconds = options.keepaliveSeconds
+            client.joinToken = options.joinToken
+            client.registryKey = options.registryKey
+            client.endpoints = endpoints.map(\.description)
+            registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
+            // Peers elsewhere reach us at our public mapping, which only the beacon can tell.
+            let local = endpoints.map(\.description)
+            tunnels.whenObservedEndpointChanges { [registry] observed in
+                registry?.updateEndpoints(local.contains(observed.description) ? local : local + [observed.description])
+            }
+        }
+        let registry = self.registry
+        trust = try TrustService(
+            identity: identity, hostname: options.hostname, stateDirectory: options.stateDirectory, joinToken: options.joinToken,
+            tunnels: tunnels, logger: logger
+        ) { host in
+            guard let registry else { throw TrustServiceError("this node has no registry configured, so it cannot find \(host)") }
+            return try await registry.lookup(host)
+        }
+        let identity = self.identity
+        let events = try EventService(tunnels: tunnels, stateDirectory: options.stateDirectory, options: options.events, logger: logger) { hub in
+            guard let registry else { throw EventServiceError("this node has no registry configured, so it cannot find the hub \(hub)") }
+            let view = try await registry.lookup(hub)
+            guard view.record.publicKey != identity.publicKey else {
+                throw EventServiceError("\(hub) is this node itself; publish and subscribe from another node of the fleet")
+            }
+            let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
+            guard !candidates.isEmpty else { throw EventServiceError("the hub \(hub) has published no tunnel endpoint") }
+            return EventService.HubAddress(hostname: view.record.hostname, key: view.record.publicKey, candidates: candidates)
+        }
+        self.events = events
+        events.selfNames = [options.hostname]
+        events.resumeSpools()
+        let requests = self.requests
+        control = try await ControlServer.start(group: group, path: controlPath, handler: { request in await requests.reply(to: request) },
+                                                streaming: ["publish": { [self] in self.publish($0, $1) }, "subscribe": { [self] in self.subscribe($0, $1) }])
+        logger.info("node started", metadata: [
+            "hostname": "\(options.hostname)", "key": "\(identity.publicKey.fingerprint)", "control": "\(controlPath)",
+            "registry": "\(options.registry?.description ?? "none")",
+            "tunnel": "\(tunnels.boundAddress?.description ?? "?")", "endpoints": "\(endpoints.map(\.description).joined(separator: " "))",
+            "roles": "\(roles.map(\.name).joined(separator: ","))",
+        ])
+        if registry == nil { logger.warning("no registry configured (pilot init --registry HOST:PORT); running unregistered") }
+        registry?.start()
+        for role in roles {
+            do { try await role.start(on: self) } catch { throw NodeError("the \(role.name): \(error)") }
+        }
+    }
+
+    /// Stops the node's own services gracefully, after its roles: the
+    /// control socket closed and its file removed, the event service
+    /// drained (`EventService.shutdown`), the registry session and the
+    /// tunnels closed. Reports what it waits for to `progress`.
+    public func shutdown(progress: ShutdownProgress = .shared) async {
+        progress.waiting("node", "closing the control socket")
+        try? await control?.close()
+        control = nil
+        unlink(controlPath)
+        if let events { await events.shutdown(progress: progress) }
+        progress.waiting("node", "closing the registry session and the tunnels")
+        registry?.stop()
+        await tunnels.stop()
+        try? await group.shutdownGracefully()
+        logger.info("node stopped", metadata: ["hostname": "\(options.hostname)"])
+        progress.finished("node")
+    }
+
+    /// What peers should try: the given list, else the bound address when it
+    /// is specific, else every IPv4 address of this host's interfaces.
+    private func advertisedEndpoints() -> [Endpoint] {
+        if !options.advertise.isEmpty { return options.advertise }
+        guard let bound = tunnels.boundAddress else { return [] }
+        if bound.host != "0.0.0.0" { return [bound] }
+        let local = ((try? System.enumerateDevices()) ?? []).compactMap { device -> Endpoint? in
+            guard case .v4? = device.address, let ip = device.address?.ipAddress,
+                  !ip.hasPrefix("127."), !ip.hasPrefix("169.254.") else { return nil }
+            return Endpoint(host: ip, port: bound.port)
+        }
+        var unique: [Endpoint] = []
+        for endpoint in local where !unique.contains(endpoint) { unique.append(endpoint) }
+        return unique.isEmpty ? [Endpoint(host: "127.0.0.1", port: bound.port)] : Array(unique.prefix(8))
+    }
+
+    /// `pilot status --json`: the node's own fields, then each role's section.
+    func status() async -> JSONObject {
+        var body = JSONObject([
+            ("hostname", .string(options.hostname)),
+            ("public_key", .string(identity.publicKey.base64)),
+            ("fingerprint", .string(identity.publicKey.fingerprint)),
+            ("state_dir", .string(options.stateDirectory)),
+            ("registry", options.registry.map { .string($0.description) } ?? .null),
+            ("tunnel", tunnels.boundAddress.map { .string($0.description) } ?? .null),
+        ])
+        if let registry {
+            let status = await registry.currentStatus()
+            body["address"] = status.address.map { .string($0.description) } ?? .null
+            body["registered"] = .bool(status.registered)
+            body["connected"] = .bool(status.connected)
+            body["registry_key"] = status.registryKey.map { .string($0.fingerprint) } ?? .null
+            body["tags"] = .array(status.tags.map { .string($0) })
+            body["last_error"] = status.lastError.map { .string($0) } ?? .null
+        }
+        body["hub"] = options.hub.map { .string($0) } ?? .null
+        if let events { body["events"] = .object(await events.status()) }
+        body["roles"] = .array(roles.map { .string($0.name) })
+        for role in roles {
+            if let section = await role.statusSection() { body[role.name] = section }
+        }
+        return body
+    }
+}
+
+public struct NodeError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
