@@ -1,11 +1,7 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Layers point downward only (see DESIGN.md):
-//   pilot -> PilotCLI -> PilotCrypto -> PilotCore
-//   PilotWire (handshake, framing, replay window) -> PilotCrypto
-//   PilotCrypto -> CSodium
-//   PilotSQLite (thin wrapper over the C API) -> CSQLite
+// Layers point downward only; docs/ARCHITECTURE.md draws the graph.
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
