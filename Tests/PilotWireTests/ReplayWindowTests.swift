@@ -1,3 +1,4 @@
+import PilotCore
 import PilotWire
 import Testing
 
@@ -42,20 +43,29 @@ import Testing
         var window = ReplayWindow(size: size)
         var seen = Set<UInt64>()
         var highest: UInt64 = 0
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(state: size)
+        var refusals = (replayed: 0, tooOld: 0)
         for _ in 0..<20_000 {
             let jump = UInt64.random(in: 0...(size * 3 / 2), using: &generator)
             let counter = Bool.random(using: &generator) ? highest + UInt64.random(in: 0...50, using: &generator) : (highest > jump ? highest - jump : 0)
             let expectedAccept = !seen.contains(counter) && (counter > highest || highest - counter < size || seen.isEmpty)
-            let accepted: Bool
-            do { try window.check(counter); accepted = true } catch { accepted = false }
-            #expect(accepted == expectedAccept, "counter \(counter) highest \(highest)")
-            if accepted {
+            let expectedRefusal: WireError? =
+                expectedAccept ? nil : highest - counter >= size ? .tooOld(counter: counter) : .replayed(counter: counter)
+            var refusal: WireError?
+            do { try window.check(counter) } catch { refusal = error }
+            #expect(refusal == expectedRefusal, "counter \(counter) highest \(highest)")
+            switch refusal {
+            case nil:
                 window.mark(counter)
                 seen.insert(counter)
                 highest = max(highest, counter)
+            case .replayed?: refusals.replayed += 1
+            default: refusals.tooOld += 1
             }
         }
+        // The traffic exercised both refusals, and the window slid far.
+        #expect(refusals.replayed > 100 && refusals.tooOld > 100)
+        #expect(highest > size * 10)
     }
 }
 
@@ -99,16 +109,81 @@ import Testing
         #expect(try decoder.next() == nil)
     }
 
+    /// Random streams, some whole frames then random bytes, fed in random
+    /// chunks: the decoder hands out exactly the frames the bytes hold, in
+    /// order, then either keeps an incomplete frame buffered and waits, or
+    /// refuses it for what its header says.
     @Test func randomBytesNeverCrashTheDecoder() {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(state: 12)
+        func randomBytes(_ count: ClosedRange<Int>) -> [UInt8] {
+            (0..<Int.random(in: count, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        var outcomes = (framesFromTheTail: 0, waiting: 0, refused: [String: Int]())
         for _ in 0..<2000 {
+            let leading = (0..<Int.random(in: 0...3, using: &generator)).map { _ in
+                StreamFrame(StreamFrame.Kind(rawValue: UInt8.random(in: 1...5, using: &generator))!, randomBytes(0...40))
+            }
+            var tail = randomBytes(0...64)
+            if Bool.random(using: &generator), !tail.isEmpty { tail[0] = StreamFrame.version }
+            if Bool.random(using: &generator), tail.count >= 6 {
+                // A plausible header: a known kind, a length either side of the limit.
+                tail[1] = UInt8.random(in: 1...5, using: &generator)
+                let length = Bool.random(using: &generator) ? Int.random(in: 0...32, using: &generator) : Int.random(in: 250...262, using: &generator)
+                tail[2...5] = [0, 0, UInt8(length >> 8), UInt8(length & 0xFF)]
+            }
+            let stream = leading.flatMap(\.encoded) + tail
             var decoder = StreamFrameDecoder(maxPayload: 256)
-            var bytes = (0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if Bool.random(using: &generator), !bytes.isEmpty { bytes[0] = 1 }
-            decoder.feed(bytes)
-            while true {
-                do { guard try decoder.next() != nil else { break } } catch { break }
+            var decoded: [StreamFrame] = []
+            var refusal: WireError?
+            var fed = 0
+            feeding: repeat {
+                let chunk = min(stream.count - fed, Int.random(in: 1...16, using: &generator))
+                decoder.feed(stream[fed..<fed + chunk])
+                fed += chunk
+                do {
+                    while let frame = try decoder.next() { decoded.append(frame) }
+                } catch {
+                    refusal = error
+                    break feeding
+                }
+            } while fed < stream.count
+
+            // The whole frames come out first, in order, and nothing that is not in the bytes.
+            let consumed = decoded.reduce(0) { $0 + $1.encoded.count }
+            #expect(Array(decoded.prefix(leading.count)) == leading)
+            #expect(decoded.flatMap(\.encoded) == Array(stream.prefix(consumed)))
+            if decoded.count > leading.count { outcomes.framesFromTheTail += 1 }
+            let rest = Array(stream[min(consumed, stream.count)...])
+            let kind = rest.count >= 2 ? StreamFrame.Kind(rawValue: rest[1]) : nil
+            let length = rest.count >= 6 ? rest[2..<6].reduce(0) { $0 << 8 | Int($1) } : nil
+            if let refusal {
+                // Refused at the first bad header, for what it says.
+                let expected: WireError? =
+                    rest.first.map { $0 != StreamFrame.version } == true ? .unsupportedVersion(got: rest[0], supported: StreamFrame.version)
+                    : rest.count >= 6 && kind == nil ? .unknownFrameKind(rest[1])
+                    : length.map { $0 > 256 } == true ? .frameTooLarge(length: length!, limit: 256)
+                    : nil
+                #expect(refusal == expected, "\(stream)")
+                let name = switch refusal {
+                case .unsupportedVersion: "version"
+                case .unknownFrameKind: "kind"
+                case .frameTooLarge: "length"
+                default: "other"
+                }
+                outcomes.refused[name, default: 0] += 1
+            } else {
+                // Waiting: what is left is one incomplete frame, all of it kept.
+                #expect(fed == stream.count)
+                #expect(decoder.bufferedBytes == rest.count)
+                if let first = rest.first {
+                    #expect(first == StreamFrame.version)
+                    if let length { #expect(kind != nil && length <= 256 && rest.count < StreamFrame.headerBytes + length) }
+                    outcomes.waiting += 1
+                }
             }
         }
+        // Every outcome occurred, many times.
+        #expect(outcomes.framesFromTheTail > 50 && outcomes.waiting > 50)
+        #expect(outcomes.refused.count == 3 && outcomes.refused.values.allSatisfy { $0 > 50 }, "\(outcomes.refused)")
     }
 }
