@@ -46,8 +46,10 @@ import Testing
         _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1002, count: 10, size: 100)
         #expect(received.withLock { $0 } == Array(repeating: [UInt8](repeating: 0x5A, count: 100), count: 10))
         #expect(await b.discardedBytes == 0)
-        // A port with no service refuses the connection with its reason.
-        await #expect(throws: (any Error).self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1003, count: 1, size: 1) }
+        // A port with no service refuses the connection with its reason: a
+        // reset from the peer over the open tunnel, not a timeout.
+        let refused = await #expect(throws: TunnelError.self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1003, count: 1, size: 1) }
+        #expect(Self.resetReason(refused) == "the connection to port 1003 closed after 1 of 1 messages (port 1003 is closed)")
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
@@ -56,8 +58,17 @@ import Testing
     @Test func datagramsThatWouldExceed1280BytesAreRefused() async throws {
         let (a, b, bKey, group) = try await Self.pair()
         let target = [b.boundAddress!]
-        #expect(a.send(OverlayMessage(sourcePort: 1, destinationPort: 7, data: Array(repeating: 0, count: OverlayMessage.maxDatagramData)), to: bKey.publicKey, candidates: target))
-        #expect(!a.send(OverlayMessage(sourcePort: 1, destinationPort: 7, data: Array(repeating: 0, count: OverlayMessage.maxDatagramData + 1)), to: bKey.publicKey, candidates: target))
+        let received = Mutex<[Int]>([])
+        b.setTrustGate { _ in true }
+        b.listen(port: 1234) { _, message in received.withLock { $0.append(message.data.count) } }
+        _ = try await a.ping(bKey.publicKey, candidates: target) // the tunnel is open
+        let largest = OverlayMessage.maxDatagramData
+        #expect(a.send(OverlayMessage(sourcePort: 1, destinationPort: 1234, data: Array(repeating: 0, count: largest)), to: bKey.publicKey, candidates: target))
+        #expect(!a.send(OverlayMessage(sourcePort: 1, destinationPort: 1234, data: Array(repeating: 0, count: largest + 1)), to: bKey.publicKey, candidates: target))
+        #expect(a.send(OverlayMessage(sourcePort: 1, destinationPort: 1234, data: [1]), to: bKey.publicKey, candidates: target))
+        // The largest fits one tunnel datagram and arrives; the one byte more never left.
+        for _ in 0..<300 where received.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(received.withLock { $0 } == [largest, 1])
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
@@ -66,11 +77,23 @@ import Testing
     @Test func anUntrustedPeerCannotOpenAStreamBeyondTheEchoPort() async throws {
         let (a, b, bKey, group) = try await Self.pair()
         let target = [b.boundAddress!]
-        await #expect(throws: (any Error).self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10) }
+        // The echo port takes the untrusted peer's stream…
+        _ = try await a.streamEcho(bKey.publicKey, candidates: target, count: 10)
+        // …the discard port (9) refuses it, for that reason, over the open tunnel.
+        let refused = await #expect(throws: TunnelError.self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10) }
+        #expect(Self.resetReason(refused) == "the connection to port 9 closed after 10 of 10 messages (not trusted for port 9)")
         #expect(await b.discardedBytes == 0)
+        // Trusted, the same peer gets through.
+        b.setTrustGate { _ in true }
+        _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10)
+        #expect(await b.discardedBytes == 100)
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
     }
-}
 
+    /// Why the peer reset a connection, if it did (and the error is not, say, a timeout).
+    static func resetReason(_ error: TunnelError?) -> String? {
+        if case .reset(let reason)? = error { reason } else { nil }
+    }
+}
