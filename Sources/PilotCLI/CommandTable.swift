@@ -40,22 +40,28 @@ public struct CommandSpec: Sendable {
 }
 
 public enum CommandTable {
+    /// How every daemon stops (`Daemon.run`), for the help of each.
+    static let stopping = "SIGTERM or SIGINT stops it gracefully within 10 s (past that it exits 1 naming what did not finish); a second signal stops it at once."
+
     public static let all: [CommandSpec] = [
         // Roles: long-running services, each also reachable as pilot-NAME.
         CommandSpec(
             name: "agent", kind: .role,
             abstract: "Node daemon of a host: metrics, service checks, tunnels, control socket.",
-            usage: "pilot agent [--state-dir DIR] [--config FILE] [--interval SECONDS] [--check KIND:NAME=TARGET]...",
+            usage: "pilot agent [--state-dir DIR] [--config FILE] [--interval 30s] [--no-metrics] [--check KIND:NAME=TARGET]...",
             details: """
                 Runs on every monitored host as its node of the overlay: the identity \
                 made by 'pilot init', a session with the registry (register, a keepalive \
-                every --keepalive seconds, registering again after a registry restart, \
-                backing off while it is down) and the local control socket that status, \
-                peers and set-tags talk to. Every --interval seconds it reads the host's \
-                CPU, memory, disks, load, network, disk I/O and uptime and runs its \
-                --check's, and publishes them to the hub (pilot init --hub) through its \
-                on-disk spool. --once --print shows one cycle without any network. \
-                Reads STATE/config first; flags given here win.
+                every --keepalive, registering again after a registry restart, backing \
+                off while it is down), encrypted tunnels, trust, an event broker and the \
+                local control socket that the other commands talk to. Every --interval \
+                (a duration such as 30s or 2m) it reads the host's CPU, memory, disks, \
+                load, network, disk I/O and uptime, runs its --check's, and publishes \
+                them to the hub (pilot init --hub; without one it collects nothing) \
+                through its on-disk spool. --no-metrics collects nothing and runs no \
+                checks: a node that only relays, brokers or subscribes. --once --print \
+                shows one cycle without any network. Reads STATE/config first; flags \
+                given here win. \(stopping)
                 """,
             implementation: .parsable(AgentCommand.self)),
         CommandSpec(
@@ -63,21 +69,32 @@ public enum CommandTable {
             abstract: "The hub: fleet state, alert rules, event-stream broker, JSON API and /metrics.",
             usage: "pilot aggregator [--state-dir DIR] [--http 127.0.0.1:9190] [--rule RULE]... [--host-down-after 90s] [--repeat-interval 4h]",
             details: """
-                Hosts the broker the fleet publishes to, keeps the latest sample of every \
-                metric of every host, evaluates alert rules (thresholds, for-durations, \
-                host-down) and publishes alerts to alerts/METRIC/HOST. Serves /api/hosts, \
-                /api/alerts and Prometheus /metrics on 127.0.0.1 by default.
+                A node that is the fleet's hub: hosts the broker the fleet publishes to, \
+                keeps the latest sample of every metric of every host, evaluates alert \
+                rules (thresholds, for-durations, host-down) and publishes alerts to \
+                alerts/METRIC/HOST; the alert state survives a restart. Serves \
+                /api/hosts, /api/alerts and Prometheus /metrics on 127.0.0.1:9190 by \
+                default, and prints the fleet table every --table-interval. Unless \
+                --no-metrics it also collects this host's metrics, as pilot agent does. \
+                \(stopping)
                 """,
             implementation: .parsable(AggregatorCommand.self)),
         CommandSpec(
             name: "store", kind: .role,
-            abstract: "History: compressed time series on SQLite, retention, queries.",
-            usage: "pilot store [--state-dir DIR]",
+            abstract: "History: compressed time series on SQLite, retention, rollups, queries.",
+            usage: "pilot store [--state-dir DIR] [--retention 30d] [--rollup-retention 365d] [--http 127.0.0.1:9201] [--remote-write URL]",
             details: """
-                A durable subscriber to metrics/* and health/* at the hub (pilot init \
-                --hub). Stores every numeric field as compressed chunks in one SQLite \
-                file (STATE/store.db), acknowledging only what is committed, and answers \
-                `pilot query`. Retention, rollups and Prometheus's read API come next.
+                A node that is a durable subscriber to metrics/* and health/* at the hub \
+                (pilot init --hub). Stores every numeric field as compressed chunks in \
+                one SQLite file (STATE/store.db), acknowledging only what is committed, \
+                and answers 'pilot query'. Raw samples are kept for --retention; as they \
+                age out they are rolled up into 5-minute and 1-hour min/max/sum/count, \
+                kept for --rollup-retention. --http answers a subset of Prometheus's read \
+                API (/api/v1/query_range, /api/v1/query, /api/v1/series, /api/v1/labels), \
+                so Grafana can read the history. --remote-write also sends every new \
+                sample to a Prometheus remote-write endpoint, from a backlog on disk \
+                bounded by --remote-write-backlog. Unless --no-metrics it also collects \
+                this host's metrics, as pilot agent does. \(stopping)
                 """,
             implementation: .parsable(StoreCommand.self)),
         CommandSpec(
@@ -97,8 +114,10 @@ public enum CommandTable {
                 The rendezvous every node talks to first (TCP, default port 9000). Binds \
                 each node's Ed25519 key to a stable overlay address, keeps hostnames, tags \
                 and reachable endpoints, and tracks presence by keepalive. Every write is \
-                signed by the node's key; state persists in SQLite. 'pilot registry revoke \
-                HOST' on the registry host releases a hostname for a reinstalled host.
+                signed by the node's key; state persists in SQLite. A read-only status \
+                page and /api/nodes answer on --http (127.0.0.1:9080). 'pilot registry \
+                revoke HOST' on the registry host releases a hostname for a reinstalled \
+                host. \(stopping)
                 """,
             implementation: .parsable(RegistryCommand.self)),
         CommandSpec(
@@ -109,38 +128,44 @@ public enum CommandTable {
                 Tells a node its public endpoint (UDP, default port 9001), coordinates \
                 simultaneous hole punching between two nodes behind NAT, and relays \
                 ciphertext when no direct path exists. It can read nothing it relays, and \
-                bounds what it forwards per node. 'pilot beacon status' shows its counters.
+                bounds what it forwards per node. 'pilot beacon status' shows its counters. \
+                \(stopping)
                 """,
             implementation: .parsable(BeaconCommand.self)),
 
         // Commands.
         CommandSpec(
             name: "up", kind: .command,
-            abstract: "Start a whole fleet of one on this machine: registry, beacon, aggregator and this host's agent.",
-            usage: "pilot up [--state-dir DIR] [--http 127.0.0.1:9190] [--interval 10] [--check KIND:NAME=TARGET]... [--for SECONDS]",
+            abstract: "A fleet of one on this machine: registry, beacon, aggregator, store and this host's agent.",
+            usage: "pilot up [--state-dir DIR] [--http 127.0.0.1:9190] [--interval 10s] [--table-interval 20s] [--check KIND:NAME=TARGET]... [--for DURATION]",
             details: """
-                The embedded default to start with: everything in one process on \
-                loopback, state in a temporary directory unless --state-dir is given. \
-                It prints where everything is, then this host's fleet table every \
-                --table-interval seconds; /api/hosts, /api/alerts and /metrics answer on \
-                the printed address.
+                The embedded default to start with, in one process on loopback: a \
+                registry, a beacon, and one node that is the hub and runs the \
+                aggregator, the store and this host's metrics and checks; state in a \
+                temporary directory unless --state-dir is given. It prints where \
+                everything is, then this host's fleet table every --table-interval. \
+                /api/hosts, /api/alerts and /metrics answer on the printed address \
+                (127.0.0.1:9190, or a free port if that one is taken), and Prometheus's \
+                read API of the history on 127.0.0.1:9201 (or a free port). --for \
+                stops it after that long; \(stopping)
                 """,
             implementation: .parsable(UpCommand.self)),
         CommandSpec(
             name: "init", kind: .command,
             abstract: "Create this node's identity and config file, and print its public key.",
-            usage: "pilot init [--hostname NAME] [--registry HOST:PORT] [--beacon HOST:PORT] [--hub NAME] [--state-dir DIR]",
+            usage: "pilot init [--hostname NAME] [--registry HOST:PORT] [--beacon HOST:PORT] [--hub NAME] [--tag TAG]... [--state-dir DIR]",
             details: """
                 Creates the state directory (mode 0700), an Ed25519 identity (mode 0600) \
-                and a config file of one flag a line. Running it again keeps the identity \
-                and updates the config with the flags given.
+                and a config file of one flag a line, which the node daemons (agent, \
+                aggregator, store) read. Running it again keeps the identity and updates \
+                the config with the flags given.
                 """,
             implementation: .parsable(InitCommand.self)),
         CommandSpec(
             name: "status", kind: .command,
             abstract: "Show this node: address, key, registry and whether it is registered.",
             usage: "pilot status [--json] [--state-dir DIR]",
-            details: "Asks the running node (pilot agent) over its control socket.",
+            details: "Asks the running node (pilot agent, aggregator, store or up) over its control socket. --json adds the event service's counters and each role's section.",
             implementation: .parsable(StatusCommand.self)),
         CommandSpec(
             name: "peers", kind: .command,
@@ -151,8 +176,8 @@ public enum CommandTable {
         CommandSpec(
             name: "ping", kind: .command,
             abstract: "Echo round trips to another node through the encrypted tunnel.",
-            usage: "pilot ping HOST [--count N] [--interval S] [--state-dir DIR]",
-            details: "HOST is a hostname or an overlay address; the local node finds its key and endpoints at the registry and opens a tunnel to it. Ping needs no trust (port 7).",
+            usage: "pilot ping HOST [--count N] [--interval 1s] [--stream] [--state-dir DIR]",
+            details: "HOST is a hostname or an overlay address; the local node finds its key and endpoints at the registry and opens a tunnel to it. Ping needs no trust (port 7). --stream sends --count messages over one reliable stream and checks that every echo comes back in order.",
             implementation: .parsable(PingCommand.self)),
         CommandSpec(
             name: "handshake", kind: .command,
@@ -193,14 +218,14 @@ public enum CommandTable {
         CommandSpec(
             name: "query", kind: .command,
             abstract: "Read history from the store: one metric's series over a time range.",
-            usage: "pilot query METRIC [--host H] [--label k=v]... [--since 1h | --from T --to T] [--step 5m] [--agg avg|min|max|last|count] [--json|--csv]",
-            details: "Asks the running store (pilot store) on this host. Times are Unix seconds.",
+            usage: "pilot query METRIC [--host H] [--label k=v]... [--since 1h | --from T --to T] [--step 5m] [--agg avg|min|max|last|count] [--json|--csv] [--state-dir DIR]",
+            details: "Asks the running store on this host (pilot store, or pilot up) over its control socket. --since and --step are durations (1h, 5m); --from and --to are Unix seconds. With a --step of 5m or more, the part of the range past raw retention is read from the rollups.",
             implementation: .parsable(QueryCommand.self)),
         CommandSpec(
             name: "alerts", kind: .command,
             abstract: "List the alerts firing now (on the aggregator's host).",
             usage: "pilot alerts [--json] [--state-dir DIR]",
-            details: "Asks the running aggregator over its control socket; every host's alerts are also on alerts/* of the event stream.",
+            details: "Asks the running aggregator (pilot aggregator, or pilot up) over its control socket; every host's alerts are also on alerts/* of the event stream.",
             implementation: .parsable(AlertsCommand.self)),
         CommandSpec(
             name: "publish", kind: .command,
@@ -211,13 +236,14 @@ public enum CommandTable {
                 until the hub has stored it, so a hub restart or an outage loses nothing; \
                 this command returns once the messages are spooled. --no-ack sends at \
                 most once, without the spool. A payload is a JSON object of at most \
-                64 KiB; a topic is '/'-separated printable levels without empty ones.
+                --max-payload-bytes (64 KiB); a topic is '/'-separated printable levels \
+                without empty ones.
                 """,
             implementation: .parsable(PublishCommand.self)),
         CommandSpec(
             name: "subscribe", kind: .command,
             abstract: "Print events from the hub as they arrive: '[topic] payload' a line.",
-            usage: "pilot subscribe FILTER... [--from HUB] [--json] [--count N] [--timeout S] [--durable NAME] [--state-dir DIR]",
+            usage: "pilot subscribe FILTER... [--from HUB] [--json] [--count N] [--timeout 30s] [--durable NAME] [--state-dir DIR]",
             details: """
                 In a filter '*' matches one level and a trailing '*' one or more, so \
                 'metrics/*' gets metrics/cpu/web-01 and 'metrics/*/web-01' every metric \
