@@ -164,7 +164,7 @@ struct SubscribeCommand: AsyncParsableCommand {
                 return
             }
             var output: [UInt8] = []
-            var lastID: Substring?
+            var lastID: UInt64?
             // Everything already here, printed with one write.
             repeat {
                 let line: ArraySlice<UInt8>?
@@ -173,25 +173,27 @@ struct SubscribeCommand: AsyncParsableCommand {
                     if !output.isEmpty { Console.current.out(String(decoding: output.dropLast(), as: UTF8.self)) }
                     throw CLIError("the node ended the subscription")
                 }
-                let text = String(decoding: line, as: UTF8.self)
-                if text.hasPrefix("MSG ") {
-                    let fields = text.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: false)
-                    guard fields.count == 6 else { continue }
-                    lastID = fields[1]
-                    let rendered = json
-                        ? #"{"topic":"\#(fields[4])","payload":\#(fields[5]),"publisher":"\#(fields[2])","seq":\#(fields[3]),"id":\#(fields[1])}"#
-                        : "[\(fields[4])] \(fields[5])"
-                    output.append(contentsOf: rendered.utf8)
+                if let message = MessageLine(line) {
+                    lastID = message.id
+                    if json {
+                        output += Array(#"{"topic":""#.utf8) + message.topic + Array(#"","payload":"#.utf8) + message.payload
+                        output += Array(#","publisher":""#.utf8) + message.publisher + Array(#"","seq":\#(message.sequence),"id":\#(message.id)}"#.utf8)
+                    } else {
+                        output += [UInt8(ascii: "[")] + message.topic + Array("] ".utf8) + message.payload
+                    }
                     output.append(0x0A)
                     received += 1
-                } else if text.hasPrefix("DROP ") {
+                    continue
+                }
+                let text = String(decoding: line, as: UTF8.self)
+                if text.hasPrefix("DROP ") {
                     Console.current.err("pilot subscribe: the hub dropped \(text.dropFirst(5)) messages this subscriber could not take in time")
                 } else if text.hasPrefix("{"), let reply = try? JSONValue.parse(text), reply["ok"] == .bool(false) {
                     throw CLIError(reply["error"]?.stringValue ?? "the node ended the subscription")
                 }
             } while count.map({ received < $0 }) ?? true && connection.waitReadable(milliseconds: 0)
             if !output.isEmpty { Console.current.out(String(decoding: output.dropLast(), as: UTF8.self)) }
-            if durable != nil, let lastID { try? connection.write(Array("ACK \(lastID)\n".utf8)) }
+            if durable != nil, let lastID { try? connection.write(Array((EventRequest.ack(lastID).line + "\n").utf8)) }
         }
     }
 }

@@ -207,12 +207,10 @@ public enum EventReply: Equatable, Sendable {
             guard let sequence = UInt64(fields.word()) else { break }
             return .error(sequence: sequence, reason: printable(fields.rest()))
         case "MSG":
-            guard let id = UInt64(fields.word()) else { break }
-            let publisher = fields.word()
-            guard !publisher.isEmpty, let sequence = UInt64(fields.word()), let topic = try? Topic(fields.word()) else { break }
-            let payload = fields.rest()
-            guard payload.hasPrefix("{"), payload.hasSuffix("}") else { break }
-            return .message(id: id, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: sequence))
+            guard let fields = MessageLine(line), let topic = try? Topic(String(decoding: fields.topic, as: UTF8.self)),
+                  fields.payload.first == UInt8(ascii: "{"), fields.payload.last == UInt8(ascii: "}") else { break }
+            return .message(id: fields.id, EventMessage(topic: topic, payload: String(decoding: fields.payload, as: UTF8.self),
+                                                        publisher: String(decoding: fields.publisher, as: UTF8.self), sequence: fields.sequence))
         case "DROP":
             guard let count = Int(fields.rest()) else { break }
             return .dropped(count)
@@ -222,6 +220,44 @@ public enum EventReply: Equatable, Sendable {
             break
         }
         throw EventWireError(sequence: 0, "malformed reply from the hub: \(String(decoding: line.prefix(60), as: UTF8.self))")
+    }
+}
+
+/// The fields of a `MSG id publisher seq topic payload` line, found in its
+/// bytes without copying or checking the topic and payload: what a
+/// subscriber needs to discard duplicates and print the line. The one
+/// reader of MSG lines; `EventReply.parse` checks the rest.
+public struct MessageLine: Sendable {
+    public let id: UInt64
+    public let publisher: ArraySlice<UInt8>
+    public let sequence: UInt64
+    public let topic: ArraySlice<UInt8>
+    public let payload: ArraySlice<UInt8>
+
+    static let prefix = Array("MSG ".utf8)
+
+    public init?(_ line: ArraySlice<UInt8>) {
+        var rest = line.last == 0x0D ? line.dropLast() : line
+        guard rest.starts(with: Self.prefix) else { return nil }
+        rest = rest.dropFirst(4)
+        func field(_ rest: inout ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+            guard let space = rest.firstIndex(of: 0x20), space > rest.startIndex else { return nil }
+            defer { rest = rest[(space + 1)...] }
+            return rest[..<space]
+        }
+        func number(_ digits: ArraySlice<UInt8>) -> UInt64? {
+            guard digits.count <= 19 else { return nil }
+            var value: UInt64 = 0
+            for byte in digits {
+                let digit = byte &- 0x30
+                guard digit < 10 else { return nil }
+                value = value * 10 + UInt64(digit)
+            }
+            return value
+        }
+        guard let idField = field(&rest), let id = number(idField), let publisher = field(&rest),
+              let sequenceField = field(&rest), let sequence = number(sequenceField), let topic = field(&rest), !rest.isEmpty else { return nil }
+        (self.id, self.publisher, self.sequence, self.topic, payload) = (id, publisher, sequence, topic, rest)
     }
 }
 

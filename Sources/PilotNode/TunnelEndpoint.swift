@@ -52,7 +52,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     public enum StreamServiceEvent: Sendable {
         case accepted(StreamMux.ConnectionID)
         case message(StreamMux.ConnectionID, [UInt8])
-        case closed(StreamMux.ConnectionID, String)
+        case closed(StreamMux.ConnectionID, StreamReset)
     }
 
     /// Accepts reliable stream connections on `port` (only from trusted
@@ -77,7 +77,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Bulk senders waiting for window space, run after stream traffic arrives.
     private var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
     /// Why a bulk sender's connection was reset by the peer.
-    private var resetReasons: [StreamMux.ConnectionID: String] = [:]
+    private var resetReasons: [StreamMux.ConnectionID: StreamReset] = [:]
 
     /// Messages sent on a connection and not yet on the wire (on the loop).
     public func queuedOnStream(_ connection: StreamMux.ConnectionID) -> Int {
@@ -239,7 +239,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     guard bytes == message(received) else {
                         self.streamWaiters[connection] = nil
                         self.sendStream(self.streams.reset(connection, reason: "out of order"))
-                        promise.fail(TunnelError.reset("echo \(received) came back wrong or out of order"))
+                        promise.fail(TunnelError.reset(StreamReset(.closed, "echo \(received) came back wrong or out of order")))
                         return
                     }
                     received += 1
@@ -294,8 +294,9 @@ public final class TunnelEndpoint: @unchecked Sendable {
             func pump() {
                 guard self.streams.isOpen(connection) else {
                     self.streamSenders[connection] = nil
-                    let reason = self.resetReasons.removeValue(forKey: connection).map { " (\($0))" } ?? ""
-                    promise.fail(TunnelError.reset("the connection to port \(port) closed after \(sent) of \(count) messages\(reason)"))
+                    let why = self.resetReasons.removeValue(forKey: connection)
+                    promise.fail(TunnelError.reset(StreamReset(why?.code ?? .closed,
+                        "the connection to port \(port) closed after \(sent) of \(count) messages" + (why.map { " (\($0.reason))" } ?? ""))))
                     return
                 }
                 while sent < count, self.streams.canSend(on: connection) {
@@ -556,7 +557,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
 public enum TunnelError: Error, CustomStringConvertible {
     case timeout(String, Int)
-    case reset(String)
+    /// The peer (or the stream's own timeouts) reset the connection.
+    case reset(StreamReset)
     public var description: String {
         switch self {
         case let .timeout(peer, seconds): "no reply from \(peer) within \(seconds) s"

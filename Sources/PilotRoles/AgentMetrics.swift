@@ -19,7 +19,9 @@ public final class AgentMetrics: NodeRole, @unchecked Sendable {
         let events = node.events, logger = node.logger
         let loop = MetricsLoop(options: options, loop: node.loop, logger: logger) { messages in
             let batch = messages.compactMap { message in (try? Topic(message.topic)).map { (topic: $0, payload: message.json) } }
-            do { try await events?.publish(to: hub, messages: batch) } catch {
+            // Spooled even while the hub does not trust this node yet: they
+            // go out once a handshake is approved.
+            do { try await events?.publish(to: hub, messages: batch, spoolWhileRefused: true) } catch {
                 logger.error("cannot publish metrics", metadata: ["hub": "\(hub)", "error": "\(error)"])
             }
         }

@@ -8,7 +8,8 @@ public import PilotCrypto
 ///     overlay header (kind 2, ports) | connection id u32 | flags u8 | reliable segment
 ///
 /// Flags: 1 open (first segments of a connection the initiator opened),
-/// 2 reset (the segment is a UTF-8 reason instead). A connection is named
+/// 2 reset (the segment is a `StreamReset` instead), 4 coded (the reset's
+/// first byte is its code). A connection is named
 /// by the peer's key and the initiator's random id. Which ports accept
 /// whom is the caller's policy (`accepts`): only trusted peers reach ports
 /// other than 7 and 444.
@@ -22,7 +23,7 @@ public struct StreamMux: Sendable {
     public enum Event: Equatable, Sendable {
         case accepted(ConnectionID, port: UInt16)
         case message(ConnectionID, [UInt8])
-        case reset(ConnectionID, reason: String)
+        case reset(ConnectionID, StreamReset)
     }
 
     public struct Outgoing: Equatable, Sendable {
@@ -43,6 +44,7 @@ public struct StreamMux: Sendable {
 
     static let openFlag: UInt8 = 1
     static let resetFlag: UInt8 = 2
+    static let codedFlag: UInt8 = 4
 
     public var configuration = ReliableChannel.Configuration()
     public var idleTimeout: Int64 = 120_000_000
@@ -92,9 +94,14 @@ public struct StreamMux: Sendable {
     public func statistics(_ connection: ConnectionID) -> ReliableChannel.Statistics? { connections[connection]?.channel.statistics }
 
     /// Closes a connection, telling the peer.
+    /// The owner closes a connection, telling the peer why.
     public mutating func reset(_ connection: ConnectionID, reason: String) -> [Outgoing] {
+        reset(connection, StreamReset(.closed, reason))
+    }
+
+    mutating func reset(_ connection: ConnectionID, _ why: StreamReset) -> [Outgoing] {
         guard let state = connections.removeValue(forKey: connection) else { return [] }
-        return [Outgoing(peer: connection.peer, payload: Self.frame(state, connection.id, flags: Self.resetFlag, Array(reason.utf8.prefix(200))))]
+        return [Outgoing(peer: connection.peer, payload: Self.frame(state, connection.id, flags: Self.resetFlag | Self.codedFlag, why.body))]
     }
 
     /// An overlay message of kind `stream` from `peer`. `accepts(port)` says
@@ -108,20 +115,21 @@ public struct StreamMux: Sendable {
         let key = ConnectionID(peer: peer, id: id)
         if flags & Self.resetFlag != 0 {
             guard connections.removeValue(forKey: key) != nil else { return ([], []) }
-            return ([], [.reset(key, reason: String(decoding: body, as: UTF8.self))])
+            return ([], [.reset(key, StreamReset(body: body[...], coded: flags & Self.codedFlag != 0))])
         }
         var events: [Event] = []
         if connections[key] == nil {
             // Only an opening segment creates a connection; anything else for
             // an unknown connection is stale, and is told so.
-            let refuse: String? =
-                flags & Self.openFlag == 0 ? "no such connection" :
-                !listening.contains(message.destinationPort) ? "port \(message.destinationPort) is closed" :
-                !accepts(message.destinationPort) ? "not trusted for port \(message.destinationPort)" :
-                connections.count >= maxConnections ? "too many connections" : nil
+            let port = message.destinationPort
+            let refuse: StreamReset? =
+                flags & Self.openFlag == 0 ? StreamReset(.noSuchConnection, "no such connection") :
+                !listening.contains(port) ? StreamReset(.portClosed, "port \(port) is closed") :
+                !accepts(port) ? StreamReset(.notTrusted, "not trusted for port \(port)") :
+                connections.count >= maxConnections ? StreamReset(.tooManyConnections, "too many connections") : nil
             if let refuse {
                 let frame = OverlayMessage(kind: .stream, sourcePort: message.destinationPort, destinationPort: message.sourcePort,
-                                           data: id.bigEndianBytes + [Self.resetFlag] + Array(refuse.utf8))
+                                           data: id.bigEndianBytes + [Self.resetFlag | Self.codedFlag] + refuse.body)
                 return ([Outgoing(peer: peer, payload: frame.encoded)], [])
             }
             connections[key] = Connection(channel: ReliableChannel(configuration: configuration), localPort: message.destinationPort,
@@ -146,14 +154,16 @@ public struct StreamMux: Sendable {
         var events: [Event] = []
         for key in Array(connections.keys) {
             if let state = connections[key], now - state.lastHeard >= idleTimeout, state.channel.isIdle || now - state.lastHeard >= idleTimeout * 2 {
-                outgoing += reset(key, reason: "idle timeout")
-                events.append(.reset(key, reason: "idle timeout"))
+                let why = StreamReset(.idleTimeout, "idle timeout")
+                outgoing += reset(key, why)
+                events.append(.reset(key, why))
                 continue
             }
             if let since = connections[key]?.waitingSince, now - since >= unansweredTimeout {
                 let reason = "the peer did not answer for \(unansweredTimeout / 1_000_000) s"
-                outgoing += reset(key, reason: reason)
-                events.append(.reset(key, reason: reason))
+                let why = StreamReset(.unanswered, reason)
+                outgoing += reset(key, why)
+                events.append(.reset(key, why))
                 continue
             }
             outgoing += poll(key, now: now)

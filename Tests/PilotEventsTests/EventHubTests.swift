@@ -286,6 +286,21 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
         ]
         for reply in replies { #expect(try EventReply.parse(ArraySlice(reply.line.utf8)) == reply) }
     }
+
+    /// The one reader of MSG lines: the fields a subscriber needs, found in
+    /// the bytes; anything short of the six fields is not a message.
+    @Test func aMessageLineIsReadInPlace() throws {
+        let message = EventMessage(topic: try Topic("metrics/cpu/web-01"), payload: #"{"host":"web-01","note":"a b c"}"#, publisher: "KEY/1f", sequence: 42)
+        let line = ArraySlice(EventReply.messageBytes(id: 1234, message))
+        let fields = try #require(MessageLine(line))
+        #expect(fields.id == 1234 && fields.sequence == 42)
+        #expect(String(decoding: fields.publisher, as: UTF8.self) == "KEY/1f")
+        #expect(String(decoding: fields.topic, as: UTF8.self) == "metrics/cpu/web-01")
+        #expect(String(decoding: fields.payload, as: UTF8.self) == #"{"host":"web-01","note":"a b c"}"#)
+        for bad in ["MSG 1 KEY 2 topic", "MSG x KEY 2 t {}", "MSG 1 KEY y t {}", "MSG  KEY 2 t {}", "PUBACK 3", "MSG 99999999999999999999 K 1 t {}"] {
+            #expect(MessageLine(ArraySlice(bad.utf8)) == nil, "\(bad)")
+        }
+    }
 }
 
 @Suite struct EventSpoolTests {

@@ -50,6 +50,7 @@ import Testing
         // reset from the peer over the open tunnel, not a timeout.
         let refused = await #expect(throws: TunnelError.self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1003, count: 1, size: 1) }
         #expect(Self.resetReason(refused) == "the connection to port 1003 closed after 1 of 1 messages (port 1003 is closed)")
+        #expect(Self.resetCode(refused) == .portClosed)
         await a.stop()
         await b.stop()
         try await group.shutdownGracefully()
@@ -82,6 +83,7 @@ import Testing
         // …the discard port (9) refuses it, for that reason, over the open tunnel.
         let refused = await #expect(throws: TunnelError.self) { _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10) }
         #expect(Self.resetReason(refused) == "the connection to port 9 closed after 10 of 10 messages (not trusted for port 9)")
+        #expect(Self.resetCode(refused) == .notTrusted)
         #expect(await b.discardedBytes == 0)
         // Trusted, the same peer gets through.
         b.setTrustGate { _ in true }
@@ -94,6 +96,10 @@ import Testing
 
     /// Why the peer reset a connection, if it did (and the error is not, say, a timeout).
     static func resetReason(_ error: TunnelError?) -> String? {
-        if case .reset(let reason)? = error { reason } else { nil }
+        if case .reset(let why)? = error { why.reason } else { nil }
+    }
+
+    static func resetCode(_ error: TunnelError?) -> StreamReset.Code? {
+        if case .reset(let why)? = error { why.code } else { nil }
     }
 }

@@ -1,6 +1,6 @@
 import PilotCore
 import PilotCrypto
-import PilotWire
+@testable import PilotWire
 import Testing
 
 /// Two multiplexers over a lossy, reordering path (virtual microseconds).
@@ -77,7 +77,7 @@ struct MuxPair {
         let closed = try pair.a.open(to: pair.bKey.publicKey, port: 5000, now: 0)
         try pair.a.send([1], on: closed)
         for _ in 0..<50 { pair.step() }
-        #expect(pair.eventsAtA.contains(.reset(closed, reason: "port 5000 is closed")))
+        #expect(pair.eventsAtA.contains(.reset(closed, StreamReset(.portClosed, "port 5000 is closed"))))
         #expect(!pair.a.isOpen(closed))
 
         pair.b.listen(on: 1002)
@@ -85,8 +85,22 @@ struct MuxPair {
         let refused = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: pair.now)
         try pair.a.send([2], on: refused)
         for _ in 0..<50 { pair.step() }
-        #expect(pair.eventsAtA.contains(.reset(refused, reason: "not trusted for port 1002")))
+        #expect(pair.eventsAtA.contains(.reset(refused, StreamReset(.notTrusted, "not trusted for port 1002"))))
         #expect(!pair.eventsAtB.contains { if case .accepted = $0 { true } else { false } })
+    }
+
+    /// Refusals are told apart by their code, never by the words of the
+    /// reason; an older peer's reset (a reason only) is a plain close.
+    @Test func aResetCarriesItsCodeAndAnOlderPeersResetIsAPlainClose() {
+        let refusal = StreamReset(.notTrusted, "not trusted for port 1002")
+        #expect(StreamReset(body: refusal.body[...], coded: true) == refusal)
+        #expect(refusal.isRefusal && StreamReset(.portClosed, "x").isRefusal)
+        #expect(!StreamReset(.unanswered, "x").isRefusal && !StreamReset(.closed, "x").isRefusal)
+        let legacy = StreamReset(body: Array("not trusted for port 1002".utf8)[...], coded: false)
+        #expect(legacy == StreamReset(.closed, "not trusted for port 1002"))
+        #expect(StreamReset(body: [200] + Array("from a newer peer".utf8), coded: true) == StreamReset(.closed, "from a newer peer"))
+        #expect(StreamReset(body: [], coded: true) == StreamReset(.closed, ""))
+        #expect(StreamReset(.closed, String(repeating: "é", count: 300)).body.count == 201)
     }
 
     @Test func resetsReachTheOtherSideAndStaleSegmentsAreRefused() throws {
@@ -98,7 +112,7 @@ struct MuxPair {
         #expect(pair.eventsAtB.contains { if case .accepted(_, 1002) = $0 { true } else { false } })
         pair.carry(pair.a.reset(connection, reason: "bye"), fromA: true)
         for _ in 0..<20 { pair.step() }
-        #expect(pair.eventsAtB.contains { if case .reset(_, "bye") = $0 { true } else { false } })
+        #expect(pair.eventsAtB.contains { if case .reset(_, StreamReset(.closed, "bye")) = $0 { true } else { false } })
     }
 
     @Test func aPeerThatRestartedRefusesTheOldConnectionInsteadOfAcceptingItAgain() throws {
@@ -115,7 +129,7 @@ struct MuxPair {
         try pair.a.send([2], on: connection)
         for _ in 0..<50 { pair.step() }
         #expect(!pair.eventsAtB.contains { if case .accepted = $0 { true } else { false } })
-        #expect(pair.eventsAtA.contains { if case .reset(connection, "no such connection") = $0 { true } else { false } })
+        #expect(pair.eventsAtA.contains { if case .reset(connection, StreamReset(.noSuchConnection, "no such connection")) = $0 { true } else { false } })
         #expect(!pair.a.isOpen(connection))
     }
 }
@@ -139,7 +153,7 @@ struct MuxPair {
         while resetAt == nil, pair.now < lostAt + 60_000_000 {
             pair.step()
             for case .reset(let id, let reason) in pair.eventsAtA where id == connection {
-                #expect(reason == "the peer did not answer for 20 s")
+                #expect(reason == StreamReset(.unanswered, "the peer did not answer for 20 s"))
                 resetAt = pair.now
             }
         }

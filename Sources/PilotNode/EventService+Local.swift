@@ -1,0 +1,61 @@
+public import Logging
+public import NIOCore
+public import PilotCore
+public import PilotCrypto
+public import PilotEvents
+public import PilotWire
+public import PilotTransport
+
+extension EventService {
+    // MARK: In-process publishing and subscribing (the hub's own roles)
+
+    /// Subscribes a part of this process to its own broker. Durable ones
+    /// resume after their last `acknowledge`. The handler runs on the loop.
+    public func subscribeLocally(filters: [TopicFilter], durable: String?, handler: @escaping @Sendable ([Delivery]) -> Void) async -> Int {
+        (try? await loop.submit { [self] () -> Int in
+            nextLocal += 1
+            let connection = Connection.local(nextLocal)
+            localSubscribers[nextLocal] = handler
+            hub.open(connection, peer: localName)
+            let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
+            hub.receive(Array(lines.utf8), from: connection)
+            _ = hub.nextFrame(for: connection) // the confirmations
+            scheduleCommit()
+            flush(connection)
+            return nextLocal
+        }.get()) ?? 0
+    }
+
+    /// A durable local subscriber has handled everything up to `id`.
+    public func acknowledgeLocally(_ subscriber: Int, upTo id: UInt64) {
+        loop.execute { [self] in
+            hub.receive(Array((EventRequest.ack(id).line + "\n").utf8), from: .local(subscriber))
+            scheduleCommit()
+        }
+    }
+
+    /// Publishes into this node's own broker: stored in its log with the
+    /// next commit (no spool: the log is the durable copy). Numbered like
+    /// any publisher's messages, as publisher `KEY/local/EPOCH` with an
+    /// epoch of this run, so that consumers discarding duplicates by
+    /// (publisher, sequence) keep every one.
+    public func publishLocally(_ messages: [(topic: Topic, payload: String)]) async {
+        try? await loop.submit { [self] in
+            var lines: [UInt8] = []
+            for message in messages {
+                localSequence += 1
+                lines += Array(EventRequest.publish(sequence: localSequence, topic: message.topic, payload: message.payload).line.utf8) + [0x0A]
+            }
+            hub.receive(lines, from: .local(0))
+            _ = hub.nextFrame(for: .local(0)) // errors of bad lines are dropped: callers build them
+            scheduleCommit()
+        }.get()
+    }
+
+    func tick() {
+        for line in hub.maintain(now: WallClock.nowMilliseconds() / 1000) { logger.error("event hub: \(line)") }
+        if hub.needsCommit { scheduleCommit() }
+        for forwarder in forwarders.values { forwarder.tick() }
+        for subscription in subscriptions.values { subscription.tick() }
+    }
+}

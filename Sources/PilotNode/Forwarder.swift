@@ -1,0 +1,160 @@
+public import Logging
+public import NIOCore
+public import PilotCore
+public import PilotCrypto
+public import PilotEvents
+public import PilotWire
+public import PilotTransport
+
+/// Sends one hub's spool: in order, many lines to a stream message, a
+/// bounded amount unacknowledged, again from the oldest after a reconnect.
+final class Forwarder: @unchecked Sendable {
+    let hubName: String
+    let spool: EventSpool
+    unowned let service: EventService
+    var connection: StreamMux.ConnectionID?
+    var link = HubLink()
+    /// The highest sequence sent on the current connection.
+    var sentUpTo: UInt64 = 0
+    /// The highest sequence ever sent (to count resends).
+    var highestSent: UInt64 = 0
+    var resent = 0
+    var refused = 0
+    var lastError: String? { link.lastError }
+    /// Fire-and-forget lines waiting for the connection (bounded).
+    var unacknowledged: [String] = []
+    /// Whether the hub ever answered (accepted or refused) in this run.
+    var contacted = false
+    var refusal: String?
+    var contactWaiters: [EventLoopPromise<String?>] = []
+
+    init(hubName: String, spool: EventSpool, service: EventService) {
+        self.hubName = hubName
+        self.spool = spool
+        self.service = service
+        sentUpTo = spool.acknowledged
+        highestSent = spool.acknowledged // resends count from this run only
+    }
+
+    func sendUnacknowledged(_ messages: [(topic: Topic, payload: String)]) {
+        for message in messages where unacknowledged.count < 10_000 {
+            unacknowledged.append(EventRequest.publish(sequence: 0, topic: message.topic, payload: message.payload).line)
+        }
+    }
+
+    func tick() {
+        if connection == nil, spool.count > 0 || !unacknowledged.isEmpty { pump() }
+        // With publications waiting for the hub, a quiet hub is probed, so
+        // that one that died shows as not answering within seconds.
+        if let connection, spool.count > 0, link.shouldProbe(now: TunnelTime.current().now) {
+            service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
+        }
+    }
+
+    /// Connected, and the hub answered recently or has nothing of ours to answer.
+    var isConnected: Bool { connection != nil && (spool.count == 0 || link.isAnswering(now: TunnelTime.current().now)) }
+
+    /// Resolves once the first connection attempt is decided: nil when the
+    /// hub accepted or could not be reached (the spool will wait for it),
+    /// else the refusal. Later calls answer from what is known.
+    func firstContact() -> EventLoopFuture<String?> {
+        let loop = service.loop
+        if connection != nil || (contacted && refusal == nil) { return loop.makeSucceededFuture(nil) }
+        let promise = loop.makePromise(of: String?.self)
+        contactWaiters.append(promise)
+        if contactWaiters.count == 1 {
+            connect(force: true)
+            loop.scheduleTask(in: .seconds(5)) { [self] in self.settleContact(nil) } // away: spool and go on
+        }
+        return promise.futureResult
+    }
+
+    func settleContact(_ refusal: String?) {
+        let waiters = contactWaiters
+        contactWaiters = []
+        for waiter in waiters { waiter.succeed(refusal) }
+    }
+
+    func pump() {
+        guard let connection else { return connect() }
+        let tunnels = service.tunnels
+        if !unacknowledged.isEmpty {
+            for frame in EventLines.pack(unacknowledged) { tunnels.sendOnStream(frame, on: connection) }
+            unacknowledged = []
+        }
+        while sentUpTo < spool.lastSequence, tunnels.queuedOnStream(connection) < 16, sentUpTo - spool.acknowledged < 20_000 {
+            guard let batch = try? spool.pendingFrames(after: sentUpTo, limit: 2_000), batch.count > 0 else { break }
+            if highestSent > sentUpTo { resent += Int(min(highestSent, batch.last) - sentUpTo) }
+            for frame in batch.frames { tunnels.sendOnStream(frame, on: connection) }
+            sentUpTo = batch.last
+            highestSent = max(highestSent, sentUpTo)
+        }
+        tunnels.whenStreamWritable(connection, sentUpTo < spool.lastSequence ? { [weak self] in self?.pump() } : nil)
+    }
+
+    func connect(force: Bool = false) {
+        guard link.shouldConnect(now: TunnelTime.current().now, force: force) else { return }
+        let hubName = self.hubName
+        service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
+            switch result {
+            case .success(let connection): self.connected(connection)
+            case .failure(let error): self.failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
+            }
+        }
+    }
+
+    func connected(_ connection: StreamMux.ConnectionID) {
+        self.connection = connection
+        link.connected(now: TunnelTime.current().now)
+        // The hub's refusal of an untrusted node comes as a reset of this
+        // connection: the first acknowledgement (or a PONG) settles it.
+        service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
+        sentUpTo = spool.acknowledged
+        service.tunnels.sendOnStream(Array((EventRequest.epoch(spool.epoch).line + "\n").utf8), on: connection)
+        pump()
+    }
+
+    func failed(_ reason: String, refused: Bool) {
+        connection = nil
+        if refused {
+            contacted = true
+            refusal = reason
+            settleContact(reason)
+        }
+        if lastError != reason { service.logger.warning("event hub unreachable; publications stay spooled", metadata: ["hub": "\(hubName)", "reason": "\(reason)"]) }
+        link.failed(reason, now: TunnelTime.current().now)
+    }
+
+    func received(_ result: Result<[UInt8], any Error>) {
+        switch result {
+        case .failure(TunnelError.reset(let why)) where why.code == .idleTimeout && spool.count == 0:
+            connection = nil // quiet for two minutes: reconnect when there is something to send
+            link.closed()
+        case .failure(let error):
+            failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
+        case .success(let bytes):
+            // The hub answers: it takes this node (a refusal from before, e.g.
+            // "not trusted", is over).
+            link.heard(now: TunnelTime.current().now)
+            refusal = nil
+            if !contacted {
+                contacted = true
+                settleContact(nil)
+            }
+            for line in EventLines.split(bytes) {
+                switch try? EventReply.parse(line) {
+                case .published(let upTo)?:
+                    do { try spool.acknowledge(upTo: upTo) } catch {
+                        service.logger.error("cannot update the spool", metadata: ["error": "\(error)"])
+                    }
+                case let .error(sequence, reason)?:
+                    refused += 1
+                    service.logger.error("the hub refused a publication", metadata: ["hub": "\(hubName)", "seq": "\(sequence)", "reason": "\(reason)"])
+                default:
+                    break
+                }
+            }
+            pump()
+        }
+    }
+}

@@ -1,0 +1,204 @@
+public import Logging
+public import NIOCore
+public import PilotCore
+public import PilotCrypto
+public import PilotEvents
+public import PilotWire
+public import PilotTransport
+
+/// Where a subscription's messages go: a CLI's control stream, or a part
+/// of this process (the store). Called on the loop.
+protocol SubscriptionSink: AnyObject, Sendable {
+    var isWritable: Bool { get }
+    func confirmed(hub: String)
+    /// The first connection failed: the end of this subscription.
+    func failed(_ reason: String)
+    /// `MSG` (and `DROP`) lines, each ending in a line feed.
+    func deliver(_ lines: [UInt8])
+}
+
+final class ControlStreamSink: SubscriptionSink, @unchecked Sendable {
+    let stream: ControlStream
+    init(_ stream: ControlStream) { self.stream = stream }
+    var isWritable: Bool { stream.isWritable }
+    func confirmed(hub: String) { stream.send(ControlSocket.ok(JSONObject([("hub", .string(hub))]))) }
+    func failed(_ reason: String) {
+        stream.send(ControlSocket.failure(reason))
+        stream.close()
+    }
+    func deliver(_ lines: [UInt8]) { stream.send(lines) }
+}
+
+final class HandlerSink: SubscriptionSink, @unchecked Sendable {
+    let handler: @Sendable ([EventService.Delivery]) -> Void
+    let onStatus: @Sendable (String?) -> Void
+    init(handler: @escaping @Sendable ([EventService.Delivery]) -> Void, onStatus: @escaping @Sendable (String?) -> Void) {
+        self.handler = handler
+        self.onStatus = onStatus
+    }
+    var isWritable: Bool { true }
+    func confirmed(hub: String) { onStatus(nil) }
+    func failed(_ reason: String) { onStatus(reason) }
+    func deliver(_ lines: [UInt8]) {
+        let deliveries = EventService.deliveries(in: lines)
+        if !deliveries.isEmpty { handler(deliveries) }
+    }
+}
+
+/// One `pilot subscribe`: a connection to the hub on behalf of a control
+/// stream, reconnected after failures (a durable one resumes where the CLI
+/// acknowledged).
+final class Subscription: @unchecked Sendable {
+    let hubName: String
+    let filters: [TopicFilter]
+    let durable: String?
+    let sink: any SubscriptionSink
+    unowned let service: EventService
+    var connection: StreamMux.ConnectionID?
+    var link = HubLink()
+    var confirmed = false
+    var confirmedFilters: Set<TopicFilter> = []
+    var stopped = false
+    var duplicates = DuplicateFilter()
+    /// Plain subscribers: messages dropped here while the CLI was not reading.
+    var droppedHere = 0
+
+    init(hubName: String, filters: [TopicFilter], durable: String?, sink: any SubscriptionSink, service: EventService) {
+        self.hubName = hubName
+        self.filters = filters
+        self.durable = durable
+        self.sink = sink
+        self.service = service
+    }
+
+    func connect() {
+        guard !stopped, connection == nil, link.shouldConnect(now: TunnelTime.current().now, force: !confirmed) else { return }
+        let hubName = self.hubName
+        service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
+            switch result {
+            case .success(let connection): self.connected(connection)
+            case .failure(let error): self.failed(EventService.explain(error, hub: hubName))
+            }
+        }
+    }
+
+    func connected(_ connection: StreamMux.ConnectionID) {
+        guard !stopped else { return service.tunnels.resetStream(connection, reason: "subscriber gone") }
+        self.connection = connection
+        confirmedFilters = []
+        link.connected(now: TunnelTime.current().now)
+        let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
+        service.tunnels.sendOnStream(Array(lines.utf8), on: connection)
+    }
+
+    func failed(_ reason: String) {
+        connection = nil
+        link.failed(reason, now: TunnelTime.current().now)
+        if !confirmed {
+            // The first attempt failed: tell the CLI, which says so and exits.
+            stop()
+            sink.failed(reason)
+            return
+        }
+        service.logger.info("subscription to the hub lost; reconnecting", metadata: ["hub": "\(hubName)", "reason": "\(reason)"])
+    }
+
+    func tick() {
+        if connection == nil, confirmed, sink.isWritable { connect() }
+        // Quiet connections are probed, so a hub that restarted (and forgot
+        // the connection) answers with a reset within seconds.
+        if let connection, link.shouldProbe(now: TunnelTime.current().now) {
+            service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
+        }
+    }
+
+    func received(_ result: Result<[UInt8], any Error>) {
+        guard !stopped else { return }
+        switch result {
+        case .failure(let error):
+            failed(EventService.explain(error, hub: hubName))
+        case .success(let bytes):
+            link.heard(now: TunnelTime.current().now)
+            var out: [UInt8] = []
+            out.reserveCapacity(bytes.count)
+            var start = 0
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+                let line = bytes[start..<end]
+                start = end + 1
+                if line.isEmpty { continue }
+                if line.starts(with: Self.messagePrefix) {
+                    guard let fields = MessageLine(line) else { continue }
+                    let sequence = fields.sequence
+                    if sequence > 0, !duplicates.isNew(publisher: String(decoding: fields.publisher, as: UTF8.self), sequence: sequence) {
+                        service.duplicatesDiscarded += 1
+                        continue
+                    }
+                    out.append(contentsOf: line)
+                    out.append(0x0A)
+                    continue
+                }
+                switch try? EventReply.parse(line) {
+                case .subscribed(let filter)?:
+                    confirmedFilters.insert(filter)
+                    if !confirmed, confirmedFilters.count == Set(filters).count {
+                        confirmed = true
+                        sink.confirmed(hub: hubName)
+                    }
+                case let .error(_, reason)?:
+                    if !confirmed {
+                        failed(reason)
+                        if let connection { service.tunnels.resetStream(connection, reason: "refused") }
+                        return
+                    }
+                    service.logger.warning("the hub reports", metadata: ["hub": "\(hubName)", "error": "\(reason)"])
+                case .dropped(let count)?:
+                    out.append(contentsOf: Array(EventReply.dropped(count).line.utf8))
+                    out.append(0x0A)
+                default:
+                    break
+                }
+            }
+            guard !out.isEmpty else { return }
+            if sink.isWritable {
+                sink.deliver(out)
+            } else if durable != nil {
+                // The CLI is not keeping up: let the hub keep the rest (it resumes from the CLI's last ack).
+                sink.deliver(out)
+                pause()
+            } else {
+                let count = out.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                droppedHere += count
+            }
+        }
+    }
+
+    func pause() {
+        guard let connection else { return }
+        service.tunnels.resetStream(connection, reason: "subscriber busy")
+        self.connection = nil
+        link.closed()
+    }
+
+    func writable() {
+        if droppedHere > 0 {
+            sink.deliver(Array((EventReply.dropped(droppedHere).line + "\n").utf8))
+            droppedHere = 0
+        }
+        if connection == nil, confirmed { connect() }
+    }
+
+    /// The consumer has everything up to `id` (durable subscriptions).
+    func acknowledge(_ id: UInt64) {
+        guard let connection, durable != nil else { return }
+        service.tunnels.sendOnStream(Array((EventRequest.ack(id).line + "\n").utf8), on: connection)
+    }
+
+    func stop() {
+        stopped = true
+        if let connection { service.tunnels.resetStream(connection, reason: "subscriber gone") }
+        connection = nil
+    }
+
+    static let messagePrefix = Array("MSG ".utf8)
+}
