@@ -46,6 +46,9 @@ public final class EventHub<Connection: Hashable & Sendable> {
         var position: UInt64 = 0
         var replaying = false
         var queue: [[UInt8]] = []
+        /// An in-process connection's queue: values, not lines (`local`).
+        var deliveries: [EventDelivery] = []
+        var local = false
         var head = 0
         var queuedBytes = 0
         var replies: [String] = []
@@ -54,7 +57,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
         var ackDue: UInt64 = 0
 
         var publisher: String { peer + "/" + epoch }
-        var queued: Int { queue.count - head }
+        var queued: Int { (local ? deliveries.count : queue.count) - head }
         var hasOutput: Bool { !replies.isEmpty || droppedUnreported > 0 || queued > 0 || replaying }
     }
 
@@ -83,8 +86,12 @@ public final class EventHub<Connection: Hashable & Sendable> {
     public var durableNames: [String: UInt64] { cursors.mapValues(\.position) }
 
     /// A peer opened a connection; `peer` is its key as the tunnel proved it.
-    public func open(_ connection: Connection, peer: String) {
-        sessions[connection] = Session(peer: peer)
+    /// A `local` one is a part of this process: it sends `apply`'s typed
+    /// requests and takes `nextDeliveries` instead of lines.
+    public func open(_ connection: Connection, peer: String, local: Bool = false) {
+        var session = Session(peer: peer)
+        session.local = local
+        sessions[connection] = session
     }
 
     public func close(_ connection: Connection) {
@@ -112,6 +119,15 @@ public final class EventHub<Connection: Hashable & Sendable> {
             if error.sequence > 0, let due = sessions[connection]?.ackDue { sessions[connection]?.ackDue = max(due, error.sequence) }
             return
         }
+        apply(request, from: connection)
+    }
+
+    /// One request as a value: what a line becomes once parsed, or what a
+    /// part of this process asks directly. A publication's payload must
+    /// have been checked (`EventMessage.validate`).
+    public func apply(_ request: EventRequest, from connection: Connection) {
+        guard sessions[connection] != nil else { return }
+        defer { if sessions[connection]?.hasOutput == true { ready.insert(connection) } }
         switch request {
         case .epoch(let epoch):
             sessions[connection]?.epoch = epoch
@@ -219,27 +235,48 @@ public final class EventHub<Connection: Hashable & Sendable> {
         guard !ids.isEmpty else { return }
         // Only the filters: a copy of the sessions would share their queues
         // and make every append below copy a whole queue.
-        let subscribers = sessions.compactMap { $0.value.filters.isEmpty ? nil : ($0.key, $0.value.filters) }
+        let subscribers = sessions.compactMap { $0.value.filters.isEmpty ? nil : ($0.key, $0.value.filters, $0.value.local) }
         guard !subscribers.isEmpty else { return }
         for (index, id) in ids.enumerated() {
             let message = batch[index].message
+            // Encoded once for the peers, made once for the process (one parse shared).
             var line: [UInt8]?
-            for (connection, filters) in subscribers where filters.contains(where: { $0.matches(message.topic) }) {
-                let bytes = line ?? EventReply.messageBytes(id: id, message)
-                line = bytes
-                enqueue(bytes, id: id, for: connection)
+            var delivery: EventDelivery?
+            for (connection, filters, local) in subscribers where filters.contains(where: { $0.matches(message.topic) }) {
+                if local {
+                    let value = delivery ?? EventDelivery(id: id, message: message)
+                    delivery = value
+                    enqueue(.delivery(value), id: id, for: connection)
+                } else {
+                    let bytes = line ?? EventReply.messageBytes(id: id, message)
+                    line = bytes
+                    enqueue(.line(bytes), id: id, for: connection)
+                }
             }
         }
     }
 
-    private func enqueue(_ line: [UInt8], id: UInt64, for connection: Connection) {
+    enum Queued {
+        case line([UInt8])
+        case delivery(EventDelivery)
+        /// What it counts against the queue's byte bound.
+        var size: Int {
+            switch self {
+            case .line(let bytes): bytes.count
+            case .delivery(let delivery): delivery.message.payload.utf8.count + 64
+            }
+        }
+    }
+
+    private func enqueue(_ item: Queued, id: UInt64, for connection: Connection) {
         guard var session = sessions[connection] else { return }
         sessions[connection] = nil // edit in place, without copying the queue
         defer {
             sessions[connection] = session
             ready.insert(connection)
         }
-        let full = session.queued >= options.queuePerSubscriber || session.queuedBytes + line.count > options.queueBytesPerSubscriber
+        let size = item.size
+        let full = session.queued >= options.queuePerSubscriber || session.queuedBytes + size > options.queueBytesPerSubscriber
         if session.durable != nil {
             guard !session.replaying else { return } // it reads from the log
             guard !full else {
@@ -249,19 +286,70 @@ public final class EventHub<Connection: Hashable & Sendable> {
             session.position = id
         } else {
             while session.queued > 0,
-                  session.queued >= options.queuePerSubscriber || session.queuedBytes + line.count > options.queueBytesPerSubscriber {
-                session.queuedBytes -= session.queue[session.head].count
+                  session.queued >= options.queuePerSubscriber || session.queuedBytes + size > options.queueBytesPerSubscriber {
+                session.queuedBytes -= session.local ? Queued.delivery(session.deliveries[session.head]).size : session.queue[session.head].count
                 session.head += 1
                 session.droppedUnreported += 1
                 statistics.droppedSlow += 1
             }
         }
-        if session.head > 4096, session.head * 2 > session.queue.count {
-            session.queue.removeFirst(session.head)
+        switch item {
+        case .line(let line):
+            if session.head > 4096, session.head * 2 > session.queue.count {
+                session.queue.removeFirst(session.head)
+                session.head = 0
+            }
+            session.queue.append(line)
+        case .delivery(let delivery):
+            if session.head > 4096, session.head * 2 > session.deliveries.count {
+                session.deliveries.removeFirst(session.head)
+                session.head = 0
+            }
+            session.deliveries.append(delivery)
+        }
+        session.queuedBytes += size
+    }
+
+    /// What an in-process connection has: up to `limit` messages, and how
+    /// many it lost since the last call (a plain subscriber that fell
+    /// behind); nil when it has nothing. Replies (confirmations) are
+    /// dropped: its requests were typed, and checked by the caller.
+    public func nextDeliveries(for connection: Connection, limit: Int = 2_000) -> (deliveries: [EventDelivery], dropped: Int)? {
+        guard var session = sessions[connection], session.local else { return nil }
+        sessions[connection] = nil
+        defer {
+            if !session.hasOutput { ready.remove(connection) }
+            sessions[connection] = session
+        }
+        session.replies = []
+        let dropped = session.droppedUnreported
+        session.droppedUnreported = 0
+        let end = min(session.deliveries.count, session.head + limit)
+        var out = Array(session.deliveries[session.head..<end])
+        for delivery in out { session.queuedBytes -= Queued.delivery(delivery).size }
+        session.head = end
+        statistics.delivered += out.count
+        if session.head == session.deliveries.count {
+            session.deliveries = []
             session.head = 0
         }
-        session.queue.append(line)
-        session.queuedBytes += line.count
+        if session.queued == 0, session.replaying, out.count < limit {
+            let batch = min(options.replayBatch, limit - out.count)
+            if let entries = try? log.read(after: session.position, limit: batch) { // else retried at the next call
+                for entry in entries {
+                    session.position = entry.id
+                    guard session.filters.contains(where: { $0.matches(entry.message.topic) }) else { continue }
+                    out.append(EventDelivery(id: entry.id, message: entry.message))
+                    statistics.delivered += 1
+                    statistics.replayed += 1
+                }
+                if entries.count < batch {
+                    session.position = max(session.position, log.lastID)
+                    session.replaying = false // caught up: live messages queue from here
+                }
+            }
+        }
+        return out.isEmpty && dropped == 0 ? nil : (out, dropped)
     }
 
     /// The next frame for a connection (replies first, then messages), at

@@ -16,10 +16,8 @@ extension EventService {
             nextLocal += 1
             let connection = Connection.local(nextLocal)
             localSubscribers[nextLocal] = handler
-            hub.open(connection, peer: localName)
-            let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
-            hub.receive(Array(lines.utf8), from: connection)
-            _ = hub.nextFrame(for: connection) // the confirmations
+            hub.open(connection, peer: localName, local: true)
+            for filter in filters { hub.apply(.subscribe(filter, durable: durable), from: connection) }
             scheduleCommit()
             flush(connection)
             return nextLocal
@@ -29,7 +27,7 @@ extension EventService {
     /// A durable local subscriber has handled everything up to `id`.
     public func acknowledgeLocally(_ subscriber: Int, upTo id: UInt64) {
         loop.execute { [self] in
-            hub.receive(Array((EventRequest.ack(id).line + "\n").utf8), from: .local(subscriber))
+            hub.apply(.ack(id), from: .local(subscriber))
             scheduleCommit()
         }
     }
@@ -41,13 +39,15 @@ extension EventService {
     /// (publisher, sequence) keep every one.
     public func publishLocally(_ messages: [(topic: Topic, payload: String)]) async {
         try? await loop.submit { [self] in
-            var lines: [UInt8] = []
             for message in messages {
+                // Checked as the hub checks a peer's (pilot publish on the hub comes this way).
+                guard let payload = try? EventMessage.validate(payload: message.payload, limits: options.limits) else {
+                    logger.error("an in-process publication is not a JSON object within the limit; dropped", metadata: ["topic": "\(message.topic)"])
+                    continue
+                }
                 localSequence += 1
-                lines += Array(EventRequest.publish(sequence: localSequence, topic: message.topic, payload: message.payload).line.utf8) + [0x0A]
+                hub.apply(.publish(sequence: localSequence, topic: message.topic, payload: payload), from: .local(0))
             }
-            hub.receive(lines, from: .local(0))
-            _ = hub.nextFrame(for: .local(0)) // errors of bad lines are dropped: callers build them
             scheduleCommit()
         }.get()
     }

@@ -51,10 +51,7 @@ extension EventService {
                     out += Array(EventReply.dropped(dropped.count).line.utf8) + [0x0A]
                     dropped.count = 0
                 }
-                for delivery in deliveries {
-                    let message = EventMessage(topic: delivery.topic, payload: delivery.payload, publisher: delivery.publisher, sequence: delivery.sequence)
-                    out += EventReply.messageBytes(id: delivery.id, message) + [0x0A]
-                }
+                for delivery in deliveries { out += EventReply.messageBytes(id: delivery.id, delivery.message) + [0x0A] }
                 stream.send(out)
             }
             loop.execute { [self] in

@@ -40,14 +40,9 @@ public final class EventService: @unchecked Sendable {
         case local(Int)
     }
 
-    /// A message as an in-process subscriber gets it.
-    public struct Delivery: Sendable {
-        public var id: UInt64
-        public var topic: Topic
-        public var payload: String
-        public var publisher: String
-        public var sequence: UInt64
-    }
+    /// A message as an in-process subscriber gets it: a value, its payload
+    /// parsed at most once for all of them.
+    public typealias Delivery = EventDelivery
 
     let tunnels: TunnelEndpoint
     let stateDirectory: String
@@ -88,8 +83,8 @@ public final class EventService: @unchecked Sendable {
         }
         localName = tunnels.identity.publicKey.base64 + "/local"
         // The in-process publisher, numbered within an epoch of this run.
-        hub.open(.local(0), peer: localName)
-        hub.receive(Array((EventRequest.epoch(Hex.encode(SecureRandom.bytes(8))).line + "\n").utf8), from: .local(0))
+        hub.open(.local(0), peer: localName, local: true)
+        hub.apply(.epoch(Hex.encode(SecureRandom.bytes(8))), from: .local(0))
         tunnels.acceptStreams(on: OverlayMessage.eventStreamPort) { [self] event in self.hubEvent(event) }
         maintenance = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in self.tick() }
     }
@@ -136,22 +131,21 @@ public final class EventService: @unchecked Sendable {
             }
             tunnels.whenStreamWritable(stream, hub.ready.contains(connection) ? { [self] in flush(connection) } : nil)
         case .local(let id):
-            guard let handler = localSubscribers[id] else {
-                // The in-process publisher: its acknowledgements need no reader.
-                while hub.nextFrame(for: connection) != nil {}
-                return
-            }
-            while let frame = hub.nextFrame(for: connection) {
-                let deliveries = Self.deliveries(in: frame)
-                if !deliveries.isEmpty { handler(deliveries) }
+            // Values straight from the hub: nothing encoded, nothing parsed.
+            // (The in-process publisher has no handler: its acks need no reader.)
+            let handler = localSubscribers[id]
+            while let (deliveries, dropped) = hub.nextDeliveries(for: connection) {
+                if dropped > 0 { logger.warning("an in-process subscriber lost messages", metadata: ["dropped": "\(dropped)"]) }
+                if !deliveries.isEmpty { handler?(deliveries) }
             }
         }
     }
 
+    /// The messages of a frame from a hub elsewhere.
     static func deliveries(in frame: [UInt8]) -> [Delivery] {
         EventLines.split(frame).compactMap { line in
             guard case .message(let id, let message)? = try? EventReply.parse(line) else { return nil }
-            return Delivery(id: id, topic: message.topic, payload: message.payload, publisher: message.publisher, sequence: message.sequence)
+            return Delivery(id: id, message: message)
         }
     }
 

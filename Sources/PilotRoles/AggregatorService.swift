@@ -106,7 +106,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         let now = Self.now()
         var notices: [AlertNotice] = []
         for delivery in deliveries {
-            guard case .object(let payload)? = try? JSONValue.parse(delivery.payload) else { continue }
+            guard let payload = delivery.object else { continue }
             fleet.observe(topic: delivery.topic, payload: payload, now: now)
             notices += engine.observe(topic: delivery.topic, payload: payload, now: now)
         }

@@ -176,7 +176,7 @@ public final class StoreService: NodeRole, @unchecked Sendable {
         var samples: [SeriesStore.Sample] = []
         let now = WallClock.nowMilliseconds()
         for delivery in deliveries {
-            guard delivery.topic.levels.count >= 3, case .object(let payload)? = try? JSONValue.parse(delivery.payload) else { continue }
+            guard delivery.topic.levels.count >= 3, let payload = delivery.object else { continue }
             let host = String(delivery.topic.levels[2])
             let timestamp = payload["ts"]?.int64Value.map { $0 * 1000 } ?? now
             var extra: [(String, String)] = []
