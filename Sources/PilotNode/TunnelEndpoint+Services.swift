@@ -1,7 +1,7 @@
 public import NIOCore
 public import PilotCore
 public import PilotCrypto
-public import PilotWire
+internal import PilotWire
 internal import PilotTransport
 
 /// The discard service (virtual port 9): swallows what trusted peers send
@@ -141,49 +141,6 @@ extension TunnelEndpoint {
                     promise.fail(TunnelError.timeout("\(received) of \(count) echoes from \(peer.fingerprint)", Int(timeout.nanoseconds / 1_000_000_000)))
                 }
             }
-            return promise.futureResult
-        }.get()
-    }
-
-    /// Sends `count` messages of `size` bytes over one stream to `port` of
-    /// `peer` (by default the discard port, 9) and returns once all are
-    /// acknowledged: the elapsed microseconds. For benchmarks and tests.
-    public func streamSend(_ peer: PublicKey, candidates: [Endpoint], port: UInt16 = OverlayMessage.discardPort,
-                           count: Int, size: Int) async throws -> Int64 {
-        try await openTunnel(to: peer, candidates: candidates)
-        return try await loop.flatSubmit { () -> EventLoopFuture<Int64> in
-            let promise = self.loop.makePromise(of: Int64.self)
-            let started = TunnelTime.current().now
-            let connection: StreamMux.ConnectionID
-            do { connection = try self.streams.open(to: peer, port: port, now: started) } catch {
-                promise.fail(error)
-                return promise.futureResult
-            }
-            let payload = [UInt8](repeating: 0x5A, count: size)
-            var sent = 0
-            // Driven by acks (after each incoming stream message), never a busy loop:
-            // a task that re-queues itself would starve the socket reads.
-            func pump() {
-                guard self.streams.isOpen(connection) else {
-                    self.streamSenders[connection] = nil
-                    let why = self.resetReasons.removeValue(forKey: connection)
-                    promise.fail(TunnelError.reset(StreamReset(why?.code ?? .closed,
-                        "the connection to port \(port) closed after \(sent) of \(count) messages" + (why.map { " (\($0.reason))" } ?? ""))))
-                    return
-                }
-                while sent < count, self.streams.canSend(on: connection) {
-                    try? self.streams.send(payload, on: connection)
-                    sent += 1
-                }
-                self.pollStreams()
-                if sent == count, self.streams.isIdle(connection) {
-                    self.streamSenders[connection] = nil
-                    promise.succeed(TunnelTime.current().now - started)
-                    self.sendStream(self.streams.reset(connection, reason: "done"))
-                }
-            }
-            self.streamSenders[connection] = pump
-            pump()
             return promise.futureResult
         }.get()
     }

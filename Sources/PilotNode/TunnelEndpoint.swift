@@ -17,7 +17,9 @@ internal import PilotTransport
 /// confined to one event loop, which is why the class needs no locks.
 public final class TunnelEndpoint: @unchecked Sendable {
     public let identity: SigningKey
-    let loop: any EventLoop
+    /// The loop all of the endpoint's state lives on; the stream calls
+    /// marked "on the loop" run there.
+    public let loop: any EventLoop
     let logger: Logger
     var router: TunnelRouter
     private var channel: (any Channel)?
@@ -47,7 +49,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     var serviceConnections: [StreamMux.ConnectionID: UInt16] = [:]
     /// Bulk senders waiting for window space, run after stream traffic arrives.
     var streamSenders: [StreamMux.ConnectionID: () -> Void] = [:]
-    /// Why a bulk sender's connection was reset by the peer.
+    /// Why a bulk sender's (`sendAll`) connection was reset by the peer.
     var resetReasons: [StreamMux.ConnectionID: StreamReset] = [:]
 
     // Built-in services' state; see `TunnelEndpoint+Services.swift`.

@@ -103,3 +103,19 @@ import Testing
         if case .reset(let why)? = error { why.code } else { nil }
     }
 }
+
+extension TunnelEndpoint {
+    /// The tests' bulk sender, on the endpoint's public stream calls:
+    /// `count` messages of `size` bytes 0x5A to `port` of `peer` (the
+    /// discard port unless told), until the peer has acknowledged them all.
+    /// A reset names the port it came from.
+    func streamSend(_ peer: PublicKey, candidates: [Endpoint], port: UInt16 = OverlayMessage.discardPort, count: Int, size: Int) async throws {
+        let connection = try await connectStream(to: peer, candidates: candidates, port: port) { _ in }
+        do {
+            try await sendAll(count: count, on: connection) { _ in [UInt8](repeating: 0x5A, count: size) }
+        } catch TunnelError.reset(let why) {
+            throw TunnelError.reset(StreamReset(why.code, "the connection to port \(port) " + why.reason))
+        }
+        try await loop.submit { self.resetStream(connection, reason: "done") }.get()
+    }
+}
