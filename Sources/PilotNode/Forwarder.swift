@@ -14,11 +14,8 @@ final class Forwarder: @unchecked Sendable {
     unowned let service: EventService
     var connection: StreamMux.ConnectionID?
     var link = HubLink()
-    /// The highest sequence sent on the current connection.
-    var sentUpTo: UInt64 = 0
-    /// The highest sequence ever sent (to count resends).
-    var highestSent: UInt64 = 0
-    var resent = 0
+    var window: SpoolWindow
+    var resent: Int { window.resent }
     var refused = 0
     var lastError: String? { link.lastError }
     /// Fire-and-forget lines waiting for the connection (bounded).
@@ -32,8 +29,7 @@ final class Forwarder: @unchecked Sendable {
         self.hubName = hubName
         self.spool = spool
         self.service = service
-        sentUpTo = spool.acknowledged
-        highestSent = spool.acknowledged // resends count from this run only
+        window = SpoolWindow(acknowledged: spool.acknowledged)
     }
 
     func sendUnacknowledged(_ messages: [(topic: Topic, payload: String)]) {
@@ -82,14 +78,12 @@ final class Forwarder: @unchecked Sendable {
             for frame in EventLines.pack(unacknowledged) { tunnels.sendOnStream(frame, on: connection) }
             unacknowledged = []
         }
-        while sentUpTo < spool.lastSequence, tunnels.queuedOnStream(connection) < 16, sentUpTo - spool.acknowledged < 20_000 {
-            guard let batch = try? spool.pendingFrames(after: sentUpTo, limit: 2_000), batch.count > 0 else { break }
-            if highestSent > sentUpTo { resent += Int(min(highestSent, batch.last) - sentUpTo) }
+        while window.hasRoom(lastSequence: spool.lastSequence, acknowledged: spool.acknowledged), tunnels.queuedOnStream(connection) < 16 {
+            guard let batch = try? spool.pendingFrames(after: window.sentUpTo, limit: 2_000), batch.count > 0 else { break }
             for frame in batch.frames { tunnels.sendOnStream(frame, on: connection) }
-            sentUpTo = batch.last
-            highestSent = max(highestSent, sentUpTo)
+            window.sent(upTo: batch.last)
         }
-        tunnels.whenStreamWritable(connection, sentUpTo < spool.lastSequence ? { [weak self] in self?.pump() } : nil)
+        tunnels.whenStreamWritable(connection, window.sentUpTo < spool.lastSequence ? { [weak self] in self?.pump() } : nil)
     }
 
     func connect(force: Bool = false) {
@@ -109,7 +103,7 @@ final class Forwarder: @unchecked Sendable {
         // The hub's refusal of an untrusted node comes as a reset of this
         // connection: the first acknowledgement (or a PONG) settles it.
         service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
-        sentUpTo = spool.acknowledged
+        window.reconnected(acknowledged: spool.acknowledged)
         service.tunnels.sendOnStream(Array((EventRequest.epoch(spool.epoch).line + "\n").utf8), on: connection)
         pump()
     }

@@ -92,4 +92,31 @@ for expected in "disk_pct db-01 firing critical /" "host_down db-01 firing criti
     [ "$count" = 1 ] || fail "'$expected' seen $count times, not once: $(cat "$SCRATCH/events.txt")"
 done
 if grep -v "db-01" "$SCRATCH/events.txt" | grep -q "host_down"; then fail "a healthy host was reported down: $(cat "$SCRATCH/events.txt")"; fi
-echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once; /api/alerts, /metrics, pilot alerts"
+# The hub's own publications are numbered: a consumer that discards
+# duplicates by (publisher, sequence), as the README says, keeps every alert.
+python3 - "$SCRATCH/alerts.out" <<'PY' || fail "alerts are not numbered one by one: $(head -3 "$SCRATCH/alerts.out")"
+import json, sys
+ids = [(m["publisher"], m["seq"]) for m in (json.loads(line) for line in open(sys.argv[1]) if line.startswith("{"))]
+assert ids and all(seq >= 1 for _, seq in ids), ids[:5]
+assert len(set(ids)) == len(ids), "a (publisher, sequence) pair repeats"
+assert all("/local/" in publisher for publisher, _ in ids), ids[:3]
+PY
+
+# A node that collects before the hub trusts it keeps its metrics in the
+# spool, says why, and delivers them once the handshake is approved.
+"$PILOT" init --hostname web-03 --registry "$REGISTRY" --hub hub-01 --state-dir "$SCRATCH/web-03" > /dev/null || fail "init web-03"
+start_bg "$SCRATCH/web-03.log" "$PILOT" agent --state-dir "$SCRATCH/web-03" --keepalive 1 --tunnel-listen 127.0.0.1:0 --interval 1 --log-level notice
+wait_until 10 "web-03 registered" -- registered web-03
+spool_field() { "$PILOT" status --json --state-dir "$SCRATCH/web-03" | python3 -c "
+import json,sys
+spools=[s for s in json.load(sys.stdin)['events']['spools'] if s['hub']=='hub-01']
+print(spools[0]['$1'] if spools else '')"; }
+collected_untrusted() { [ "$(spool_field spooled)" -ge 16 ]; }
+wait_until 20 "web-03 spooling two cycles while untrusted" -- collected_untrusted
+BEFORE_TRUST=$(spool_field published)
+case "$(spool_field last_error)" in *"does not trust this node"*) ;; *) fail "web-03's spool does not say the hub refuses it: $(spool_field last_error)" ;; esac
+"$PILOT" handshake hub-01 "fleet" --state-dir "$SCRATCH/web-03" > /dev/null 2>&1 || true
+"$PILOT" approve web-03 --state-dir "$SCRATCH/hub-01" > /dev/null || fail "approve web-03"
+delivered_since() { [ "$(spool_field acknowledged)" -ge "$BEFORE_TRUST" ] && [ "$(spool_field last_error)" = None ]; }
+wait_until 30 "web-03's messages from before the approval acknowledged, its error gone" -- delivered_since
+echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once and numbered; /api/alerts, /metrics, pilot alerts; $BEFORE_TRUST messages collected before the hub trusted web-03 delivered after"
