@@ -53,7 +53,7 @@ extension EventService {
     }
 
     func tick() {
-        for line in hub.maintain(now: WallClock.nowMilliseconds() / 1000) { logger.error("event hub: \(line)") }
+        for line in hub.maintain(now: clock.wallSeconds()) { logger.error("event hub: \(line)") }
         if hub.needsCommit { scheduleCommit() }
         for forwarder in forwarders.values { forwarder.tick() }
         for subscription in subscriptions.values { subscription.tick() }

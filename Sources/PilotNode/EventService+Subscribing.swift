@@ -155,7 +155,7 @@ extension EventService {
                 logger.notice("messages stay spooled for the next start", metadata: ["hub": "\(name)", "messages": "\(forwarder.spool.count)"])
             }
             guard hub.needsCommit else { return }
-            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: WallClock.nowMilliseconds() / 1000) } catch {
+            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: clock.wallSeconds()) } catch {
                 logger.error("event hub cannot store publications; the publishers will send them again", metadata: ["error": "\(error.reason)"])
             }
         }.get()

@@ -33,6 +33,19 @@ public final class EventService: @unchecked Sendable {
 
     public typealias Resolve = @Sendable (_ hub: String) async throws -> HubAddress
 
+    /// The one source of time for the event service and its forwarders and
+    /// subscriptions: the log's timestamps (wall seconds) and the state
+    /// machines' timers (monotonic microseconds). Injected for tests.
+    public struct Clock: Sendable {
+        public var wallSeconds: @Sendable () -> Int64
+        public var monotonic: @Sendable () -> Int64
+        public init(wallSeconds: @escaping @Sendable () -> Int64, monotonic: @escaping @Sendable () -> Int64) {
+            self.wallSeconds = wallSeconds
+            self.monotonic = monotonic
+        }
+        public static let system = Clock(wallSeconds: { WallClock.nowMilliseconds() / 1000 }, monotonic: { TunnelTime.current().now })
+    }
+
     /// Who a hub session belongs to: a peer over the tunnel, or a part of
     /// this process (the aggregator's own subscription and alerts).
     enum Connection: Hashable, Sendable {
@@ -49,6 +62,7 @@ public final class EventService: @unchecked Sendable {
     let options: Options
     let logger: Logger
     let resolve: Resolve
+    let clock: Clock
     var loop: any EventLoop { tunnels.loop }
     let hub: EventHub<Connection>
     var commitScheduled = false
@@ -67,7 +81,9 @@ public final class EventService: @unchecked Sendable {
     var subscriptions: [ObjectIdentifier: Subscription] = [:]
     var duplicatesDiscarded = 0
 
-    public init(tunnels: TunnelEndpoint, stateDirectory: String, options: Options, logger: Logger, resolve: @escaping Resolve) throws {
+    public init(tunnels: TunnelEndpoint, stateDirectory: String, options: Options, logger: Logger, clock: Clock = .system,
+                resolve: @escaping Resolve) throws {
+        self.clock = clock
         self.tunnels = tunnels
         self.stateDirectory = stateDirectory
         self.options = options
@@ -112,7 +128,7 @@ public final class EventService: @unchecked Sendable {
         loop.execute { [self] in
             commitScheduled = false
             guard hub.needsCommit else { return }
-            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: WallClock.nowMilliseconds() / 1000) } catch {
+            do throws(EventHub<Connection>.CommitError) { try hub.commit(now: clock.wallSeconds()) } catch {
                 logger.error("event hub cannot store publications; the publishers will send them again", metadata: ["error": "\(error.reason)"])
                 for case .remote(let connection) in error.connections { tunnels.resetStream(connection, reason: "the hub could not store the publications") }
             }

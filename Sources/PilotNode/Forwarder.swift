@@ -42,13 +42,13 @@ final class Forwarder: @unchecked Sendable {
         if connection == nil, spool.count > 0 || !unacknowledged.isEmpty { pump() }
         // With publications waiting for the hub, a quiet hub is probed, so
         // that one that died shows as not answering within seconds.
-        if let connection, spool.count > 0, link.shouldProbe(now: TunnelTime.current().now) {
+        if let connection, spool.count > 0, link.shouldProbe(now: service.clock.monotonic()) {
             service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
         }
     }
 
     /// Connected, and the hub answered recently or has nothing of ours to answer.
-    var isConnected: Bool { connection != nil && (spool.count == 0 || link.isAnswering(now: TunnelTime.current().now)) }
+    var isConnected: Bool { connection != nil && (spool.count == 0 || link.isAnswering(now: service.clock.monotonic())) }
 
     /// Resolves once the first connection attempt is decided: nil when the
     /// hub accepted or could not be reached (the spool will wait for it),
@@ -87,7 +87,7 @@ final class Forwarder: @unchecked Sendable {
     }
 
     func connect(force: Bool = false) {
-        guard link.shouldConnect(now: TunnelTime.current().now, force: force) else { return }
+        guard link.shouldConnect(now: service.clock.monotonic(), force: force) else { return }
         let hubName = self.hubName
         service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
             switch result {
@@ -99,7 +99,7 @@ final class Forwarder: @unchecked Sendable {
 
     func connected(_ connection: StreamMux.ConnectionID) {
         self.connection = connection
-        link.connected(now: TunnelTime.current().now)
+        link.connected(now: service.clock.monotonic())
         // The hub's refusal of an untrusted node comes as a reset of this
         // connection: the first acknowledgement (or a PONG) settles it.
         service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
@@ -116,7 +116,7 @@ final class Forwarder: @unchecked Sendable {
             settleContact(reason)
         }
         if lastError != reason { service.logger.warning("event hub unreachable; publications stay spooled", metadata: ["hub": "\(hubName)", "reason": "\(reason)"]) }
-        link.failed(reason, now: TunnelTime.current().now)
+        link.failed(reason, now: service.clock.monotonic())
     }
 
     func received(_ result: Result<[UInt8], any Error>) {
@@ -129,7 +129,7 @@ final class Forwarder: @unchecked Sendable {
         case .success(let bytes):
             // The hub answers: it takes this node (a refusal from before, e.g.
             // "not trusted", is over).
-            link.heard(now: TunnelTime.current().now)
+            link.heard(now: service.clock.monotonic())
             refusal = nil
             if !contacted {
                 contacted = true

@@ -72,7 +72,7 @@ final class Subscription: @unchecked Sendable {
     }
 
     func connect() {
-        guard !stopped, connection == nil, link.shouldConnect(now: TunnelTime.current().now, force: !confirmed) else { return }
+        guard !stopped, connection == nil, link.shouldConnect(now: service.clock.monotonic(), force: !confirmed) else { return }
         let hubName = self.hubName
         service.connectToHub(hubName, received: { [weak self] result in self?.received(result) }) { result in
             switch result {
@@ -86,14 +86,14 @@ final class Subscription: @unchecked Sendable {
         guard !stopped else { return service.tunnels.resetStream(connection, reason: "subscriber gone") }
         self.connection = connection
         confirmedFilters = []
-        link.connected(now: TunnelTime.current().now)
+        link.connected(now: service.clock.monotonic())
         let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
         service.tunnels.sendOnStream(Array(lines.utf8), on: connection)
     }
 
     func failed(_ reason: String) {
         connection = nil
-        link.failed(reason, now: TunnelTime.current().now)
+        link.failed(reason, now: service.clock.monotonic())
         if !confirmed {
             // The first attempt failed: tell the CLI, which says so and exits.
             stop()
@@ -107,7 +107,7 @@ final class Subscription: @unchecked Sendable {
         if connection == nil, confirmed, sink.isWritable { connect() }
         // Quiet connections are probed, so a hub that restarted (and forgot
         // the connection) answers with a reset within seconds.
-        if let connection, link.shouldProbe(now: TunnelTime.current().now) {
+        if let connection, link.shouldProbe(now: service.clock.monotonic()) {
             service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
         }
     }
@@ -118,7 +118,7 @@ final class Subscription: @unchecked Sendable {
         case .failure(let error):
             failed(EventService.explain(error, hub: hubName))
         case .success(let bytes):
-            link.heard(now: TunnelTime.current().now)
+            link.heard(now: service.clock.monotonic())
             var out: [UInt8] = []
             out.reserveCapacity(bytes.count)
             var start = 0
