@@ -1,9 +1,7 @@
-public import Logging
-public import NIOCore
+internal import Logging
+internal import NIOCore
 public import PilotCore
-public import PilotCrypto
 public import PilotEvents
-public import PilotWire
 public import PilotTransport
 
 extension EventService {

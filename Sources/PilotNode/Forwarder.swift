@@ -1,10 +1,8 @@
-public import Logging
-public import NIOCore
-public import PilotCore
-public import PilotCrypto
-public import PilotEvents
-public import PilotWire
-public import PilotTransport
+internal import Logging
+internal import NIOCore
+internal import PilotCore
+internal import PilotEvents
+internal import PilotWire
 
 /// Sends one hub's spool: in order, many lines to a stream message, a
 /// bounded amount unacknowledged, again from the oldest after a reconnect.

@@ -1,10 +1,8 @@
-public import Logging
-public import NIOCore
-public import PilotCore
-public import PilotCrypto
-public import PilotEvents
-public import PilotWire
-public import PilotTransport
+internal import Logging
+internal import PilotCore
+internal import PilotEvents
+internal import PilotTransport
+internal import PilotWire
 
 /// Where a subscription's messages go: a CLI's control stream, or a part
 /// of this process (the store). Called on the loop.
