@@ -24,11 +24,12 @@ public final class TunnelEndpoint: @unchecked Sendable {
     var router: TunnelRouter
     private var channel: (any Channel)?
     private var addresses: [Endpoint: SocketAddress] = [:]
-    private var beacon: Endpoint?
+    /// When to talk to the beacon and what its answers ask for: decided in
+    /// PilotWire's pure `BeaconClient`, carried out here.
+    private var beaconClient: BeaconClient
     private var beaconAddress: SocketAddress?
-    private var lastConnectRequest: [PublicKey: Int64] = [:]
     /// This node's endpoint as the beacon sees it (its public NAT mapping).
-    public private(set) var observedEndpoint: Endpoint?
+    public var observedEndpoint: Endpoint? { beaconClient.observed }
     /// Called on the loop when the beacon reports a new public endpoint.
     private var onObservedEndpoint: (@Sendable (Endpoint) -> Void)?
     /// Services on virtual ports: called with the sender's key and message.
@@ -64,7 +65,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
         var limits = TunnelRouter.Limits()
         limits.relayAvailable = beacon != nil
         router = TunnelRouter(identity: identity, preference: preference, limits: limits)
-        self.beacon = beacon
+        self.beaconClient = BeaconClient(identity: identity, beacon: beacon)
         streams.listen(on: OverlayMessage.echoPort)
         streams.listen(on: OverlayMessage.discardPort)
     }
@@ -82,10 +83,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Binds the socket (port 0 picks one) and starts the tunnel timers,
     /// and the beacon hellos every 20 s when a beacon is configured.
     public func start(listen: Endpoint) async throws {
-        if let beacon {
+        if let beacon = beaconClient.beacon {
             // Resolved once here; a beacon named by DNS is looked up at start.
             beaconAddress = try SocketAddress.makeAddressResolvingHost(beacon.host, port: Int(beacon.port))
-            if let ip = beaconAddress?.ipAddress { self.beacon = Endpoint(host: ip, port: beacon.port) }
+            if let ip = beaconAddress?.ipAddress { self.beaconClient.beacon = Endpoint(host: ip, port: beacon.port) }
         }
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -100,9 +101,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
             self.channel = channel
             self.boundAddress = channel.localAddress.flatMap { address in address.port.map { Endpoint(host: address.ipAddress ?? listen.host, port: UInt16($0)) } }
             self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: TunnelTime.current())) }
-            if self.beacon != nil {
-                self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(20)) { _ in self.sayHello() }
-            }
+            if self.beaconClient.beacon != nil { self.sayHello() }
         }.get()
     }
 
@@ -126,28 +125,20 @@ public final class TunnelEndpoint: @unchecked Sendable {
         return true
     }
 
-    /// On the loop: sends, and asks the beacon to introduce us while there is no fresh path.
+    /// On the loop: sends, and asks the beacon to introduce us while there
+    /// is no direct path (as often as `BeaconClient` allows).
     func sendNow(_ payload: [UInt8], to peer: PublicKey, candidates: [Endpoint]) {
         let time = TunnelTime.current()
         transmit(router.send(payload, to: peer, candidates: candidates, time: time))
-        guard beacon != nil else { return }
-        if case .direct? = router.path(to: peer, time: time) { return }
-        if let asked = lastConnectRequest[peer], time.now - asked < 5_000_000 { return }
-        lastConnectRequest[peer] = time.now
-        sendToBeacon(BeaconMessage.signedConnect(identity, to: peer, timestamp: nextBeaconTimestamp()))
+        if let connect = beaconClient.connect(to: peer, route: router.path(to: peer, time: time), time: time) { sendToBeacon(connect) }
     }
 
+    /// Sends the hello that is due and wakes again when the next one is.
     private func sayHello() {
-        sendToBeacon(BeaconMessage.signedHello(identity, timestamp: nextBeaconTimestamp()))
-    }
-
-    private var beaconTimestamp: UInt64 = 0
-
-    /// Unix milliseconds, made strictly increasing: the beacon refuses a
-    /// timestamp it has seen, so two messages within a millisecond differ.
-    private func nextBeaconTimestamp() -> UInt64 {
-        beaconTimestamp = max(UInt64(max(0, TunnelTime.current().wall)), beaconTimestamp + 1)
-        return beaconTimestamp
+        let time = TunnelTime.current()
+        if let hello = beaconClient.hello(time: time) { sendToBeacon(hello) }
+        let wait = beaconClient.nextHelloAt > time.now ? beaconClient.nextHelloAt - time.now : 0
+        loop.assumeIsolated().scheduleTask(in: .microseconds(wait)) { self.sayHello() }
     }
 
     private func sendToBeacon(_ message: BeaconMessage) {
@@ -175,33 +166,27 @@ public final class TunnelEndpoint: @unchecked Sendable {
         guard let ip = source.ipAddress, let port = source.port else { return }
         let endpoint = Endpoint(host: ip, port: UInt16(port))
         let time = TunnelTime.current()
-        if BeaconMessage.isBeaconDatagram(bytes) {
-            guard endpoint == beacon else { return router.countExternal("beacon message from elsewhere") }
-            guard let message = try? BeaconMessage.parse(bytes) else { return router.countExternal("malformed beacon message") }
-            switch message {
-            case .welcome(let observed):
-                if observed != observedEndpoint {
-                    observedEndpoint = observed
-                    logger.info("beacon sees this node at", metadata: ["endpoint": "\(observed)"])
-                    onObservedEndpoint?(observed)
-                }
-            case let .punch(peer, at):
-                transmit(router.punch(peer, at: at, time: time))
-            case let .relayed(peer, inner):
-                // The beacon's word for the source is not trusted: the tunnel's
-                // own authentication decides who sent it.
-                _ = peer
-                let (outgoing, delivered) = router.receive(inner, from: .relay, time: time)
-                transmit(outgoing)
-                for delivery in delivered { dispatch(delivery) }
-            case .refused(let reason):
-                logger.debug("beacon refused", metadata: ["reason": "\(reason)"])
-            case .hello, .connect, .relay:
-                router.countExternal("beacon message meant for the beacon")
-            }
-            return
+        guard BeaconMessage.isBeaconDatagram(bytes) else { return receiveTunnel(bytes, from: .direct(endpoint), time: time) }
+        switch beaconClient.receive(bytes, from: endpoint) {
+        case .observed(let observed)?:
+            logger.info("beacon sees this node at", metadata: ["endpoint": "\(observed)"])
+            onObservedEndpoint?(observed)
+        case let .punch(peer, at)?:
+            transmit(router.punch(peer, at: at, time: time))
+        case .relayed(let inner)?:
+            receiveTunnel(inner, from: .relay, time: time)
+        case .refused(let reason)?:
+            logger.debug("beacon refused", metadata: ["reason": "\(reason)"])
+        case .dropped(let reason)?:
+            router.countExternal(reason)
+        case nil:
+            break
         }
-        let (outgoing, delivered) = router.receive(bytes, from: .direct(endpoint), time: time)
+    }
+
+    /// A tunnel datagram, straight from the socket or out of the relay.
+    private func receiveTunnel(_ datagram: [UInt8], from route: Route, time: TunnelTime) {
+        let (outgoing, delivered) = router.receive(datagram, from: route, time: time)
         transmit(outgoing)
         for delivery in delivered { dispatch(delivery) }
     }
