@@ -1,43 +1,5 @@
 public import PilotCore
 
-/// One numeric series of a host: a metric field and, for list entries, the
-/// label that tells them apart (`mount`, `iface`, `device`).
-public struct Sample: Equatable, Sendable {
-    public var host: String
-    public var metric: String
-    public var labels: [(String, String)]
-    public var value: Double
-
-    public static func == (a: Sample, b: Sample) -> Bool {
-        a.host == b.host && a.metric == b.metric && a.value == b.value && a.labels.elementsEqual(b.labels, by: { $0 == $1 })
-    }
-
-    /// The numeric fields of an agent's message: top-level numbers, and the
-    /// numbers of list entries labelled by their name field. A field that a
-    /// list carries too (disk_pct beside mounts[].disk_pct) is taken from
-    /// the list only, so the root filesystem is one series, not two.
-    public static func extract(host: String, payload: JSONObject) -> [Sample] {
-        let labelKeys = ["mount", "iface", "device", "check"]
-        var samples: [Sample] = []
-        var listed: Set<String> = []
-        for (_, value) in payload {
-            guard case .array(let items) = value else { continue }
-            for case .object(let item) in items {
-                guard let key = labelKeys.first(where: { item[$0]?.stringValue != nil }), let label = item[key]?.stringValue else { continue }
-                for (field, entry) in item {
-                    guard case .number(let number) = entry, number.isFinite else { continue }
-                    listed.insert(field)
-                    samples.append(Sample(host: host, metric: field, labels: [(key, label)], value: number))
-                }
-            }
-        }
-        for (field, value) in payload where field != "ts" && !listed.contains(field) {
-            if case .number(let number) = value, number.isFinite { samples.append(Sample(host: host, metric: field, labels: [], value: number)) }
-        }
-        return samples
-    }
-}
-
 /// An alert as the engine keeps it and publishes it.
 public struct Alert: Equatable, Sendable {
     public enum Severity: String, Sendable { case warning, critical }
@@ -124,8 +86,8 @@ public struct AlertEngine: Sendable {
         var notices = hostHeard(host, now: now)
         switch topic.levels[0] {
         case "metrics":
-            for sample in Sample.extract(host: host, payload: payload) {
-                for rule in options.rules where rule.metric == sample.metric { notices += evaluate(rule, sample, now: now) }
+            for sample in Sample.extract(host: host, payload: payload, receivedAt: now * 1000) {
+                for rule in options.rules where rule.metric == sample.metric { notices += evaluate(rule, sample, host: host, now: now) }
             }
         case "health":
             notices += health(host: host, check: String(topic.levels[1]), status: payload["status"]?.stringValue ?? "unknown", now: now)
@@ -181,8 +143,11 @@ public struct AlertEngine: Sendable {
         return [alert.notice(status: "resolved", at: now)]
     }
 
-    private mutating func evaluate(_ rule: AlertRule, _ sample: Sample, now: Int64) -> [AlertNotice] {
-        let fingerprint = Alert.fingerprint(metric: rule.metric, host: sample.host, labels: sample.labels)
+    private mutating func evaluate(_ rule: AlertRule, _ sample: Sample, host: String, now: Int64) -> [AlertNotice] {
+        // An alert names its host in a field of its own; its labels, and so
+        // its fingerprint (stable across versions), are the sample's others.
+        let labels = sample.labels.filter { $0.0 != "host" }
+        let fingerprint = Alert.fingerprint(metric: rule.metric, host: host, labels: labels)
         if var alert = firing[fingerprint] {
             alert.value = sample.value
             if rule.recovered(sample.value, from: rule.warning) {
@@ -215,7 +180,7 @@ public struct AlertEngine: Sendable {
         breachingSince[fingerprint] = since
         guard now - since >= rule.forSeconds else { return [] }
         let critical = rule.critical.map { rule.breaches(sample.value, $0) } ?? false
-        let alert = Alert(fingerprint: fingerprint, metric: rule.metric, host: sample.host, labels: sample.labels,
+        let alert = Alert(fingerprint: fingerprint, metric: rule.metric, host: host, labels: labels,
                           severity: critical ? .critical : .warning, value: sample.value,
                           threshold: critical ? rule.critical! : rule.warning, startsAt: now, lastSentAt: now)
         firing[fingerprint] = alert

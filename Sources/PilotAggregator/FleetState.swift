@@ -83,9 +83,9 @@ public struct FleetState: Sendable {
                     if let latency = payload["latency_ms"]?.doubleValue { add("pilot_check_latency_ms", [("host", name), ("check", check)], latency) }
                     continue
                 }
-                for sample in Sample.extract(host: name, payload: payload) {
+                for sample in Sample.extract(host: name, payload: payload, receivedAt: now * 1000) {
                     guard let metric = Self.metricName(sample.metric) else { continue }
-                    add(metric, [("host", name)] + sample.labels, sample.value)
+                    add(metric, sample.labels, sample.value)
                 }
             }
         }

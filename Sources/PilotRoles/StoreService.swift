@@ -1,7 +1,6 @@
 public import Logging
 public import NIOCore
 internal import NIOPosix
-internal import PilotAggregator
 public import PilotCore
 public import PilotNode
 internal import PilotRemoteWrite
@@ -176,18 +175,9 @@ public final class StoreService: NodeRole, @unchecked Sendable {
         var samples: [SeriesStore.Sample] = []
         let now = WallClock.nowMilliseconds()
         for delivery in deliveries {
-            guard delivery.topic.levels.count >= 3, let payload = delivery.object else { continue }
-            let host = String(delivery.topic.levels[2])
-            let timestamp = payload["ts"]?.int64Value.map { $0 * 1000 } ?? now
-            var extra: [(String, String)] = []
-            if delivery.topic.levels[0] == "health" {
-                extra = [("check", String(delivery.topic.levels[1]))]
-                samples.append(SeriesStore.Sample(key: .init(metric: "check_ok", labels: [("host", host)] + extra), timestamp: timestamp,
-                                                  value: payload["status"]?.stringValue == "ok" ? 1 : 0))
-            }
-            for sample in Sample.extract(host: host, payload: payload) where sample.metric != "ts" {
-                let key = SeriesStore.Key(metric: sample.metric, labels: [("host", host)] + sample.labels + extra)
-                samples.append(SeriesStore.Sample(key: key, timestamp: timestamp, value: sample.value))
+            guard let payload = delivery.object else { continue }
+            for sample in Sample.extract(topic: delivery.topic, payload: payload, receivedAt: now) {
+                samples.append(SeriesStore.Sample(key: .init(metric: sample.metric, labels: sample.labels), timestamp: sample.timestamp, value: sample.value))
             }
         }
         do {

@@ -99,6 +99,14 @@ struct Timeline {
         #expect(other.first?.payload["fingerprint"] != critical.first?.payload["fingerprint"])
     }
 
+    @Test func anAlertOnAListEntryIsLabelledByTheEntryNotTheHost() {
+        var t = Timeline()
+        let fired = t.disk("db-01", 99, mount: "/var")
+        #expect(fired.count == 1)
+        #expect(fired.first?.payload["labels"] == .object(JSONObject([("mount", .string("/var"))])))
+        #expect(fired.first?.payload["fingerprint"] == .string("7ca1d6c926817994")) // as fingerprintsAreStableValues
+    }
+
     @Test func fingerprintsAreStableValues() {
         // FNV-1a 64 of "disk_pct␟db-01␟mount=/var": the same in every version and process.
         #expect(Alert.fingerprint(metric: "disk_pct", host: "db-01", labels: [("mount", "/var")]) == "7ca1d6c926817994")
@@ -175,17 +183,35 @@ struct Timeline {
         #expect(t.wait(89).isEmpty)
         #expect(t.wait(1).count == 2) // db-01 and web-01, a full silence after the restart
     }
+}
 
-    @Test func samplesComeFromTopLevelNumbersAndLabelledLists() {
-        let payload = JSONObject([
-            ("host", .string("db-01")), ("disk_pct", .number(50)),
-            ("mounts", .array([.object(JSONObject([("mount", .string("/")), ("disk_pct", .number(50))])),
-                               .object(JSONObject([("mount", .string("/var")), ("disk_pct", .number(97)), ("inodes_pct", .number(3))]))])),
-            ("ts", .number(1)),
+/// `/metrics` is what Prometheus scrapes and dashboards query: its names
+/// and labels are spelled out here, so a change to the extraction shows.
+@Suite struct FleetStatePrometheusTests {
+    @Test func everyNumericFieldIsAGaugeLabelledByHostThenEntry() throws {
+        var fleet = FleetState()
+        func observe(_ topic: String, _ json: String) throws {
+            guard case .object(let payload) = try JSONValue.parse(json) else { return }
+            fleet.observe(topic: try Topic(topic), payload: payload, now: 1_764_100_000)
+        }
+        try observe("metrics/cpu/web-01", #"{"host":"web-01","cpu_pct":42.1,"cores":4,"ts":1764100000}"#)
+        try observe("metrics/disk/db-01", #"{"host":"db-01","disk_pct":50,"mounts":[{"mount":"/","device":"/dev/vda1","disk_pct":50},{"mount":"/var","device":"/dev/vdb1","disk_pct":97}],"ts":1764100000}"#)
+        try observe("metrics/net/db-01", #"{"host":"db-01","interfaces":[{"iface":"eth0","rx_bytes_ps":1200.5}],"ts":1764100000}"#)
+        try observe("health/webapp/web-01", #"{"host":"web-01","check":"webapp","status":"ok","latency_ms":12.5,"ts":1764100000}"#)
+        let text = fleet.prometheus(now: 1_764_100_010, downAfter: 90, firing: [])
+        let lines = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(lines == [
+            #"pilot_check_latency_ms{host="web-01",check="webapp"} 12.5"#,
+            #"pilot_check_ok{host="web-01",check="webapp"} 1"#,
+            #"pilot_cores{host="web-01"} 4"#,
+            #"pilot_cpu_pct{host="web-01"} 42.1"#,
+            #"pilot_disk_pct{host="db-01",mount="/"} 50"#,
+            #"pilot_disk_pct{host="db-01",mount="/var"} 97"#,
+            #"pilot_host_up{host="db-01"} 1"#,
+            #"pilot_host_up{host="web-01"} 1"#,
+            #"pilot_last_seen_seconds{host="db-01"} 1764100000"#,
+            #"pilot_last_seen_seconds{host="web-01"} 1764100000"#,
+            #"pilot_rx_bytes_ps{host="db-01",iface="eth0"} 1200.5"#,
         ])
-        let samples = Sample.extract(host: "db-01", payload: payload)
-        #expect(samples.filter { $0.metric == "disk_pct" }.count == 2) // the lists', not the top-level copy as well
-        #expect(samples.contains { $0.metric == "disk_pct" && $0.labels.first?.1 == "/var" && $0.value == 97 })
-        #expect(!samples.contains { $0.metric == "ts" })
     }
 }

@@ -72,8 +72,9 @@ import Testing
         let message = try MetricMessage(text: #"{"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#)
         #expect(message.host == "web-01")
         #expect(message.timestamp == 1_764_100_000)
-        #expect(message.numericFields.map(\.name) == ["cpu_pct", "load", "cores"])
-        #expect(message.numericFields.map(\.value) == [42.1, 0.52, 4])
+        #expect(message.samples.map(\.metric) == ["cpu_pct", "load", "cores"])
+        #expect(message.samples.map(\.value) == [42.1, 0.52, 4])
+        #expect(message.samples.allSatisfy { $0.timestamp == 1_764_100_000_000 && $0.labels.elementsEqual([("host", "web-01")], by: ==) })
         #expect(message.json.description == #"{"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"#)
     }
 
