@@ -34,7 +34,7 @@ func runStoreBench(_ argv: [String]) throws {
                  "net_rx_bytes", "net_tx_bytes", "disk_read_bytes", "disk_write_bytes"]
     // The data, generated once: per series a walk (percent) or a counter.
     var random = SplitMix64(state: 11)
-    var series: [(key: SeriesStore.Key, host: String, metric: String, values: [Double])] = []
+    var series: [(key: SeriesStore.Key, labels: [(String, String)], host: String, metric: String, values: [Double])] = []
     for host in 0..<hosts {
         for metric in 0..<metrics {
             let hostName = String(format2: host)
@@ -53,7 +53,8 @@ func runStoreBench(_ argv: [String]) throws {
                     values.append(counter)
                 }
             }
-            series.append((SeriesStore.Key(metric: names[metric], labels: [("host", hostName)]), hostName, names[metric], values))
+            let labels = [("host", hostName)]
+            series.append((SeriesStore.Key(metric: names[metric], labels: labels), labels, hostName, names[metric], values))
         }
     }
     let total = hosts * metrics * points
@@ -64,11 +65,11 @@ func runStoreBench(_ argv: [String]) throws {
     // Pilot: time order, one transaction per 10 timestamps (1,800 samples), as a store fed by the hub would batch.
     let store = try SeriesStore(path: directory + "/pilot.db")
     let started = nowSeconds(), cpuStarted = cpuSeconds()
-    var batch: [SeriesStore.Sample] = []
+    var batch: [Sample] = []
     batch.reserveCapacity(series.count * 10)
     for point in 0..<points {
         let timestamp = start + Int64(point) * step
-        for entry in series { batch.append(SeriesStore.Sample(key: entry.key, timestamp: timestamp, value: entry.values[point])) }
+        for entry in series { batch.append(Sample(metric: entry.metric, labels: entry.labels, value: entry.values[point], timestamp: timestamp)) }
         if point % 10 == 9 || point == points - 1 {
             try store.append(batch)
             batch.removeAll(keepingCapacity: true)
@@ -110,11 +111,11 @@ func runStoreBench(_ argv: [String]) throws {
     let encodeStarted = cpuSeconds()
     var wireBytes = 0, requests = 0
     for first in stride(from: 0, to: points, by: 10) {
-        var samples: [SeriesStore.Sample] = []
+        var samples: [Sample] = []
         samples.reserveCapacity(series.count * 10)
         for point in first..<min(points, first + 10) {
             let timestamp = start + Int64(point) * step
-            for entry in series { samples.append(SeriesStore.Sample(key: entry.key, timestamp: timestamp, value: entry.values[point])) }
+            for entry in series { samples.append(Sample(metric: entry.metric, labels: entry.labels, value: entry.values[point], timestamp: timestamp)) }
         }
         wireBytes += Snappy.compress(try RemoteWriteRequest.encode(samples)).count
         requests += 1
@@ -172,7 +173,7 @@ func runStoreBench(_ argv: [String]) throws {
     }
 }
 
-private func writeOpenMetrics(_ series: [(key: SeriesStore.Key, host: String, metric: String, values: [Double])], start: Int64, step: Int64,
+private func writeOpenMetrics(_ series: [(key: SeriesStore.Key, labels: [(String, String)], host: String, metric: String, values: [Double])], start: Int64, step: Int64,
                               points: Int, to path: String) throws {
     guard let file = fopen(path, "w") else { throw BenchError("cannot write \(path)") }
     defer { fclose(file) }

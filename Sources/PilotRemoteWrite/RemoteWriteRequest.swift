@@ -1,4 +1,5 @@
 internal import SwiftProtobuf
+public import PilotCore
 public import PilotStore
 
 /// Builds Prometheus remote-write requests from the store's samples.
@@ -12,12 +13,15 @@ public enum RemoteWriteRequest {
 
     /// One uncompressed WriteRequest: a TimeSeries per series in the order
     /// first seen, its samples oldest first, labels sorted by name.
-    public static func encode(_ samples: [SeriesStore.Sample]) throws(RemoteWriteError) -> [UInt8] {
+    /// A series is the store's (`SeriesStore.Key`): labels in any order are
+    /// one series, as they are one row of the store's `series` table.
+    public static func encode(_ samples: [Sample]) throws(RemoteWriteError) -> [UInt8] {
         var order: [SeriesStore.Key] = []
-        var grouped: [SeriesStore.Key: [SeriesStore.Sample]] = [:]
+        var grouped: [SeriesStore.Key: [Sample]] = [:]
         for sample in samples {
-            if grouped[sample.key] == nil { order.append(sample.key) }
-            grouped[sample.key, default: []].append(sample)
+            let key = SeriesStore.Key(sample)
+            if grouped[key] == nil { order.append(key) }
+            grouped[key, default: []].append(sample)
         }
         var request = Prometheus_WriteRequest()
         request.timeseries.reserveCapacity(order.count)

@@ -172,13 +172,11 @@ public final class StoreService: NodeRole, @unchecked Sendable {
     /// On the node's loop: one transaction for what arrived, then the ack.
     private func received(_ deliveries: [EventService.Delivery]) {
         guard !stopped else { return }
-        var samples: [SeriesStore.Sample] = []
+        var samples: [Sample] = []
         let now = WallClock.nowMilliseconds()
         for delivery in deliveries {
             guard let payload = delivery.object else { continue }
-            for sample in Sample.extract(topic: delivery.topic, payload: payload, receivedAt: now) {
-                samples.append(SeriesStore.Sample(key: .init(metric: sample.metric, labels: sample.labels), timestamp: sample.timestamp, value: sample.value))
-            }
+            samples += Sample.extract(topic: delivery.topic, payload: payload, receivedAt: now)
         }
         do {
             // New samples join the remote-write backlog in the same

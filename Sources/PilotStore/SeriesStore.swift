@@ -18,6 +18,9 @@ public final class SeriesStore {
             self.metric = metric
             self.labels = labels.map { Label(name: $0.0, value: $0.1) }.sorted { $0.name < $1.name }
         }
+        /// The series a sample is of: the same name and labels in any order
+        /// are one series.
+        public init(_ sample: Sample) { self.init(metric: sample.metric, labels: sample.labels) }
         var canonical: String { labels.map { "\($0.name)=\($0.value)" }.joined(separator: "\u{1F}") }
         public static func < (a: Key, b: Key) -> Bool { (a.metric, a.canonical) < (b.metric, b.canonical) }
     }
@@ -25,17 +28,6 @@ public final class SeriesStore {
     public struct Label: Hashable, Sendable {
         public var name: String
         public var value: String
-    }
-
-    public struct Sample: Sendable {
-        public var key: Key
-        public var timestamp: Int64
-        public var value: Double
-        public init(key: Key, timestamp: Int64, value: Double) {
-            self.key = key
-            self.timestamp = timestamp
-            self.value = value
-        }
     }
 
     public struct Statistics: Sendable, Equatable {
@@ -162,7 +154,7 @@ public final class SeriesStore {
                     statistics.tooOld += 1
                     continue
                 }
-                let id = try seriesID(sample.key)
+                let id = try seriesID(Key(sample))
                 let new = Gorilla.Sample(sample.timestamp, sample.value)
                 if let upTo = chunkedUpTo[id], sample.timestamp <= upTo, try chunked(id, contains: sample.timestamp) {
                     statistics.duplicates += 1

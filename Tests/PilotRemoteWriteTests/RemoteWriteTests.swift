@@ -19,6 +19,13 @@ private func cleanUp(_ directory: String) {
     rmdir(directory)
 }
 
+extension Sample {
+    /// A sample of a series named by the store's key (its labels sorted).
+    init(key: SeriesStore.Key, timestamp: Int64, value: Double) {
+        self.init(metric: key.metric, labels: key.labels.map { ($0.name, $0.value) }, value: value, timestamp: timestamp)
+    }
+}
+
 @Suite struct SnappyTests {
     @Test func roundTripsRandomAndRepetitiveData() throws {
         var random = SplitMix64(state: 7)
@@ -47,10 +54,10 @@ private func cleanUp(_ directory: String) {
 
     @Test func encodesSeriesWithSortedLabelsAndSamplesInOrder() throws {
         let samples = [
-            SeriesStore.Sample(key: disk, timestamp: 60_000, value: 41.5),
-            SeriesStore.Sample(key: cpu, timestamp: 30_000, value: .nan),
-            SeriesStore.Sample(key: disk, timestamp: 30_000, value: -0.0),
-            SeriesStore.Sample(key: cpu, timestamp: 60_000, value: .infinity),
+            Sample(key: disk, timestamp: 60_000, value: 41.5),
+            Sample(key: cpu, timestamp: 30_000, value: .nan),
+            Sample(key: disk, timestamp: 30_000, value: -0.0),
+            Sample(key: cpu, timestamp: 60_000, value: .infinity),
         ]
         let decoded = try RemoteWriteRequest.decode(try RemoteWriteRequest.encode(samples))
         #expect(decoded.count == 2)
@@ -61,10 +68,27 @@ private func cleanUp(_ directory: String) {
         #expect(decoded[1].samples[0].value.bitPattern == Double.nan.bitPattern && decoded[1].samples[1].value == .infinity)
     }
 
+    @Test func labelsInAnyOrderAreOneSeriesAsInTheStore() throws {
+        let samples = [Sample(metric: "disk_pct", labels: [("host", "db-01"), ("mount", "/var")], value: 1, timestamp: 30_000),
+                       Sample(metric: "disk_pct", labels: [("mount", "/var"), ("host", "db-01")], value: 2, timestamp: 60_000)]
+        let decoded = try RemoteWriteRequest.decode(try RemoteWriteRequest.encode(samples))
+        #expect(decoded.count == 1)
+        #expect(decoded.first?.labels.map { "\($0.0)=\($0.1)" } == ["__name__=pilot_disk_pct", "host=db-01", "mount=/var"])
+        #expect(decoded.first?.samples.map(\.value) == [1, 2])
+    }
+
+    @Test func aMessagesSeriesGoOutNamedAsInMetrics() throws {
+        guard case .object(let payload) = try JSONValue.parse(#"{"host":"web-01","interfaces":[{"iface":"eth0","rx_bytes_ps":1200.5}],"ts":1764100000}"#) else { return }
+        let samples = Sample.extract(topic: try Topic("metrics/net/web-01"), payload: payload, receivedAt: 0)
+        let decoded = try RemoteWriteRequest.decode(try RemoteWriteRequest.encode(samples))
+        #expect(decoded.map { $0.labels.map { "\($0.0)=\($0.1)" } } == [["__name__=pilot_rx_bytes_ps", "host=web-01", "iface=eth0"]])
+        #expect(decoded.first?.samples.map(\.timestamp) == [1_764_100_000_000])
+    }
+
     @Test func concatenatedRequestsAreOneRequest() throws {
-        let first = try RemoteWriteRequest.encode([SeriesStore.Sample(key: cpu, timestamp: 1_000, value: 1)])
-        let second = try RemoteWriteRequest.encode([SeriesStore.Sample(key: disk, timestamp: 2_000, value: 2),
-                                                    SeriesStore.Sample(key: cpu, timestamp: 3_000, value: 3)])
+        let first = try RemoteWriteRequest.encode([Sample(key: cpu, timestamp: 1_000, value: 1)])
+        let second = try RemoteWriteRequest.encode([Sample(key: disk, timestamp: 2_000, value: 2),
+                                                    Sample(key: cpu, timestamp: 3_000, value: 3)])
         let joined = try RemoteWriteRequest.decode(first + second)
         #expect(joined.map { $0.samples.map(\.timestamp) } == [[1_000], [2_000], [3_000]])
     }
@@ -84,7 +108,7 @@ private func cleanUp(_ directory: String) {
 
     /// Equal-sized requests for equal-sized ranges (proto3 leaves out zeros).
     func request(_ timestamps: Range<Int64>) throws -> [UInt8] {
-        try RemoteWriteRequest.encode(timestamps.map { SeriesStore.Sample(key: cpu, timestamp: $0 + 1_000, value: 1.5) })
+        try RemoteWriteRequest.encode(timestamps.map { Sample(key: cpu, timestamp: $0 + 1_000, value: 1.5) })
     }
 
     @Test func batchesOldestFirstWithinTheSampleLimitAndRemovesWhatWasSent() throws {
@@ -136,14 +160,14 @@ private func cleanUp(_ directory: String) {
         do {
             let store = try SeriesStore(path: path)
             let outbox = try RemoteWriteOutbox(connection: store.connection, maxBytes: 1 << 20)
-            let samples = (0..<5).map { SeriesStore.Sample(key: cpu, timestamp: Int64($0) * 1_000, value: 1) }
+            let samples = (0..<5).map { Sample(key: cpu, timestamp: Int64($0) * 1_000, value: 1) }
             try store.append(samples) { fresh in try outbox.enqueue(try RemoteWriteRequest.encode(fresh), samples: fresh.count) }
             // Resent: nothing new, nothing queued.
             try store.append(samples) { fresh in try outbox.enqueue(try RemoteWriteRequest.encode(fresh), samples: fresh.count) }
             // A failure inside the transaction rolls back the samples and the queued request together.
             struct Refused: Error {}
             #expect(throws: Refused.self) {
-                try store.append([SeriesStore.Sample(key: cpu, timestamp: 9_000, value: 1)]) { fresh in
+                try store.append([Sample(key: cpu, timestamp: 9_000, value: 1)]) { fresh in
                     try outbox.enqueue(try RemoteWriteRequest.encode(fresh), samples: fresh.count)
                     throw Refused()
                 }

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import PilotCore
 import PilotRemoteWrite
 import PilotSQLite
 import PilotStore
@@ -57,8 +58,7 @@ private final class FakeEndpoint: ChannelInboundHandler, @unchecked Sendable {
         let loop = group.next()
         let store = try SeriesStore(path: directory + "/store.db")
         let outbox = try RemoteWriteOutbox(connection: store.connection, maxBytes: 1 << 20)
-        let key = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-01")])
-        let samples = (0..<5).map { SeriesStore.Sample(key: key, timestamp: 1_764_000_000_000 + Int64($0) * 30_000, value: Double($0) + 0.5) }
+        let samples = (0..<5).map { Sample(metric: "cpu_pct", labels: [("host", "web-01")], value: Double($0) + 0.5, timestamp: 1_764_000_000_000 + Int64($0) * 30_000) }
         try store.append(samples) { fresh in try outbox.enqueue(try RemoteWriteRequest.encode(fresh), samples: fresh.count) }
         let target = try RemoteWriteTarget("http://tenant:s3cret@127.0.0.1:\(server.localAddress!.port!)/api/v1/write")
         let writer = RemoteWriter(target: target, headers: [("X-Scope-OrgID", "tenant-1")], outbox: outbox, loop: loop, group: group,

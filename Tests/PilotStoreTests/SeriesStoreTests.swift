@@ -17,12 +17,19 @@ func removeScratch(_ directory: String) {
     rmdir(directory)
 }
 
+extension Sample {
+    /// A sample of a series named by the store's key (its labels sorted).
+    init(key: SeriesStore.Key, timestamp: Int64, value: Double) {
+        self.init(metric: key.metric, labels: key.labels.map { ($0.name, $0.value) }, value: value, timestamp: timestamp)
+    }
+}
+
 @Suite struct SeriesStoreTests {
     let cpu = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-01")])
     let disk = SeriesStore.Key(metric: "disk_pct", labels: [("mount", "/var"), ("host", "db-01")])
 
-    func samples(_ key: SeriesStore.Key, _ range: ClosedRange<Int>, value: (Int) -> Double = { Double($0) / 10 }) -> [SeriesStore.Sample] {
-        range.map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: value($0)) }
+    func samples(_ key: SeriesStore.Key, _ range: ClosedRange<Int>, value: (Int) -> Double = { Double($0) / 10 }) -> [Sample] {
+        range.map { Sample(key: key, timestamp: Int64($0) * 30_000, value: value($0)) }
     }
 
     @Test func samplesComeBackAcrossChunksAndTheHead() throws {
@@ -37,6 +44,37 @@ func removeScratch(_ directory: String) {
         #expect(try store.samples(cpu, from: 8 * 30_000, to: 12 * 30_000).map(\.value) == [0.8, 0.9, 1.0, 1.1, 1.2])
         #expect(store.series() == [cpu])
         #expect(try store.samples(disk, from: 0, to: .max).isEmpty)
+    }
+
+    @Test func labelsInAnyOrderAreOneSeries() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        try store.append([Sample(metric: "disk_pct", labels: [("host", "db-01"), ("mount", "/var")], value: 1, timestamp: 30_000),
+                          Sample(metric: "disk_pct", labels: [("mount", "/var"), ("host", "db-01")], value: 2, timestamp: 60_000)])
+        #expect(store.series() == [disk])
+        #expect(try store.samples(disk, from: 0, to: .max).map(\.value) == [1, 2])
+    }
+
+    /// The rows of the `series` table are the file format: a message's
+    /// series land there named as they always were.
+    @Test func aMessagesSeriesAreTheRowsOfTheSeriesTable() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        let disk = #"{"host":"db-01","disk_pct":50,"mounts":[{"mount":"/","device":"/dev/vda1","disk_pct":50,"inodes_pct":7}],"ts":1764100000}"#
+        let health = #"{"host":"web-01","check":"webapp","status":"ok","latency_ms":12.5,"ts":1764100000}"#
+        var samples: [Sample] = []
+        for (topic, json) in [("metrics/disk/db-01", disk), ("health/webapp/web-01", health)] {
+            guard case .object(let payload) = try JSONValue.parse(json) else { continue }
+            samples += Sample.extract(topic: try Topic(topic), payload: payload, receivedAt: 0)
+        }
+        #expect(try store.append(samples) == 4)
+        let rows = try store.connection.prepare("SELECT metric, labels FROM series ORDER BY id").query().map { "\($0[0].text ?? "")|\($0[1].text ?? "")" }
+        #expect(rows == ["disk_pct|host=db-01\u{1F}mount=/", "inodes_pct|host=db-01\u{1F}mount=/",
+                         "check_ok|check=webapp\u{1F}host=web-01", "latency_ms|check=webapp\u{1F}host=web-01"])
+        #expect(try store.samples(SeriesStore.Key(metric: "check_ok", labels: [("host", "web-01"), ("check", "webapp")]), from: 0, to: .max)
+            == [Gorilla.Sample(1_764_100_000_000, 1)])
     }
 
     @Test func theSameSampleTwiceIsStoredOnce() throws {
@@ -125,7 +163,7 @@ func removeScratch(_ directory: String) {
         let store = try SeriesStore(path: path, chunkSamples: 50)
         var random = SplitMix64(state: 3)
         let start: Int64 = 1_764_000_000_000
-        let samples = (0..<600).map { SeriesStore.Sample(key: key, timestamp: start + Int64($0) * 30_000, value: Double(random.next() % 1000) / 10) }
+        let samples = (0..<600).map { Sample(key: key, timestamp: start + Int64($0) * 30_000, value: Double(random.next() % 1000) / 10) }
         for batch in stride(from: 0, to: 600, by: 37) { try store.append(Array(samples[batch..<min(600, batch + 37)])) }
         try store.append(Array(samples[100..<300])) // resent: must not count again
         let raw = try store.samples(key, from: 0, to: .max)
@@ -158,7 +196,7 @@ func removeScratch(_ directory: String) {
         defer { removeScratch(directory) }
         let store = try SeriesStore(path: path, chunkSamples: 10)
         let day: Int64 = 86_400_000
-        let samples = (0..<2_880).map { SeriesStore.Sample(key: key, timestamp: Int64($0) * 30_000, value: Double($0 % 120)) } // one day
+        let samples = (0..<2_880).map { Sample(key: key, timestamp: Int64($0) * 30_000, value: Double($0 % 120)) } // one day
         try store.append(samples)
         let now = 31 * day
         var steps = 0
@@ -176,7 +214,7 @@ func removeScratch(_ directory: String) {
             #expect(points == Downsample.aggregate(samples.map { Gorilla.Sample($0.timestamp, $0.value) }, from: 0, step: 3_600_000, aggregate), "\(aggregate)")
         }
         // A late resend older than raw retention is refused, not counted twice in the rollups.
-        #expect(try store.append([SeriesStore.Sample(key: key, timestamp: 0, value: 1)]) == 0)
+        #expect(try store.append([Sample(key: key, timestamp: 0, value: 1)]) == 0)
         #expect(store.statistics.tooOld == 1)
         #expect(try store.rollups(key, resolution: 3_600_000, from: 0, to: 0).first?.count == 120)
         // Rollups past their own retention go too.
@@ -223,9 +261,9 @@ func removeScratch(_ directory: String) {
         var random = SplitMix64(state: 8)
         var value = 50.0
         // Four days, a sample a minute.
-        let samples = (0..<5_760).map { i -> SeriesStore.Sample in
+        let samples = (0..<5_760).map { i -> Sample in
             value = min(100, max(0, value + Double(Int(random.next() % 21) - 10) / 10))
-            return SeriesStore.Sample(key: key, timestamp: Int64(i) * 60_000, value: (value * 10).rounded() / 10)
+            return Sample(key: key, timestamp: Int64(i) * 60_000, value: (value * 10).rounded() / 10)
         }
         for part in stride(from: 0, to: samples.count, by: 500) { try store.append(Array(samples[part..<min(samples.count, part + 500)])) }
         let raw = samples.map { Gorilla.Sample($0.timestamp, $0.value) }
