@@ -3,9 +3,9 @@
 public enum Downsample {
     public enum Aggregate: String, Sendable, CaseIterable { case avg, min, max, last, count }
 
-    public static func aggregate(_ samples: [Gorilla.Sample], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Sample] {
+    public static func aggregate(_ samples: [Gorilla.Point], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Point] {
         guard step > 0 else { return samples }
-        var result: [Gorilla.Sample] = []
+        var result: [Gorilla.Point] = []
         var bucket: Int64?
         var sum = 0.0, low = Double.infinity, high = -Double.infinity, last = 0.0, count = 0
         func flush() {
@@ -17,7 +17,7 @@ public enum Downsample {
             case .last: last
             case .count: Double(count)
             }
-            result.append(Gorilla.Sample(bucket, value))
+            result.append(Gorilla.Point(bucket, value))
         }
         for sample in samples where sample.timestamp >= from {
             let start = from + (sample.timestamp - from) / step * step
@@ -37,7 +37,7 @@ public enum Downsample {
     }
 
     /// Rollups merged into steps of at least their resolution.
-    public static func aggregate(rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Sample] {
+    public static func aggregate(rollups: [SeriesStore.Rollup], from: Int64, step: Int64, _ aggregate: Aggregate) -> [Gorilla.Point] {
         var buckets: [SeriesStore.Rollup] = []
         for rollup in rollups {
             let start = from + (rollup.start - from) / step * step
@@ -56,7 +56,7 @@ public enum Downsample {
             case .count: Double(bucket.count)
             case .avg, .last: bucket.average
             }
-            return Gorilla.Sample(bucket.start, value)
+            return Gorilla.Point(bucket.start, value)
         }
     }
 

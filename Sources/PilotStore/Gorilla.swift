@@ -31,7 +31,9 @@
 public enum Gorilla {
     public static let maxSamples = 65_535
 
-    public struct Sample: Equatable, Sendable {
+    /// A time and a value: what a chunk holds of one series, which the
+    /// chunk does not name (a `PilotCore.Sample` does).
+    public struct Point: Equatable, Sendable {
         public var timestamp: Int64
         public var value: Double
         public init(_ timestamp: Int64, _ value: Double) {
@@ -40,10 +42,14 @@ public enum Gorilla {
         }
 
         /// Equality of the stored bits: NaN equals NaN, -0.0 is not 0.0.
-        public static func == (a: Sample, b: Sample) -> Bool {
+        public static func == (a: Point, b: Point) -> Bool {
             a.timestamp == b.timestamp && a.value.bitPattern == b.value.bitPattern
         }
     }
+
+    /// Only for Fuzz/Targets/chunks until it says `Point`.
+    @available(*, deprecated, renamed: "Point")
+    public typealias Sample = Point
 
     public enum CodecError: Error, Equatable, CustomStringConvertible {
         case outOfOrder(previous: Int64, next: Int64)
@@ -58,7 +64,7 @@ public enum Gorilla {
         }
     }
 
-    public static func encode(_ samples: [Sample]) throws(CodecError) -> [UInt8] {
+    public static func encode(_ samples: [Point]) throws(CodecError) -> [UInt8] {
         guard samples.count <= maxSamples else { throw .tooMany(samples.count) }
         var writer = BitWriter()
         writer.write(UInt64(samples.count), bits: 16)
@@ -111,19 +117,19 @@ public enum Gorilla {
         return writer.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws(CodecError) -> [Sample] {
+    public static func decode(_ bytes: [UInt8]) throws(CodecError) -> [Point] {
         var reader = BitReader(bytes)
         let count = Int(try reader.read(16))
         let mode = Int(try reader.read(3))
         guard mode <= powersOfTen.count else { throw .truncated }
         guard count > 0 else { return [] }
-        var samples: [Sample] = []
+        var samples: [Point] = []
         samples.reserveCapacity(count)
         var time = Int64(bitPattern: try reader.read(64))
         var value = try reader.read(64)
         let scale = mode > 0 ? powersOfTen[mode - 1] : 1
         var scaled = Int64(bitPattern: value)
-        samples.append(Sample(time, mode > 0 ? Double(scaled) / scale : Double(bitPattern: value)))
+        samples.append(Point(time, mode > 0 ? Double(scaled) / scale : Double(bitPattern: value)))
         var delta: Int64 = 0
         var leading = 0, trailing = 0
         for _ in 1..<count {
@@ -131,7 +137,7 @@ public enum Gorilla {
             time = time &+ delta
             if mode > 0 {
                 scaled = scaled &+ (try reader.readBucketed(widths: decimalWidths))
-                samples.append(Sample(time, Double(scaled) / scale))
+                samples.append(Point(time, Double(scaled) / scale))
                 continue
             }
             if try reader.read(1) == 1 {
@@ -144,7 +150,7 @@ public enum Gorilla {
                 let length = 64 - leading - trailing
                 value ^= try reader.read(length) << UInt64(trailing)
             }
-            samples.append(Sample(time, Double(bitPattern: value)))
+            samples.append(Point(time, Double(bitPattern: value)))
         }
         return samples
     }
@@ -156,7 +162,7 @@ public enum Gorilla {
 
     /// The fewest decimal places (0...4) that represent every value exactly
     /// (bit for bit after `Double(scaled) / 10^k`), or nil (then XOR).
-    static func decimalPlaces(_ samples: [Sample]) -> Int? {
+    static func decimalPlaces(_ samples: [Point]) -> Int? {
         guard !samples.isEmpty else { return nil }
         var places = 0
         for sample in samples {

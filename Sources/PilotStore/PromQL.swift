@@ -66,7 +66,7 @@ public struct PromQuery: Equatable, Sendable {
     public static let lookback: Int64 = 300_000
 
     /// The value at `time` from samples sorted by time.
-    public func value(at time: Int64, in samples: [Gorilla.Sample]) -> Double? {
+    public func value(at time: Int64, in samples: [Gorilla.Point]) -> Double? {
         if let function, let range = rangeMilliseconds {
             let window = samples.filter { $0.timestamp > time - range && $0.timestamp <= time }
             guard !window.isEmpty else { return nil }

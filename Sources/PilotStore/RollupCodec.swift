@@ -8,7 +8,7 @@ public enum RollupCodec {
         var out: [UInt8] = []
         let columns: [(SeriesStore.Rollup) -> Double] = [\.min, \.max, { snapped($0.sum) }, { Double($0.count) }]
         for column in columns {
-            let chunk = try Gorilla.encode(rollups.map { Gorilla.Sample($0.start, column($0)) })
+            let chunk = try Gorilla.encode(rollups.map { Gorilla.Point($0.start, column($0)) })
             out += withUnsafeBytes(of: UInt32(chunk.count).bigEndian, Array.init)
             out += chunk
         }
@@ -29,7 +29,7 @@ public enum RollupCodec {
     }
 
     public static func decode(_ bytes: [UInt8]) throws(Gorilla.CodecError) -> [SeriesStore.Rollup] {
-        var columns: [[Gorilla.Sample]] = []
+        var columns: [[Gorilla.Point]] = []
         var offset = 0
         for _ in 0..<4 {
             guard bytes.count - offset >= 4 else { throw .truncated }

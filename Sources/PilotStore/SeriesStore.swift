@@ -50,7 +50,7 @@ public final class SeriesStore {
     public private(set) var statistics = Statistics()
     private var ids: [Key: Int64] = [:]
     private var keys: [Int64: Key] = [:]
-    private var head: [Int64: [Gorilla.Sample]] = [:]
+    private var head: [Int64: [Gorilla.Point]] = [:]
     private var chunkedUpTo: [Int64: Int64] = [:]
     private let insertHead: SQLiteStatement
     private let insertSeries: SQLiteStatement
@@ -130,7 +130,7 @@ public final class SeriesStore {
         }
         for (id, samples) in head {
             let sorted = samples.sorted { $0.timestamp < $1.timestamp }
-            var unique: [Gorilla.Sample] = []
+            var unique: [Gorilla.Point] = []
             for sample in sorted where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
             head[id] = unique
         }
@@ -147,7 +147,7 @@ public final class SeriesStore {
     public func append(_ samples: [Sample], alsoWithNew: (([Sample]) throws -> Void)? = nil) throws -> Int {
         var added = 0
         var fresh: [Sample] = []
-        var blocks: [Int64: [Gorilla.Sample]] = [:]
+        var blocks: [Int64: [Gorilla.Point]] = [:]
         try database.transaction {
             for sample in samples {
                 guard sample.timestamp >= oldestAccepted else {
@@ -155,7 +155,7 @@ public final class SeriesStore {
                     continue
                 }
                 let id = try seriesID(Key(sample))
-                let new = Gorilla.Sample(sample.timestamp, sample.value)
+                let new = Gorilla.Point(sample.timestamp, sample.value)
                 if let upTo = chunkedUpTo[id], sample.timestamp <= upTo, try chunked(id, contains: sample.timestamp) {
                     statistics.duplicates += 1
                     continue
@@ -188,7 +188,7 @@ public final class SeriesStore {
 
     /// Where `timestamp` goes in a sorted buffer (binary search; the common
     /// case, a newer sample, is the end).
-    static func insertionIndex(_ buffer: [Gorilla.Sample], _ timestamp: Int64) -> Int {
+    static func insertionIndex(_ buffer: [Gorilla.Point], _ timestamp: Int64) -> Int {
         if let last = buffer.last, last.timestamp < timestamp { return buffer.count }
         var low = 0, high = buffer.count
         while low < high {
@@ -215,7 +215,7 @@ public final class SeriesStore {
         return false
     }
 
-    private func rollUp(_ id: Int64, _ samples: [Gorilla.Sample]) throws {
+    private func rollUp(_ id: Int64, _ samples: [Gorilla.Point]) throws {
         for resolution in Self.rollupResolutions {
             var buckets: [Rollup] = []
             for sample in samples where sample.value.isFinite {
@@ -250,7 +250,7 @@ public final class SeriesStore {
         }
         if replaced > 0 {
             samples.sort { $0.timestamp < $1.timestamp }
-            var unique: [Gorilla.Sample] = []
+            var unique: [Gorilla.Point] = []
             for sample in samples where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
             samples = unique
             try deleteChunks.run(.integer(id), .integer(first.timestamp), .integer(last.timestamp))
@@ -267,16 +267,16 @@ public final class SeriesStore {
     }
 
     /// The samples of a series between two times (inclusive), in order.
-    public func samples(_ key: Key, from: Int64, to: Int64) throws -> [Gorilla.Sample] {
+    public func samples(_ key: Key, from: Int64, to: Int64) throws -> [Gorilla.Point] {
         guard let id = ids[key] else { return [] }
-        var result: [Gorilla.Sample] = []
+        var result: [Gorilla.Point] = []
         for row in try overlapping.query(.integer(id), .integer(from), .integer(to)) {
             guard let data = row[1].blob else { continue }
             result += try Gorilla.decode(data).filter { $0.timestamp >= from && $0.timestamp <= to }
         }
         result += (head[id] ?? []).filter { $0.timestamp >= from && $0.timestamp <= to }
         result.sort { $0.timestamp < $1.timestamp }
-        var unique: [Gorilla.Sample] = []
+        var unique: [Gorilla.Point] = []
         for sample in result where unique.last?.timestamp != sample.timestamp { unique.append(sample) }
         return unique
     }
@@ -410,7 +410,7 @@ public final class SeriesStore {
     /// rollups (1 h for steps of an hour or more, else 5 min) where the raw
     /// data aged out, raw samples for the rest. Steps under 5 minutes, and
     /// `last`, read raw samples only.
-    public func downsampled(_ key: Key, from: Int64, to: Int64, step: Int64, _ aggregate: Downsample.Aggregate) throws -> [Gorilla.Sample] {
+    public func downsampled(_ key: Key, from: Int64, to: Int64, step: Int64, _ aggregate: Downsample.Aggregate) throws -> [Gorilla.Point] {
         let raw = try samples(key, from: from, to: to)
         guard step >= 300_000, aggregate != .last, from < oldestAccepted else { return Downsample.aggregate(raw, from: from, step: step, aggregate) }
         let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000

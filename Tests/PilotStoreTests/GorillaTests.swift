@@ -3,7 +3,7 @@ import PilotStore
 import Testing
 
 @Suite struct GorillaTests {
-    typealias S = Gorilla.Sample
+    typealias S = Gorilla.Point
 
     @Test func edgeValuesRoundTripBitForBit() throws {
         let values: [Double] = [0, -0.0, .nan, -.nan, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,

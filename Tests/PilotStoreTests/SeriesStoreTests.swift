@@ -74,7 +74,7 @@ extension Sample {
         #expect(rows == ["disk_pct|host=db-01\u{1F}mount=/", "inodes_pct|host=db-01\u{1F}mount=/",
                          "check_ok|check=webapp\u{1F}host=web-01", "latency_ms|check=webapp\u{1F}host=web-01"])
         #expect(try store.samples(SeriesStore.Key(metric: "check_ok", labels: [("host", "web-01"), ("check", "webapp")]), from: 0, to: .max)
-            == [Gorilla.Sample(1_764_100_000_000, 1)])
+            == [Gorilla.Point(1_764_100_000_000, 1)])
     }
 
     @Test func theSameSampleTwiceIsStoredOnce() throws {
@@ -117,13 +117,13 @@ extension Sample {
 
 @Suite struct DownsampleTests {
     @Test func stepsAggregateAsAsked() {
-        let samples = [(0, 1.0), (10, 3.0), (20, 2.0), (60, 5.0), (130, 7.0)].map { Gorilla.Sample(Int64($0.0), $0.1) }
-        #expect(Downsample.aggregate(samples, from: 0, step: 60, .avg) == [Gorilla.Sample(0, 2), Gorilla.Sample(60, 5), Gorilla.Sample(120, 7)])
+        let samples = [(0, 1.0), (10, 3.0), (20, 2.0), (60, 5.0), (130, 7.0)].map { Gorilla.Point(Int64($0.0), $0.1) }
+        #expect(Downsample.aggregate(samples, from: 0, step: 60, .avg) == [Gorilla.Point(0, 2), Gorilla.Point(60, 5), Gorilla.Point(120, 7)])
         #expect(Downsample.aggregate(samples, from: 0, step: 60, .max).map(\.value) == [3, 5, 7])
         #expect(Downsample.aggregate(samples, from: 0, step: 60, .min).map(\.value) == [1, 5, 7])
         #expect(Downsample.aggregate(samples, from: 0, step: 60, .last).map(\.value) == [2, 5, 7])
         #expect(Downsample.aggregate(samples, from: 0, step: 60, .count).map(\.value) == [3, 1, 1])
-        #expect(Downsample.aggregate(samples, from: 15, step: 60, .count) == [Gorilla.Sample(15, 2), Gorilla.Sample(75, 1)])
+        #expect(Downsample.aggregate(samples, from: 15, step: 60, .count) == [Gorilla.Point(15, 2), Gorilla.Point(75, 1)])
     }
 }
 
@@ -143,7 +143,7 @@ extension Sample {
     }
 
     @Test func valuesFollowPrometheusLookbackAndFunctions() throws {
-        let samples = (0..<10).map { Gorilla.Sample(Int64($0) * 30_000, Double($0)) }
+        let samples = (0..<10).map { Gorilla.Point(Int64($0) * 30_000, Double($0)) }
         let plain = try PromQuery.parse("x")
         #expect(plain.value(at: 45_000, in: samples) == 1)       // the newest at or before
         #expect(plain.value(at: 270_000 + 299_000, in: samples) == 9) // within 5 minutes
@@ -211,7 +211,7 @@ extension Sample {
         // A day at 1 h steps: rollups for the morning, raw samples for the afternoon, the same answer throughout.
         for aggregate in [Downsample.Aggregate.avg, .min, .max, .count] {
             let points = try store.downsampled(key, from: 0, to: day - 1, step: 3_600_000, aggregate)
-            #expect(points == Downsample.aggregate(samples.map { Gorilla.Sample($0.timestamp, $0.value) }, from: 0, step: 3_600_000, aggregate), "\(aggregate)")
+            #expect(points == Downsample.aggregate(samples.map { Gorilla.Point($0.timestamp, $0.value) }, from: 0, step: 3_600_000, aggregate), "\(aggregate)")
         }
         // A late resend older than raw retention is refused, not counted twice in the rollups.
         #expect(try store.append([Sample(key: key, timestamp: 0, value: 1)]) == 0)
@@ -230,7 +230,7 @@ extension Sample {
             SeriesStore.Rollup(start: 300_000, min: 0, max: 9, sum: 50, count: 10),
             SeriesStore.Rollup(start: 3_600_000, min: 2, max: 2, sum: 20, count: 10),
         ]
-        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .avg) == [Gorilla.Sample(0, 4), Gorilla.Sample(3_600_000, 2)])
+        #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .avg) == [Gorilla.Point(0, 4), Gorilla.Point(3_600_000, 2)])
         #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .min).map(\.value) == [0, 2])
         #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .max).map(\.value) == [9, 2])
         #expect(Downsample.aggregate(rollups: rollups, from: 0, step: 3_600_000, .count).map(\.value) == [20, 10])
@@ -266,7 +266,7 @@ extension Sample {
             return Sample(key: key, timestamp: Int64(i) * 60_000, value: (value * 10).rounded() / 10)
         }
         for part in stride(from: 0, to: samples.count, by: 500) { try store.append(Array(samples[part..<min(samples.count, part + 500)])) }
-        let raw = samples.map { Gorilla.Sample($0.timestamp, $0.value) }
+        let raw = samples.map { Gorilla.Point($0.timestamp, $0.value) }
         // Three of the four days age out, in small passes.
         while try store.applyRetention(now: 34 * day, rawAge: 31 * day, rollupAge: 365 * day, limit: 7) > 0 {}
         let counts = try store.rollupCounts()
