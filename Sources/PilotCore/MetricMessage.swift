@@ -44,11 +44,6 @@ public struct MetricMessage: Hashable, Sendable {
     /// The message's series (`Sample.extract`), at `timestamp`: what a store
     /// writes and what alert rules read, list entries included.
     public var samples: [Sample] { Sample.extract(host: host, payload: fields, receivedAt: timestamp * 1000) }
-
-    /// Only for Fuzz/Targets/values until it reads `samples`: the old view of
-    /// top-level numbers missed the list entries' series.
-    @available(*, deprecated, message: "use samples, which has the list entries' series and their labels")
-    public var numericFields: [(name: String, value: Double)] { samples.map { ($0.metric, $0.value) } }
 }
 
 public struct MetricMessageError: Error, Equatable, CustomStringConvertible {

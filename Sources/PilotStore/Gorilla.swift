@@ -47,10 +47,6 @@ public enum Gorilla {
         }
     }
 
-    /// Only for Fuzz/Targets/chunks until it says `Point`.
-    @available(*, deprecated, renamed: "Point")
-    public typealias Sample = Point
-
     public enum CodecError: Error, Equatable, CustomStringConvertible {
         case outOfOrder(previous: Int64, next: Int64)
         case tooMany(Int)

@@ -42,9 +42,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 }
 
 func seeds() -> [(name: String, bytes: [UInt8])] {
-    let walk = (0..<240).map { Gorilla.Sample(1_764_000_000_000 + Int64($0) * 30_000, Double(($0 * 7) % 1000) / 10) }
-    let odd = [Gorilla.Sample(-5, .nan), Gorilla.Sample(0, -0.0), Gorilla.Sample(1, .infinity), Gorilla.Sample(1 << 40, -.greatestFiniteMagnitude)]
-    let counter = (0..<100).map { Gorilla.Sample(Int64($0) * 10_000 + Int64($0 % 3), Double($0 * 123_457)) }
+    let walk = (0..<240).map { Gorilla.Point(1_764_000_000_000 + Int64($0) * 30_000, Double(($0 * 7) % 1000) / 10) }
+    let odd = [Gorilla.Point(-5, .nan), Gorilla.Point(0, -0.0), Gorilla.Point(1, .infinity), Gorilla.Point(1 << 40, -.greatestFiniteMagnitude)]
+    let counter = (0..<100).map { Gorilla.Point(Int64($0) * 10_000 + Int64($0 % 3), Double($0 * 123_457)) }
     let buckets = (0..<50).map { SeriesStore.Rollup(start: Int64($0) * 300_000, min: Double($0) / 10, max: Double($0), sum: Double($0) * 5.5, count: 10) }
     return [
         ("walk", [0] + ((try? Gorilla.encode(walk)) ?? [])),

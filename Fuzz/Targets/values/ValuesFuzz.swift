@@ -49,7 +49,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case 4:
         guard let message = try? MetricMessage(text: text) else { return 0 }
         guard (try? MetricMessage(json: message.json)) == message else { violated("metric message \(message.json) does not read back") }
-        _ = message.numericFields
+        _ = message.samples
     case 5:
         _ = try? Hostname.validate(text)
         _ = try? Tags.validate(text.split(separator: " ", omittingEmptySubsequences: false).map(String.init))
