@@ -175,11 +175,20 @@ struct SubscribeCommand: AsyncParsableCommand {
                 }
                 if let message = MessageLine(line) {
                     lastID = message.id
+                    // Appended in place: one growing buffer, no per-message strings.
                     if json {
-                        output += Array(#"{"topic":""#.utf8) + message.topic + Array(#"","payload":"#.utf8) + message.payload
-                        output += Array(#","publisher":""#.utf8) + message.publisher + Array(#"","seq":\#(message.sequence),"id":\#(message.id)}"#.utf8)
+                        output.append(contentsOf: #"{"topic":""#.utf8)
+                        output.append(contentsOf: message.topic)
+                        output.append(contentsOf: #"","payload":"#.utf8)
+                        output.append(contentsOf: message.payload)
+                        output.append(contentsOf: #","publisher":""#.utf8)
+                        output.append(contentsOf: message.publisher)
+                        output.append(contentsOf: #"","seq":\#(message.sequence),"id":\#(message.id)}"#.utf8)
                     } else {
-                        output += [UInt8(ascii: "[")] + message.topic + Array("] ".utf8) + message.payload
+                        output.append(UInt8(ascii: "["))
+                        output.append(contentsOf: message.topic)
+                        output.append(contentsOf: "] ".utf8)
+                        output.append(contentsOf: message.payload)
                     }
                     output.append(0x0A)
                     received += 1
