@@ -54,12 +54,9 @@ final class Subscription: @unchecked Sendable {
     unowned let service: EventService
     var connection: StreamMux.ConnectionID?
     var link = HubLink()
-    var confirmed = false
-    var confirmedFilters: Set<TopicFilter> = []
+    var core: SubscriptionCore
+    var confirmed: Bool { core.isConfirmed }
     var stopped = false
-    var duplicates = DuplicateFilter()
-    /// Plain subscribers: messages dropped here while the CLI was not reading.
-    var droppedHere = 0
 
     init(hubName: String, filters: [TopicFilter], durable: String?, sink: any SubscriptionSink, service: EventService) {
         self.hubName = hubName
@@ -67,6 +64,7 @@ final class Subscription: @unchecked Sendable {
         self.durable = durable
         self.sink = sink
         self.service = service
+        core = SubscriptionCore(filters: filters, durable: durable != nil)
     }
 
     func connect() {
@@ -83,7 +81,7 @@ final class Subscription: @unchecked Sendable {
     func connected(_ connection: StreamMux.ConnectionID) {
         guard !stopped else { return service.tunnels.resetStream(connection, reason: "subscriber gone") }
         self.connection = connection
-        confirmedFilters = []
+        core.connected()
         link.connected(now: service.clock.monotonic())
         let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
         service.tunnels.sendOnStream(Array(lines.utf8), on: connection)
@@ -117,56 +115,25 @@ final class Subscription: @unchecked Sendable {
             failed(EventService.explain(error, hub: hubName))
         case .success(let bytes):
             link.heard(now: service.clock.monotonic())
-            var out: [UInt8] = []
-            out.reserveCapacity(bytes.count)
-            var start = 0
-            while start < bytes.count {
-                let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-                let line = bytes[start..<end]
-                start = end + 1
-                if line.isEmpty { continue }
-                if line.starts(with: Self.messagePrefix) {
-                    guard let fields = MessageLine(line) else { continue }
-                    let sequence = fields.sequence
-                    if sequence > 0, !duplicates.isNew(publisher: String(decoding: fields.publisher, as: UTF8.self), sequence: sequence) {
-                        service.duplicatesDiscarded += 1
-                        continue
-                    }
-                    out.append(contentsOf: line)
-                    out.append(0x0A)
-                    continue
-                }
-                switch try? EventReply.parse(line) {
-                case .subscribed(let filter)?:
-                    confirmedFilters.insert(filter)
-                    if !confirmed, confirmedFilters.count == Set(filters).count {
-                        confirmed = true
-                        sink.confirmed(hub: hubName)
-                    }
-                case let .error(_, reason)?:
-                    if !confirmed {
-                        failed(reason)
-                        if let connection { service.tunnels.resetStream(connection, reason: "refused") }
-                        return
-                    }
+            let discarded = core.duplicatesDiscarded
+            let events = core.received(bytes, consumerHasRoom: sink.isWritable)
+            service.duplicatesDiscarded += core.duplicatesDiscarded - discarded
+            for event in events {
+                switch event {
+                case .confirmed:
+                    sink.confirmed(hub: hubName)
+                case .refused(let reason):
+                    let refusedOn = connection
+                    failed(reason)
+                    if let refusedOn { service.tunnels.resetStream(refusedOn, reason: "refused") }
+                    return
+                case .warning(let reason):
                     service.logger.warning("the hub reports", metadata: ["hub": "\(hubName)", "error": "\(reason)"])
-                case .dropped(let count)?:
-                    out.append(contentsOf: Array(EventReply.dropped(count).line.utf8))
-                    out.append(0x0A)
-                default:
-                    break
+                case .deliver(let lines):
+                    sink.deliver(lines)
+                case .pause:
+                    pause()
                 }
-            }
-            guard !out.isEmpty else { return }
-            if sink.isWritable {
-                sink.deliver(out)
-            } else if durable != nil {
-                // The CLI is not keeping up: let the hub keep the rest (it resumes from the CLI's last ack).
-                sink.deliver(out)
-                pause()
-            } else {
-                let count = out.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-                droppedHere += count
             }
         }
     }
@@ -179,10 +146,7 @@ final class Subscription: @unchecked Sendable {
     }
 
     func writable() {
-        if droppedHere > 0 {
-            sink.deliver(Array((EventReply.dropped(droppedHere).line + "\n").utf8))
-            droppedHere = 0
-        }
+        if let drop = core.consumerReady() { sink.deliver(drop) }
         if connection == nil, confirmed { connect() }
     }
 
@@ -197,6 +161,4 @@ final class Subscription: @unchecked Sendable {
         if let connection { service.tunnels.resetStream(connection, reason: "subscriber gone") }
         connection = nil
     }
-
-    static let messagePrefix = Array("MSG ".utf8)
 }

@@ -1,0 +1,68 @@
+import PilotCore
+import PilotEvents
+import Testing
+
+@Suite struct SubscriptionCoreTests {
+    func lines(_ replies: [EventReply]) -> [UInt8] { Array(replies.map { $0.line + "\n" }.joined().utf8) }
+    func msg(_ id: UInt64, _ publisher: String, _ sequence: UInt64) throws -> EventReply {
+        .message(id: id, EventMessage(topic: try Topic("metrics/cpu/web-01"), payload: #"{"n":\#(id)}"#, publisher: publisher, sequence: sequence))
+    }
+    func delivered(_ events: [SubscriptionCore.Event]) -> [String] {
+        events.flatMap { event -> [String] in
+            guard case .deliver(let bytes) = event else { return [] }
+            return EventLines.split(bytes).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    @Test func confirmedOnlyOnceTheHubTookEveryFilter() throws {
+        let cpu = try TopicFilter("metrics/cpu/*"), health = try TopicFilter("health/*")
+        var core = SubscriptionCore(filters: [cpu, health, cpu], durable: false)
+        #expect(core.received(lines([.subscribed(cpu)]), consumerHasRoom: true).isEmpty)
+        #expect(core.received(lines([.subscribed(health)]), consumerHasRoom: true) == [.confirmed])
+        // After a reconnect the hub confirms again; that is not news to the consumer.
+        core.connected()
+        #expect(core.received(lines([.subscribed(cpu), .subscribed(health)]), consumerHasRoom: true).isEmpty)
+        #expect(core.isConfirmed)
+    }
+
+    @Test func aRefusalBeforeConfirmationEndsItAndOneAfterIsAWarning() throws {
+        let filter = try TopicFilter("metrics/*")
+        var first = SubscriptionCore(filters: [filter], durable: true)
+        #expect(first.received(lines([.error(sequence: 0, reason: "durable subscriber store was taken over")]), consumerHasRoom: true)
+            == [.refused("durable subscriber store was taken over")])
+        var held = SubscriptionCore(filters: [filter], durable: true)
+        _ = held.received(lines([.subscribed(filter)]), consumerHasRoom: true)
+        #expect(held.received(lines([.error(sequence: 0, reason: "slow")]), consumerHasRoom: true) == [.warning("slow")])
+    }
+
+    /// A resend after a reconnect (the same publisher and sequence) reaches
+    /// the consumer once; unnumbered messages always pass.
+    @Test func resentMessagesAreDiscardedAcrossReconnects() throws {
+        let filter = try TopicFilter("metrics/*")
+        var core = SubscriptionCore(filters: [filter], durable: true)
+        _ = core.received(lines([.subscribed(filter)]), consumerHasRoom: true)
+        let first = delivered(core.received(lines([try msg(1, "W/1", 1), try msg(2, "W/1", 2), try msg(3, "W/1", 0)]), consumerHasRoom: true))
+        #expect(first.count == 3)
+        core.connected()
+        let again = delivered(core.received(lines([.subscribed(filter), try msg(2, "W/1", 2), try msg(4, "W/1", 3), try msg(5, "W/1", 0)]), consumerHasRoom: true))
+        #expect(again == [try msg(4, "W/1", 3).line, try msg(5, "W/1", 0).line])
+        #expect(core.duplicatesDiscarded == 1)
+    }
+
+    /// A full consumer: a durable subscription still hands over what came
+    /// and pauses (the hub keeps the rest); a plain one drops and owes the
+    /// consumer one DROP line when it reads again. The hub's own DROP passes on.
+    @Test func aFullConsumerPausesADurableSubscriptionAndCostsAPlainOneMessages() throws {
+        let filter = try TopicFilter("metrics/*")
+        var durable = SubscriptionCore(filters: [filter], durable: true)
+        let events = durable.received(lines([try msg(1, "W/1", 1)]), consumerHasRoom: false)
+        #expect(events.count == 2 && events.last == .pause && delivered(events).count == 1)
+
+        var plain = SubscriptionCore(filters: [filter], durable: false)
+        #expect(plain.received(lines([try msg(1, "W/1", 1), try msg(2, "W/1", 2)]), consumerHasRoom: false).isEmpty)
+        #expect(plain.droppedHere == 2)
+        #expect(plain.consumerReady() == Array("DROP 2\n".utf8))
+        #expect(plain.consumerReady() == nil)
+        #expect(delivered(plain.received(lines([.dropped(7)]), consumerHasRoom: true)) == ["DROP 7"])
+    }
+}
