@@ -35,7 +35,14 @@ extension EventService {
     /// epoch of this run, so that consumers discarding duplicates by
     /// (publisher, sequence) keep every one.
     public func publishLocally(_ messages: [(topic: Topic, payload: String)]) async {
-        try? await loop.submit { [self] in
+        try? await loop.submit { [self] in publishOnLoop(messages) }.get()
+    }
+
+    /// `publishLocally` for a caller already on the node's loop (the
+    /// aggregator's alerts): in the broker before this returns, no task.
+    public func publishOnLoop(_ messages: [(topic: Topic, payload: String)]) {
+        loop.preconditionInEventLoop()
+        do {
             for message in messages {
                 // Checked as the hub checks a peer's (pilot publish on the hub comes this way).
                 guard let payload = try? EventMessage.validate(payload: message.payload, limits: options.limits) else {
@@ -46,7 +53,7 @@ extension EventService {
                 hub.apply(.publish(sequence: localSequence, topic: message.topic, payload: payload), from: .local(0))
             }
             scheduleCommit()
-        }.get()
+        }
     }
 
     func tick() {

@@ -34,6 +34,8 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     private var stateDirty = false
     private var http: (any Channel)?
     private var timers: [RepeatedTask] = []
+    /// The registry poll under way, which `stop` waits for (set on the loop).
+    private var directoryPoll: Task<Void, Never>?
     public private(set) var httpAddress: String?
 
     /// Restores the alert state kept in `stateDirectory` (the node's).
@@ -69,7 +71,11 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         // The registry's directory every 15 s: tags for the API, and a host
         // the registry finds offline is down at once.
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(15)) { [self] _ in
-            Task { await self.pollDirectory() }
+            guard directoryPoll == nil else { return } // the last one is still waiting for the registry
+            directoryPoll = Task {
+                await self.pollDirectory()
+                self.loop.execute { self.directoryPoll = nil }
+            }
         })
         if options.printTable {
             timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(options.tableSeconds), delay: .seconds(options.tableSeconds)) { [self] _ in
@@ -91,11 +97,13 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     public func stop() async {
         guard let node else { return }
         try? await http?.close()
-        try? await node.loop.submit { [self] in
+        let poll = try? await node.loop.submit { [self] () -> Task<Void, Never>? in
             for timer in timers { timer.cancel() }
             timers = []
-            saveState()
+            return directoryPoll
         }.get()
+        await poll?.value
+        try? await node.loop.submit { [self] in saveState() }.get()
     }
 
     static func now() -> Int64 { WallClock.nowMilliseconds() / 1000 }
@@ -141,8 +149,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             ])
         }
         let messages = notices.compactMap { notice in (try? Topic(notice.topic)).map { (topic: $0, payload: JSONValue.object(notice.payload).description) } }
-        let events = node.events
-        Task { await events?.publishLocally(messages) }
+        node.events?.publishOnLoop(messages) // on the loop already: in the broker before the state is saved
         saveState()
     }
 
