@@ -39,8 +39,8 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(name: .customLong("registrations-per-minute"), help: ArgumentHelp("New keys one address may register per minute after the burst.", valueName: "n"))
     var registrationsPerMinute = 600
 
-    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a node connection silent this long.", valueName: "seconds"))
-    var idleTimeout: Int64 = 300
+    @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a node connection silent this long (e.g. 5m).", valueName: "duration"))
+    var idleTimeout = Seconds(300)
 
     @OptionGroup var state: StateOptions
     @OptionGroup var log: LogOptions
@@ -53,7 +53,7 @@ struct RegistryCommand: AsyncParsableCommand {
         guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
             throw ValidationError("limits must be positive")
         }
-        guard idleTimeout >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
+        guard idleTimeout.value >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
         if let joinToken, joinToken.count < 8 { throw ValidationError("--join-token must be at least 8 characters") }
     }
 
@@ -69,7 +69,7 @@ struct RegistryCommand: AsyncParsableCommand {
         options.engine.registrationBurst = registrationsBurst
         options.engine.registrationsPerMinute = registrationsPerMinute
         options.connectionsPerAddress = connectionsPerIP
-        options.idleTimeoutSeconds = idleTimeout
+        options.idleTimeoutSeconds = idleTimeout.wholeSeconds
         let logger = log.logger("pilot.registry")
         try await Daemon.run(logger: logger) {
             let service: RegistryService

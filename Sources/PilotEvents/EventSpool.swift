@@ -114,12 +114,7 @@ public final class EventSpool {
                 frames.append(frame)
                 frame = []
             }
-            frame.append(contentsOf: "PUB ".utf8)
-            EventReply.appendDecimal(UInt64(seq), to: &frame)
-            frame.append(0x20)
-            frame.append(contentsOf: topic.utf8)
-            frame.append(0x20)
-            frame.append(contentsOf: payload.utf8)
+            EventRequest.appendPublish(sequence: UInt64(seq), topic: topic, payload: payload, to: &frame)
             frame.append(0x0A)
             last = UInt64(seq)
             count += 1

@@ -83,6 +83,18 @@ public enum EventRequest: Equatable, Sendable {
 extension EventRequest {
     static let publishPrefix = Array("PUB ".utf8)
 
+    /// A `PUB seq topic payload` line (without its line feed) appended to
+    /// bytes, for a spool that sends thousands at once; `topic` and
+    /// `payload` were checked when they were spooled.
+    public static func appendPublish(sequence: UInt64, topic: String, payload: String, to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: publishPrefix)
+        EventReply.appendDecimal(sequence, to: &bytes)
+        bytes.append(0x20)
+        bytes.append(contentsOf: topic.utf8)
+        bytes.append(0x20)
+        bytes.append(contentsOf: payload.utf8)
+    }
+
     /// `PUB seq topic payload`, the hot path, read from the bytes.
     static func parsePublish(_ rest: ArraySlice<UInt8>, limits: EventMessage.Limits, topics: inout TopicCache) throws(EventWireError) -> EventRequest {
         var index = rest.startIndex
