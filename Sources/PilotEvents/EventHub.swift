@@ -49,6 +49,10 @@ public final class EventHub<Connection: Hashable & Sendable> {
         /// An in-process connection's queue: values, not lines (`local`).
         var deliveries: [EventDelivery] = []
         var local = false
+        /// Whether the peer must say `VERSION` first (and has not yet).
+        var awaitingVersion = false
+        /// It spoke another version: everything it sends is ignored.
+        var wrongVersion = false
         var head = 0
         var queuedBytes = 0
         var replies: [String] = []
@@ -88,9 +92,12 @@ public final class EventHub<Connection: Hashable & Sendable> {
     /// A peer opened a connection; `peer` is its key as the tunnel proved it.
     /// A `local` one is a part of this process: it sends `apply`'s typed
     /// requests and takes `nextDeliveries` instead of lines.
-    public func open(_ connection: Connection, peer: String, local: Bool = false) {
+    /// `versioned`: the peer must begin with `VERSION` (peers over the
+    /// tunnel do; tests of the rest of the protocol need not).
+    public func open(_ connection: Connection, peer: String, local: Bool = false, versioned: Bool = false) {
         var session = Session(peer: peer)
         session.local = local
+        session.awaitingVersion = versioned && !local
         sessions[connection] = session
     }
 
@@ -110,6 +117,21 @@ public final class EventHub<Connection: Hashable & Sendable> {
     }
 
     private func handle(_ line: ArraySlice<UInt8>, from connection: Connection) {
+        guard let session = sessions[connection], !session.wrongVersion else { return }
+        if session.awaitingVersion {
+            sessions[connection]!.awaitingVersion = false
+            let ours = EventRequest.protocolVersion
+            guard case .version(let theirs)? = try? EventRequest.parse(line), theirs == ours else {
+                // An older node sends no VERSION; a newer one another number.
+                let theirs = (try? EventRequest.parse(line)).flatMap { if case .version(let v) = $0 { v } else { nil } }
+                sessions[connection]!.wrongVersion = true
+                sessions[connection]!.replies.append(EventReply.error(sequence: 0, reason:
+                    "this hub speaks event protocol \(ours) and this node \(theirs.map(String.init) ?? "an older one"): run the same pilot version on both").line)
+                return
+            }
+            sessions[connection]!.replies.append(EventReply.version(ours).line)
+            return
+        }
         let request: EventRequest
         do { request = try EventRequest.parse(line, limits: options.limits, topics: &topics) } catch {
             statistics.refused += 1
@@ -129,6 +151,8 @@ public final class EventHub<Connection: Hashable & Sendable> {
         guard sessions[connection] != nil else { return }
         defer { if sessions[connection]?.hasOutput == true { ready.insert(connection) } }
         switch request {
+        case .version:
+            break // only the first line may say it
         case .epoch(let epoch):
             sessions[connection]?.epoch = epoch
         case .ping:

@@ -5,19 +5,27 @@ public import PilotCore
 /// datagrams). Fields are separated by one space; topics, filters, keys
 /// and numbers have none, and the payload, a one-line JSON object, is last.
 ///
-///     client → hub:  EPOCH <hex>                      (names this publisher's spool)
+///     client → hub:  VERSION <n>                      (first; the hub answers VERSION <n> or refuses)
+///                    EPOCH <hex>                      (names this publisher's spool)
 ///                    SUB <filter> [<durable name>]
 ///                    UNSUB <filter>
 ///                    PUB <seq> <topic> <payload>      (seq 0: fire and forget, no ack)
 ///                    ACK <id>                         (a durable subscriber has all up to id)
 ///                    PING
-///     hub → client:  OK SUB <filter> | OK UNSUB <filter>
+///     hub → client:  VERSION <n>                      (the first reply: this hub speaks n)
+///                    OK SUB <filter> | OK UNSUB <filter>
 ///                    PUBACK <seq>                     (every publication up to seq is stored)
 ///                    ERR <seq> <reason>               (seq 0: not about a publication)
 ///                    MSG <id> <publisher> <seq> <topic> <payload>
 ///                    DROP <count>                     (messages this subscriber lost)
 ///                    PONG
 public enum EventRequest: Equatable, Sendable {
+    /// The protocol this code speaks. 2: stream resets carry a code;
+    /// both sides say their version first, so mixed versions refuse each
+    /// other by name instead of misreading.
+    public static let protocolVersion = 2
+
+    case version(Int)
     case epoch(String)
     case subscribe(TopicFilter, durable: String?)
     case unsubscribe(TopicFilter)
@@ -27,6 +35,7 @@ public enum EventRequest: Equatable, Sendable {
 
     public var line: String {
         switch self {
+        case .version(let version): "VERSION \(version)"
         case .epoch(let epoch): "EPOCH \(epoch)"
         case let .subscribe(filter, durable): "SUB \(filter)" + (durable.map { " " + $0 } ?? "")
         case .unsubscribe(let filter): "UNSUB \(filter)"
@@ -48,6 +57,9 @@ public enum EventRequest: Equatable, Sendable {
         if line.starts(with: publishPrefix) { return try parsePublish(line.dropFirst(4), limits: limits, topics: &topics) }
         var fields = EventFields(line)
         switch fields.word() {
+        case "VERSION":
+            guard let version = Int(fields.rest()), (1...999).contains(version) else { throw EventWireError(sequence: 0, "VERSION needs a number") }
+            return .version(version)
         case "EPOCH":
             let epoch = fields.rest()
             guard (1...32).contains(epoch.count), epoch.allSatisfy(\.isHexDigit) else { throw EventWireError(sequence: 0, "EPOCH needs 1 to 32 hex digits") }
@@ -138,6 +150,7 @@ public struct TopicCache: Sendable {
 }
 
 public enum EventReply: Equatable, Sendable {
+    case version(Int)
     case subscribed(TopicFilter)
     case unsubscribed(TopicFilter)
     case published(upTo: UInt64)
@@ -148,6 +161,7 @@ public enum EventReply: Equatable, Sendable {
 
     public var line: String {
         switch self {
+        case .version(let version): "VERSION \(version)"
         case .subscribed(let filter): "OK SUB \(filter)"
         case .unsubscribed(let filter): "OK UNSUB \(filter)"
         case .published(let sequence): "PUBACK \(sequence)"
@@ -208,6 +222,9 @@ public enum EventReply: Equatable, Sendable {
     public static func parse(_ line: ArraySlice<UInt8>) throws(EventWireError) -> EventReply {
         var fields = EventFields(line)
         switch fields.word() {
+        case "VERSION":
+            guard let version = Int(fields.rest()) else { break }
+            return .version(version)
         case "OK":
             let of = fields.word()
             let filter = try fields.filter()

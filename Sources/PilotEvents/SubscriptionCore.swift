@@ -29,6 +29,8 @@ public struct SubscriptionCore: Sendable {
     /// Plain subscriptions: messages dropped here while the consumer was full.
     public private(set) var droppedHere = 0
     private var confirmedFilters: Set<TopicFilter> = []
+    /// A new connection's first reply must be the hub's VERSION.
+    private var awaitingVersion = false
     private var duplicates = DuplicateFilter()
 
     public init(filters: [TopicFilter], durable: Bool) {
@@ -36,9 +38,16 @@ public struct SubscriptionCore: Sendable {
         self.durable = durable
     }
 
-    /// A new connection: the hub confirms the filters again.
+    /// A new connection: the hub says its version, then confirms the filters again.
     public mutating func connected() {
         confirmedFilters = []
+        awaitingVersion = true
+    }
+
+    /// What a subscription sends first on a connection.
+    public func hello(durable name: String?) -> [UInt8] {
+        let lines = [EventRequest.version(EventRequest.protocolVersion)] + filters.sorted { $0.description < $1.description }.map { EventRequest.subscribe($0, durable: name) }
+        return Array(lines.map { $0.line + "\n" }.joined().utf8)
     }
 
     /// One stream message from the hub. `consumerHasRoom`: whether the
@@ -53,6 +62,13 @@ public struct SubscriptionCore: Sendable {
             let line = bytes[start..<end]
             start = end + 1
             if line.isEmpty { continue }
+            if awaitingVersion {
+                awaitingVersion = false
+                guard case .version(EventRequest.protocolVersion)? = try? EventReply.parse(line) else {
+                    return events + [.refused("the hub speaks an older event protocol than this node (\(EventRequest.protocolVersion)): run the same pilot version on both")]
+                }
+                continue
+            }
             if let message = MessageLine(line) {
                 if message.sequence > 0, !duplicates.isNew(publisher: String(decoding: message.publisher, as: UTF8.self), sequence: message.sequence) {
                     duplicatesDiscarded += 1

@@ -110,7 +110,7 @@ public final class EventService: @unchecked Sendable {
     func hubEvent(_ event: TunnelEndpoint.StreamServiceEvent) {
         switch event {
         case .accepted(let connection):
-            hub.open(.remote(connection), peer: connection.peer.base64)
+            hub.open(.remote(connection), peer: connection.peer.base64, versioned: true)
         case let .message(connection, bytes):
             hub.receive(bytes, from: .remote(connection))
             scheduleCommit()
@@ -224,6 +224,11 @@ public final class EventService: @unchecked Sendable {
         case let registry as RegistryClientError: registry.code == "not_found"
         default: false
         }
+    }
+
+    /// A hub that did not answer VERSION first: it runs an older pilot.
+    static func olderHub(_ hub: String) -> String {
+        "the hub \(hub) speaks an older event protocol than this node (\(EventRequest.protocolVersion)): run the same pilot version on both"
     }
 
     /// The message a peer's refusal becomes for the user.

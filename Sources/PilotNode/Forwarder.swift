@@ -22,6 +22,8 @@ final class Forwarder: @unchecked Sendable {
     var contacted = false
     var refusal: String?
     var contactWaiters: [EventLoopPromise<String?>] = []
+    /// Connected, and the hub has not said its protocol version yet.
+    var awaitingVersion = false
 
     init(hubName: String, spool: EventSpool, service: EventService) {
         self.hubName = hubName
@@ -71,6 +73,7 @@ final class Forwarder: @unchecked Sendable {
 
     func pump() {
         guard let connection else { return connect() }
+        guard !awaitingVersion else { return } // the hub's VERSION answer pumps
         let tunnels = service.tunnels
         if !unacknowledged.isEmpty {
             for frame in EventLines.pack(unacknowledged) { tunnels.sendOnStream(frame, on: connection) }
@@ -99,11 +102,12 @@ final class Forwarder: @unchecked Sendable {
         self.connection = connection
         link.connected(now: service.clock.monotonic())
         // The hub's refusal of an untrusted node comes as a reset of this
-        // connection: the first acknowledgement (or a PONG) settles it.
-        service.tunnels.sendOnStream(Array((EventRequest.ping.line + "\n").utf8), on: connection)
+        // connection; its VERSION answer settles it, and only then do
+        // publications go (an older hub would misread a newer node).
+        awaitingVersion = true
+        let hello = [EventRequest.version(EventRequest.protocolVersion), .ping, .epoch(spool.epoch)].map { $0.line + "\n" }.joined()
+        service.tunnels.sendOnStream(Array(hello.utf8), on: connection)
         window.reconnected(acknowledged: spool.acknowledged)
-        service.tunnels.sendOnStream(Array((EventRequest.epoch(spool.epoch).line + "\n").utf8), on: connection)
-        pump()
     }
 
     func failed(_ reason: String, refused: Bool) {
@@ -125,6 +129,17 @@ final class Forwarder: @unchecked Sendable {
         case .failure(let error):
             failed(EventService.explain(error, hub: hubName), refused: EventService.isRefusal(error))
         case .success(let bytes):
+            var lines = EventLines.split(bytes)[...]
+            if awaitingVersion, let first = lines.first {
+                awaitingVersion = false
+                lines = lines.dropFirst()
+                guard case .version(EventRequest.protocolVersion)? = try? EventReply.parse(first) else {
+                    let open = connection
+                    failed(EventService.olderHub(hubName), refused: true)
+                    if let open { service.tunnels.resetStream(open, reason: "event protocol \(EventRequest.protocolVersion) needed") }
+                    return
+                }
+            }
             // The hub answers: it takes this node (a refusal from before, e.g.
             // "not trusted", is over).
             link.heard(now: service.clock.monotonic())
@@ -133,7 +148,7 @@ final class Forwarder: @unchecked Sendable {
                 contacted = true
                 settleContact(nil)
             }
-            for line in EventLines.split(bytes) {
+            for line in lines {
                 switch try? EventReply.parse(line) {
                 case .published(let upTo)?:
                     do { try spool.acknowledge(upTo: upTo) } catch {

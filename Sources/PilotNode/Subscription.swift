@@ -83,8 +83,7 @@ final class Subscription: @unchecked Sendable {
         self.connection = connection
         core.connected()
         link.connected(now: service.clock.monotonic())
-        let lines = filters.map { EventRequest.subscribe($0, durable: durable).line + "\n" }.joined()
-        service.tunnels.sendOnStream(Array(lines.utf8), on: connection)
+        service.tunnels.sendOnStream(core.hello(durable: durable), on: connection)
     }
 
     func failed(_ reason: String) {

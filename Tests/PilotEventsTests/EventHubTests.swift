@@ -274,17 +274,39 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
 
     @Test func linesRoundTrip() throws {
         let requests: [EventRequest] = [
-            .epoch("ab12"), .subscribe(try TopicFilter("metrics/*"), durable: "store"), .subscribe(try TopicFilter("a"), durable: nil),
+            .version(2), .epoch("ab12"), .subscribe(try TopicFilter("metrics/*"), durable: "store"), .subscribe(try TopicFilter("a"), durable: nil),
             .unsubscribe(try TopicFilter("alerts/*/db-01")), .publish(sequence: 7, topic: try Topic("metrics/cpu/web-01"), payload: #"{"cpu_pct":42.1}"#),
             .ack(99), .ping,
         ]
         for request in requests { #expect(try EventRequest.parse(ArraySlice(request.line.utf8)) == request) }
         let replies: [EventReply] = [
-            .subscribed(try TopicFilter("metrics/*")), .unsubscribed(try TopicFilter("a")), .published(upTo: 9), .error(sequence: 3, reason: "no good"),
+            .version(2), .subscribed(try TopicFilter("metrics/*")), .unsubscribed(try TopicFilter("a")), .published(upTo: 9), .error(sequence: 3, reason: "no good"),
             .message(id: 12, EventMessage(topic: try Topic("alerts/disk_pct/db-01"), payload: #"{"severity":"critical"}"#, publisher: "KEY/1", sequence: 4)),
             .dropped(5), .pong,
         ]
         for reply in replies { #expect(try EventReply.parse(ArraySlice(reply.line.utf8)) == reply) }
+    }
+
+    /// A peer over the tunnel says its protocol version first; one that
+    /// does not (an older node) or says another is told why, once, and
+    /// everything else it sends is ignored rather than misread.
+    @Test func aVersionedPeerMustSayItsVersionFirst() throws {
+        let h = try HubHarness()
+        h.hub.open("new", peer: "N", versioned: true)
+        h.send("new", "VERSION \(EventRequest.protocolVersion)", "SUB metrics/*")
+        #expect(try h.drain("new") == [.version(EventRequest.protocolVersion), .subscribed(try TopicFilter("metrics/*"))])
+        h.hub.open("old", peer: "O", versioned: true)
+        h.send("old", "EPOCH 1", pub(1, "metrics/cpu/a"), "SUB metrics/*")
+        let replies = try h.drain("old")
+        #expect(replies.count == 1)
+        guard case .error(0, let reason)? = replies.first else { Issue.record("\(replies)"); return }
+        #expect(reason.contains("event protocol \(EventRequest.protocolVersion)") && reason.contains("an older one"))
+        try h.commit()
+        #expect(h.hub.statistics.stored == 0)
+        h.hub.open("newer", peer: "X", versioned: true)
+        h.send("newer", "VERSION 9")
+        guard case .error(0, let why)? = try h.drain("newer").first else { Issue.record("a newer version was taken"); return }
+        #expect(why.contains("this node 9"))
     }
 
     /// The one reader of MSG lines: the fields a subscriber needs, found in

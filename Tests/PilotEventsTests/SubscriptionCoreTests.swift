@@ -21,8 +21,25 @@ import Testing
         #expect(core.received(lines([.subscribed(health)]), consumerHasRoom: true) == [.confirmed])
         // After a reconnect the hub confirms again; that is not news to the consumer.
         core.connected()
-        #expect(core.received(lines([.subscribed(cpu), .subscribed(health)]), consumerHasRoom: true).isEmpty)
+        #expect(core.received(lines([.version(EventRequest.protocolVersion), .subscribed(cpu), .subscribed(health)]), consumerHasRoom: true).isEmpty)
         #expect(core.isConfirmed)
+    }
+
+    /// Mixed versions refuse each other by name: a hub whose first answer
+    /// is not its VERSION (an older pilot says "unknown request") ends the
+    /// subscription with a reason a person can act on.
+    @Test func aHubThatDoesNotSayItsVersionFirstIsRefused() throws {
+        let filter = try TopicFilter("metrics/*")
+        var core = SubscriptionCore(filters: [filter], durable: true)
+        core.connected()
+        #expect(String(decoding: core.hello(durable: "store"), as: UTF8.self) == "VERSION \(EventRequest.protocolVersion)\nSUB metrics/* store\n")
+        let events = core.received(lines([.error(sequence: 0, reason: "unknown request 'VERSION'"), .subscribed(filter)]), consumerHasRoom: true)
+        #expect(events.count == 1)
+        guard case .refused(let reason)? = events.first else { Issue.record("not refused: \(events)"); return }
+        #expect(reason.contains("older event protocol") && reason.contains("same pilot version"))
+        var newer = SubscriptionCore(filters: [filter], durable: false)
+        newer.connected()
+        #expect(newer.received(lines([.version(EventRequest.protocolVersion + 1)]), consumerHasRoom: true).count == 1)
     }
 
     @Test func aRefusalBeforeConfirmationEndsItAndOneAfterIsAWarning() throws {
@@ -44,7 +61,7 @@ import Testing
         let first = delivered(core.received(lines([try msg(1, "W/1", 1), try msg(2, "W/1", 2), try msg(3, "W/1", 0)]), consumerHasRoom: true))
         #expect(first.count == 3)
         core.connected()
-        let again = delivered(core.received(lines([.subscribed(filter), try msg(2, "W/1", 2), try msg(4, "W/1", 3), try msg(5, "W/1", 0)]), consumerHasRoom: true))
+        let again = delivered(core.received(lines([.version(EventRequest.protocolVersion), .subscribed(filter), try msg(2, "W/1", 2), try msg(4, "W/1", 3), try msg(5, "W/1", 0)]), consumerHasRoom: true))
         #expect(again == [try msg(4, "W/1", 3).line, try msg(5, "W/1", 0).line])
         #expect(core.duplicatesDiscarded == 1)
     }
