@@ -1,7 +1,7 @@
 public import PilotCore
 public import PilotSQLite
 
-/// A publishing node's spool (`STATE/spool.db`): every message it publishes
+/// A publishing node's spool for one hub (`STATE/spool-HUB.db`): every message it publishes
 /// with delivery on is numbered and committed here before the publisher is
 /// told it was taken, and stays until the hub acknowledges it. Bounded:
 /// when full it refuses new messages with a clear error rather than drop
