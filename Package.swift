@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Already in the build through async-http-client; named for SMTP's STARTTLS.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -64,6 +66,9 @@ let package = Package(
         .target(name: "PilotAgent", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotAggregator", dependencies: ["PilotCore"], swiftSettings: strict),
         .target(name: "PilotStore", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
+        // The alert router's pure core: routes, grouping, inhibition,
+        // silences, retries, the outbox, and the receivers' formats.
+        .target(name: "PilotAlerts", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
         // Prometheus remote write: the generated protobuf messages (remote.proto,
         // committed), snappy, and the store's outbox of batches to send.
         .target(
@@ -87,10 +92,11 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite", "PilotAlerts",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -100,7 +106,7 @@ let package = Package(
         .target(
             name: "PilotCLI",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotTransport", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite",
+                "PilotCore", "PilotCrypto", "PilotSQLite", "PilotRegistry", "PilotTransport", "PilotNode", "PilotRoles", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite", "PilotAlerts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -153,6 +159,7 @@ let package = Package(
         .testTarget(name: "PilotStoreTests", dependencies: ["PilotStore", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotRemoteWriteTests", dependencies: ["PilotRemoteWrite", "PilotStore", "PilotSQLite", "PilotCore"], swiftSettings: strict),
         .testTarget(name: "PilotAggregatorTests", dependencies: ["PilotAggregator", "PilotCore"], swiftSettings: strict),
+        .testTarget(name: "PilotAlertsTests", dependencies: ["PilotAlerts", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotEventsTests", dependencies: ["PilotEvents", "PilotCore", "PilotSQLite"], swiftSettings: strict),
         .testTarget(name: "PilotCLITests", dependencies: ["PilotCLI"], swiftSettings: strict),
     ],
