@@ -10,6 +10,8 @@ public struct FleetState: Sendable {
         /// From the registry: the node's tags and whether it is online.
         public var tags: [String] = []
         public var registryOnline: Bool?
+        /// The endpoint the registry last had for it (for host_down notices).
+        public var address: String?
     }
 
     public private(set) var hosts: [String: Host] = [:]
@@ -28,10 +30,27 @@ public struct FleetState: Sendable {
 
     /// The registry's word on a host (tags, presence); only for hosts that
     /// publish, so the registry's whole directory does not fill the table.
-    public mutating func directory(host: String, tags: [String], online: Bool) {
+    public mutating func directory(host: String, tags: [String], online: Bool, address: String? = nil) {
         guard hosts[host] != nil else { return }
         hosts[host]!.tags = tags
         hosts[host]!.registryOnline = online
+        if let address { hosts[host]!.address = address }
+    }
+
+    /// A notice with what a person on call wants beside the numbers: the
+    /// rule's direction and duration (`above 95 for 2m`), and for
+    /// `host_down` when the host was last heard and from where.
+    public func enriched(_ notice: AlertNotice, rules: [AlertRule]) -> AlertNotice {
+        var notice = notice
+        guard let metric = notice.payload["metric"]?.stringValue else { return notice }
+        if metric == "host_down", let host = notice.payload["host"]?.stringValue, let known = hosts[host] {
+            if known.lastSeen > 0 { notice.payload["last_seen"] = .number(Double(known.lastSeen)) }
+            if let address = known.address { notice.payload["last_address"] = .string(address) }
+        } else if let rule = rules.first(where: { $0.metric == metric }) {
+            notice.payload["comparison"] = .string(rule.comparison == .above ? "above" : "below")
+            if rule.forSeconds > 0 { notice.payload["for_s"] = .number(Double(rule.forSeconds)) }
+        }
+        return notice
     }
 
     func number(_ host: Host, _ kind: String, _ field: String) -> Double? {

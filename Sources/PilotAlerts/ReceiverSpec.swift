@@ -75,7 +75,7 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
     /// Slack webhook's path is its secret).
     public var description: String { Self.masked(text) }
 
-    static func masked(_ text: String) -> String {
+    public static func masked(_ text: String) -> String {
         guard let separator = text.firstRange(of: "://") else { return "(not a URL)" }
         let rest = text[separator.upperBound...]
         let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex

@@ -1,12 +1,14 @@
 internal import ArgumentParser
 internal import PilotAggregator
 internal import PilotCore
+internal import PilotNode
 internal import PilotRoles
 
 struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     static let configuration = CommandTable.configuration(for: "aggregator")
 
     @OptionGroup var node: NodeDaemonOptions
+    @OptionGroup(title: "Alert router (runs on this node when a --receiver is given)") var router: RouterFlags
 
     @Option(help: ArgumentHelp("Where /api/hosts, /api/alerts and /metrics are served ('off' for nowhere).", valueName: "host:port"))
     var http = "127.0.0.1:9190"
@@ -21,7 +23,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("host-down-after"), help: ArgumentHelp("A host silent this long is down (default: 3 intervals, 90s).", valueName: "duration"))
     var hostDownAfter = "90s"
 
-    @Option(name: .customLong("repeat-interval"), help: ArgumentHelp("How often a firing alert is published again.", valueName: "duration"))
+    @Option(name: .customLong("repeat-interval"), help: ArgumentHelp("How often a firing alert is published (and, with a --receiver, notified) again.", valueName: "duration"))
     var repeatInterval = "4h"
 
     @Option(name: .customLong("table-interval"), help: ArgumentHelp("Time between fleet tables on stdout (0: none).", valueName: "duration"))
@@ -61,7 +63,12 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         do { service = try AggregatorService(options: aggregator, stateDirectory: options.stateDirectory, logger: logger) } catch {
             throw CLIError("cannot start the aggregator: \(error)")
         }
-        try await node.runNode(options, identity: identity, roles: [service], logger: logger, what: "the aggregator") {
+        var roles: [any NodeRole] = [service]
+        if router.isConfigured {
+            roles.append(try router.service(repeatInterval: aggregator.engine.repeatInterval, stateDirectory: options.stateDirectory, logger: logger,
+                                            locate: node.configLocation))
+        }
+        try await node.runNode(options, identity: identity, roles: roles, logger: logger, what: "the aggregator") {
             if let address = service.httpAddress { logger.notice("fleet API on http://\(address)/api/hosts, /api/alerts, /metrics") }
         }
     }

@@ -99,13 +99,31 @@ public enum CommandTable {
             implementation: .parsable(StoreCommand.self)),
         CommandSpec(
             name: "alert-router", kind: .role,
-            abstract: "Routes alerts to Slack, PagerDuty, email, webhooks and commands.",
-            usage: "pilot alert-router [--state-dir DIR] [--route MATCH=RECEIVER]... [--receiver NAME=URL]...",
+            abstract: "Routes alerts to Slack, PagerDuty, email, webhooks, Alertmanager and commands; none is lost.",
+            usage: "pilot alert-router [--state-dir DIR] --receiver KIND:NAME=TARGET... [--route 'MATCH -> RECEIVER']... [--group-wait 30s] | pilot alert-router test RECEIVER",
             details: """
-                A durable subscriber to alerts/*. Delivers each firing and resolved alert \
-                to its receivers and retries while a receiver is down, so no alert is lost.
+                A node that is a durable subscriber to alerts/* at the hub (pilot init \
+                --hub). Routes each alert by severity, metric, host, status, labels and \
+                the host's registry tags (first match, or on with 'continue'; alerts no \
+                route takes go to the receivers no route names), groups them \
+                (--group-by metric: one metric's alerts across hosts travel together) \
+                with Alertmanager's timing (--group-wait 30s, --group-interval 5m, \
+                --repeat-interval 4h), holds back a host's other alerts while it is \
+                down, and honours 'pilot silence'. Notifications wait in an outbox in \
+                STATE/router.db until their receiver takes them: each is retried with \
+                backoff and jitter (honouring 429 and Retry-After, and each receiver's \
+                rate=N/s) until delivered or older than --max-age, then counted and \
+                logged. An alert is acknowledged to the hub only once it is saved, so \
+                a crash loses nothing. Receivers: slack:NAME=URL, pagerduty:NAME=KEY \
+                [url=...], webhook:NAME=URL (Alertmanager's webhook JSON, version 4), \
+                alertmanager:NAME=URL (its /api/v2/alerts), email:NAME=smtp://HOST:PORT \
+                to=ADDR [user=... password=...] or email:NAME=/usr/sbin/sendmail to=ADDR, \
+                exec:NAME=/path [timeout=10s]; a secret as @FILE or env:NAME keeps it \
+                out of ps. 'pilot alert-router test NAME' sends a test notification \
+                through the running router. It also runs inside pilot aggregator and \
+                pilot up when they are given a --receiver. \(stopping)
                 """,
-            implementation: nil),
+            implementation: .parsable(AlertRouterCommand.self)),
         CommandSpec(
             name: "registry", kind: .role,
             abstract: "Node directory: identity keys, overlay addresses, hostnames, tags, online/offline.",
@@ -227,6 +245,12 @@ public enum CommandTable {
             usage: "pilot alerts [--json] [--state-dir DIR]",
             details: "Asks the running aggregator (pilot aggregator, or pilot up) over its control socket; every host's alerts are also on alerts/* of the event stream.",
             implementation: .parsable(AlertsCommand.self)),
+        CommandSpec(
+            name: "silence", kind: .command,
+            abstract: "Hold back notifications of matching alerts for a while.",
+            usage: "pilot silence add MATCHER... --for 2h [--comment TEXT] | pilot silence list [--json] | pilot silence expire ID",
+            details: "Asks the running alert router on this host. Matchers are NAME=VALUE (a * matches any run of characters), NAME!=VALUE or tag:NAME, NAME one of host, metric, severity, status or a label such as mount. An alert still firing when its silence ends is notified then. Silences are kept in the router's state across restarts.",
+            implementation: .parsable(SilenceCommand.self)),
         CommandSpec(
             name: "publish", kind: .command,
             abstract: "Publish events to the hub: one JSON object, or one a line from stdin.",

@@ -34,6 +34,12 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .customLong("check"), help: ArgumentHelp("A service check for this host (repeatable), as for pilot agent.", valueName: "kind:name=target"))
     var checks: [String] = []
 
+    @Option(name: .customLong("metric-override"), help: ArgumentHelp(
+        "Report FIELD as VALUE instead of what this host measures (repeatable), e.g. disk_pct=97 to see an alert fire.", valueName: "field=value"))
+    var metricOverrides: [String] = []
+
+    @OptionGroup(title: "Alert router (runs on the hub when a --receiver is given)") var router: RouterFlags
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel = "notice" // quieter than the roles: the banner and the table are what a newcomer reads
 
@@ -49,6 +55,19 @@ struct UpCommand: AsyncParsableCommand {
         guard interval.value >= 1, interval.value <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
         guard (1...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
         if let duration, !(duration.value > 0) { throw ValidationError("--for must be more than 0 seconds") }
+        _ = try overrides()
+    }
+
+    func overrides() throws -> [String: Double] {
+        var result: [String: Double] = [:]
+        for text in metricOverrides {
+            let parts = text.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, let value = Double(parts[1]), value.isFinite else {
+                throw ValidationError("--metric-override '\(text)': use FIELD=NUMBER, e.g. disk_pct=97")
+            }
+            result[String(parts[0])] = value
+        }
+        return result
     }
 
     func run() async throws {
@@ -96,6 +115,7 @@ struct UpCommand: AsyncParsableCommand {
         var metrics = MetricsLoop.Options(host: hostname)
         metrics.intervalSeconds = interval.value
         metrics.checks = specs
+        metrics.overrides = try overrides()
 
         var settings = AggregatorService.Options()
         settings.tableSeconds = tableInterval.wholeSeconds
@@ -114,6 +134,9 @@ struct UpCommand: AsyncParsableCommand {
         }
         node.attach(aggregator)
         node.attach(store)
+        if router.isConfigured {
+            node.attach(try router.service(repeatInterval: settings.engine.repeatInterval, stateDirectory: nodeDirectory, logger: logger) { _, _ in nil })
+        }
         node.attach(AgentMetrics(options: metrics))
         do { try await node.start() } catch { throw CLIError("cannot start \(error)") }
 
@@ -124,6 +147,7 @@ struct UpCommand: AsyncParsableCommand {
               aggregator  hub '\(hostname)', this host's metrics every \(interval)
               fleet API   http://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
               history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
+              alerts to   \(router.isConfigured ? router.receivers.map { $0.split(separator: "=").first.map(String.init) ?? $0 }.joined(separator: ", ") : "nobody yet: add --receiver webhook:NAME=URL (or slack, pagerduty, email, exec)")
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)
                           pilot alerts --state-dir \(nodeDirectory)
                           pilot query cpu_pct --since 1h --state-dir \(nodeDirectory)

@@ -107,7 +107,8 @@ extension EventService {
         }.get()
         try await promise.futureResult.get()
         return RemoteSubscription(acknowledge: { [loop] upTo in loop.execute { subscription.acknowledge(upTo) } },
-                                  stop: { [weak self] in await self?.finish(subscription) })
+                                  stop: { [weak self] in await self?.finish(subscription) },
+                                  live: { subscription.connection != nil && subscription.confirmed })
     }
 
     // MARK: Stopping

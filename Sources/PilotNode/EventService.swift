@@ -253,10 +253,17 @@ public struct EventServiceError: Error, CustomStringConvertible {
 public final class RemoteSubscription: @unchecked Sendable {
     let acknowledgeHandler: @Sendable (UInt64) -> Void
     let stopHandler: @Sendable () async -> Void
-    init(acknowledge: @escaping @Sendable (UInt64) -> Void, stop: @escaping @Sendable () async -> Void) {
+    let liveHandler: @Sendable () -> Bool
+    init(acknowledge: @escaping @Sendable (UInt64) -> Void, stop: @escaping @Sendable () async -> Void,
+         live: @escaping @Sendable () -> Bool = { true }) {
         acknowledgeHandler = acknowledge
         stopHandler = stop
+        liveHandler = live
     }
+
+    /// Connected to the hub and confirmed by it (always, in process).
+    /// Read on the node's loop.
+    public var isLive: Bool { liveHandler() }
 
     /// Everything up to `id` is handled (stored): the hub may forget it.
     public func acknowledge(upTo id: UInt64) { acknowledgeHandler(id) }

@@ -133,15 +133,17 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             let now = Self.now()
             var notices: [AlertNotice] = []
             for view in views {
-                fleet.directory(host: view.record.hostname, tags: view.record.tags, online: view.presence == .online)
+                fleet.directory(host: view.record.hostname, tags: view.record.tags, online: view.presence == .online,
+                                address: view.record.endpoints.first)
                 if view.presence == .offline { notices += engine.registryReports(host: view.record.hostname, online: false, now: now) }
             }
             publish(notices)
         }
     }
 
-    private func publish(_ notices: [AlertNotice]) {
-        guard !notices.isEmpty else { return }
+    private func publish(_ found: [AlertNotice]) {
+        guard !found.isEmpty else { return }
+        let notices = found.map { fleet.enriched($0, rules: options.engine.rules) }
         stateDirty = true
         for notice in notices {
             logger.notice("alert \(notice.status ?? "?")", metadata: [

@@ -1,4 +1,4 @@
-import PilotAggregator
+@testable import PilotAggregator
 import PilotCore
 import Testing
 
@@ -213,5 +213,25 @@ struct Timeline {
             #"pilot_last_seen_seconds{host="web-01"} 1764100000"#,
             #"pilot_rx_bytes_ps{host="db-01",iface="eth0"} 1200.5"#,
         ])
+    }
+}
+
+@Suite struct NoticeEnrichmentTests {
+    @Test func noticesCarryTheRulesDirectionAndDurationAndHostDownItsLastAddress() throws {
+        var fleet = FleetState()
+        fleet.observe(topic: try Topic("metrics/disk/db-01"), payload: JSONObject([("host", .string("db-01"))]), now: 1_000)
+        fleet.directory(host: "db-01", tags: ["db"], online: false, address: "10.0.0.5:4000")
+        let rules = [try AlertRule.parse("disk_pct > 90 for 2m critical > 95")]
+        let disk = Alert(fingerprint: "f", metric: "disk_pct", host: "db-01", labels: [], severity: .critical, value: 97, threshold: 95,
+                         startsAt: 1_000, lastSentAt: 1_000).notice(status: "firing", at: 1_000)
+        let enriched = fleet.enriched(disk, rules: rules)
+        #expect(enriched.payload["comparison"] == .string("above"))
+        #expect(enriched.payload["for_s"] == .number(120))
+        let down = Alert(fingerprint: "d", metric: "host_down", host: "db-01", labels: [], severity: .critical, value: 90, threshold: 90,
+                         startsAt: 1_090, lastSentAt: 1_090).notice(status: "firing", at: 1_090)
+        let downEnriched = fleet.enriched(down, rules: rules)
+        #expect(downEnriched.payload["last_seen"] == .number(1_000))
+        #expect(downEnriched.payload["last_address"] == .string("10.0.0.5:4000"))
+        #expect(downEnriched.payload["comparison"] == nil)
     }
 }
