@@ -107,7 +107,8 @@ public struct RouterCore: Sendable {
                 continue
             }
             let labels = groupLabels(alert)
-            let groupKey = (destination.route < config.table.routes.count ? "{}/{\(config.table.routes[destination.route].matchers.map(\.description).joined(separator: ","))}" : "{}")
+            let matchers = destination.route < config.table.routes.count ? config.table.routes[destination.route].matchers : []
+            let groupKey = (matchers.isEmpty ? "{}" : "{}/{\(matchers.map(\.description).joined(separator: ","))}")
                 + ":{" + labels.map { "\($0.name)=\"\($0.value)\"" }.joined(separator: ", ") + "}"
             let key = receiver.name + "\u{1F}" + groupKey
             if groups[key] != nil {

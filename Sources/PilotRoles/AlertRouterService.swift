@@ -107,7 +107,11 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
 
     public func start(on node: Node) async throws {
         self.node = node
-        client = HTTPClient(eventLoopGroup: node.group)
+        // A receiver that is down should fail fast and be retried by the
+        // lane, not by the client's own connect loop (10 s by default).
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(3)
+        client = HTTPClient(eventLoopGroup: node.group, configuration: configuration)
         let context = FormatContext(externalURL: options.externalURL, sender: node.options.hostname)
         for (index, receiver) in receivers.enumerated() {
             senders[receiver.spec.name] = AlertSender(receiver: receiver, context: context, client: client, group: node.group)
