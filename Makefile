@@ -17,8 +17,10 @@ BUILD_PKGS  = libsodium-dev libsqlite3-dev libsnappy-dev
 # the download path, setpriv to run as an unprivileged user, CA certificates
 # for the image; iproute2, iptables, python3 and tcpdump for the network
 # namespace tests; PostgreSQL for the agent's postgres check; Prometheus to
-# scrape the aggregator.
-TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client prometheus
+# scrape the aggregator; for the alert router's receivers Alertmanager, an
+# SMTP server (aiosmtpd) and openssl for its certificate.
+TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client prometheus \
+              prometheus-alertmanager python3-aiosmtpd openssl
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench fuzz fuzz-ci
 
