@@ -41,7 +41,26 @@ struct StatusCommand: AsyncParsableCommand {
         if case .array(let tags)? = reply["tags"] { lines.append("tags:         \(tags.compactMap(\.stringValue).joined(separator: ", "))") }
         if let key = reply["registry_key"]?.stringValue { lines.append("registry key: \(key)") }
         if !registered, let error = reply["last_error"]?.stringValue { lines.append("last error:   \(error)") }
+        if let router = reply["alert-router"] { lines += Self.routerLines(router) }
         Console.current.out(lines.joined(separator: "\n"))
+    }
+
+    /// The alert router's receivers, one a line, with their outbox and counts.
+    static func routerLines(_ router: JSONValue) -> [String] {
+        func number(_ value: JSONValue?, _ key: String) -> Int { Int(value?[key]?.doubleValue ?? 0) }
+        guard case .array(let receivers)? = router["receivers"] else { return [] }
+        var lines = ["alert router: \(receivers.count) receivers, \(number(router, "groups")) groups, \(number(router, "silences")) silences active"]
+        for receiver in receivers {
+            let name = receiver["name"]?.stringValue ?? "?"
+            lines.append("  " + PeersTable.pad(name, 12) + PeersTable.pad(receiver["kind"]?.stringValue ?? "?", 14)
+                         + PeersTable.pad(receiver["target"]?.stringValue ?? "", 34)
+                         + "queued \(number(receiver, "queued"))  delivered \(number(receiver, "delivered"))  retried \(number(receiver, "retried"))  failed \(number(receiver, "failed"))")
+            if let error = receiver["last_error"]?.stringValue { lines.append("    last error: \(error)") }
+        }
+        if let heartbeat = router["heartbeat"] {
+            lines.append("  heartbeat   \(heartbeat["url"]?.stringValue ?? "")  sent \(number(heartbeat, "sent"))  failed \(number(heartbeat, "failed"))")
+        }
+        return lines
     }
 }
 

@@ -9,9 +9,11 @@
 #   after a restart nothing is missing, and at most the one notification
 #   in flight arrives twice, with the same id;
 # - storm: 2,000 host_down alerts published in about a second reach a
-#   receiver limited to 1 request/s, which answers its first request with
+#   receiver the router paces at 1 request/s, which answers its first request with
 #   429 and Retry-After: 2, as a handful of grouped notifications, no
-#   retry sooner than Retry-After, every host in them.
+#   retry sooner than Retry-After, every host in them;
+# - heartbeat: the dead man's switch beats while the hub answers and
+#   stops once it is gone.
 # shellcheck source=tests/system/lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/system/events_fleet.sh
@@ -25,15 +27,18 @@ done
 HUB_PORT=$(free_port udp)
 start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01" --tunnel-listen "127.0.0.1:$HUB_PORT" --keepalive 1 \
     --no-metrics --table-interval 0 --http off --log-level notice
+HUB_PID=$LAST_PID
 wait_until 10 "hub-01 registered" -- registered hub-01
 HOOK_PORT=$(free_port tcp)
 LIMITED_PORT=$(free_port tcp)
+BEAT_PORT=$(free_port tcp)
+start_bg "$SCRATCH/beat.log" python3 "$REPO/tests/system/recorder.py" --port "$BEAT_PORT" --out "$SCRATCH/beat.jsonl" --max-seconds 300
 start_router() {
     start_bg "$SCRATCH/router-01.log" "$PILOT" alert-router --state-dir "$SCRATCH/router-01" --keepalive 1 --tunnel-listen 127.0.0.1:0 \
         --log-level info --no-metrics \
         --receiver "webhook:hook=http://127.0.0.1:$HOOK_PORT/hook" --receiver "webhook:limited=http://127.0.0.1:$LIMITED_PORT/limited rate=1/s" \
         --route "metric=host_down -> limited" --route "default -> hook" \
-        --group-wait 1s --group-interval 3s --max-backoff 2s
+        --group-wait 1s --group-interval 3s --max-backoff 2s --heartbeat-url "http://127.0.0.1:$BEAT_PORT/ping" --heartbeat-every 1s
     ROUTER_PID=$LAST_PID
     wait_until 10 "router-01 registered" -- registered router-01
 }
@@ -150,4 +155,11 @@ assert ok[0]["t"] - float(sys.argv[2]) <= 10, "the first notification came %.1fs
 print(len(ok))
 PY
 [ "$(router_field limited failed)" = 0 ] || fail "the limited receiver gave notifications up"
-echo "ok: 100 notifications across a 30 s outage, 30 across a kill -9 ($RESULT distinct/duplicates), 2000 host_down in grouped notifications paced by Retry-After and 1/s"
+
+# The dead man's switch: beats while the hub answers, none once it is gone.
+beats() { grep -c '"path": "/ping"' "$SCRATCH/beat.jsonl" 2>/dev/null || echo 0; }
+[ "$(beats)" -ge 3 ] || fail "only $(beats) heartbeats"
+kill "$HUB_PID"
+quiet() { before=$(beats); sleep 4; [ "$(beats)" = "$before" ]; }
+wait_until 60 "the heartbeats stopping once the hub is gone" -- quiet
+echo "ok: 100 notifications across a 30 s outage, 30 across a kill -9 ($RESULT distinct/duplicates), 2000 host_down in grouped notifications paced by Retry-After and 1/s, heartbeats while the hub answered and none after"

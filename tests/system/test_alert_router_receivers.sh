@@ -171,8 +171,12 @@ for name in ("hook", "chat", "pd", "mail", "run", "am"):
     assert byname[name]["delivered"] >= 1 and byname[name]["failed"] == 0, byname[name]
 assert byname["chat"]["target"].startswith("@"), byname["chat"]
 PY
+expect_status 0 "pilot status" -- "$PILOT" status --state-dir "$SCRATCH/hub-01"
+printf '%s' "$OUT" | grep -q '^alert router: 6 receivers' || fail "pilot status lacks the router: $OUT"
+printf '%s' "$OUT" | grep -Eq '^  chat +slack +@.*/slack-url +queued 0  delivered [1-9]' || fail "pilot status lacks the slack receiver: $OUT"
+printf '%s' "$OUT" > "$SCRATCH/status.txt"
 for secret in slack-path-secret "$PD_KEY" mail-pass-9; do
-    if grep -q -- "$secret" "$SCRATCH/status.json" "$SCRATCH/hub-01.log"; then fail "the secret '$secret' appears in pilot status or the log"; fi
+    if grep -q -- "$secret" "$SCRATCH/status.json" "$SCRATCH/status.txt" "$SCRATCH/hub-01.log"; then fail "the secret '$secret' appears in pilot status or the log"; fi
 done
 
 # A test notification, and a receiver that does not exist.
