@@ -48,10 +48,11 @@ struct RouterFlags: ParsableArguments {
     var isConfigured: Bool { !receivers.isEmpty }
 
     func validate() throws {
-        for (flag, value) in [("--group-wait", groupWait), ("--group-interval", groupInterval), ("--max-age", maxAge), ("--max-backoff", maxBackoff),
+        for (flag, value) in [("--group-interval", groupInterval), ("--max-age", maxAge), ("--max-backoff", maxBackoff),
                               ("--heartbeat-every", heartbeatEvery)] where !(value.value > 0) {
             throw ValidationError("\(flag) must be more than 0 seconds")
         }
+        guard groupWait.value >= 0, groupWait.value <= 86_400 else { throw ValidationError("--group-wait must be between 0 and 86400 seconds") }
         if !isConfigured, !routes.isEmpty { throw ValidationError("--route needs a --receiver to route to") }
         if !isConfigured, heartbeatURL != nil { throw ValidationError("--heartbeat-url needs a --receiver (it tells that the router works)") }
     }

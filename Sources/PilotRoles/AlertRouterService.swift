@@ -211,6 +211,8 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
         guard commit(made, now: now) else { return }
         if let last = deliveries.last { subscription?.acknowledge(upTo: last.id) }
         for name in Set(made.map(\.receiver)) { pump(name) }
+        // A group due now (group_wait 0) goes out now, not at the next tick.
+        if let due = core.nextDue, due <= now { tick() }
     }
 
     private func tick() {

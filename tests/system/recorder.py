@@ -79,7 +79,11 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = handle_any
 
 
-server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # senders that open many connections at once (Alertmanager) are not refused
+
+
+server = Server(("127.0.0.1", args.port), Handler)
 server.daemon_threads = True
 threading.Timer(args.max_seconds, server.shutdown).start()
 print("ready", flush=True)
