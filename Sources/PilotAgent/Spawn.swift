@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-internal import Glibc
+public import Glibc
 #endif
 
 /// Runs a program without a shell (FoundationEssentials has no `Process`):
@@ -20,6 +20,31 @@ public enum Spawn {
         public init(description: String) { self.description = description }
     }
 
+    /// posix_spawnp of `arguments` (the first a path, or a name looked up
+    /// in PATH) in a process group of its own, so that a timeout reaches
+    /// what it started too, with no signal blocked and SIGPIPE at its
+    /// default whatever the calling thread has. Returns the pid and
+    /// posix_spawnp's status (0: started).
+    public static func start(_ arguments: [String], actions: inout posix_spawn_file_actions_t) -> (pid: pid_t, status: Int32) {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var pid: pid_t = 0
+        let cArguments = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        let status = posix_spawnp(&pid, arguments.first ?? "", &actions, &attributes, cArguments, environ)
+        return (pid, status)
+    }
+
     /// `arguments[0]` is the program: a path, or a name looked up in PATH.
     public static func run(_ arguments: [String], timeoutMilliseconds: Int, maxOutputBytes: Int = 64 * 1024) throws(Failure) -> Outcome {
         guard let program = arguments.first, !program.isEmpty else { throw Failure(description: "no program to run") }
@@ -32,25 +57,8 @@ public enum Spawn {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Its own process group, so the timeout kills what it started too.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
         let started = monotonicMilliseconds()
-        var pid: pid_t = 0
-        let cArguments = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        let status = posix_spawnp(&pid, program, &actions, &attributes, cArguments, environ)
+        let (pid, status) = start(arguments, actions: &actions)
         close(pipeFDs[1])
         guard status == 0 else {
             close(pipeFDs[0])

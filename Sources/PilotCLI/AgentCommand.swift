@@ -9,6 +9,19 @@ internal import PilotCrypto
 
 /// The options of every node daemon (`pilot agent`, `pilot aggregator`):
 /// the node's settings, its tunnels, its broker and spool, its metrics.
+/// `--metric-override FIELD=NUMBER` values (the agent's, and pilot up's).
+func parseMetricOverrides(_ texts: [String]) throws -> [String: Double] {
+    var result: [String: Double] = [:]
+    for text in texts {
+        let parts = text.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2, !parts[0].isEmpty, let value = Double(parts[1]), value.isFinite else {
+            throw ValidationError("--metric-override '\(text)': use FIELD=NUMBER, e.g. disk_pct=97")
+        }
+        result[String(parts[0])] = value
+    }
+    return result
+}
+
 struct NodeDaemonOptions: ParsableArguments {
     @OptionGroup var settings: NodeSettings
 
@@ -96,17 +109,7 @@ struct NodeDaemonOptions: ParsableArguments {
 
     var hostname: String { settings.hostname ?? ProcessEnvironment.hostname }
 
-    func overrides() throws -> [String: Double] {
-        var result: [String: Double] = [:]
-        for text in metricOverrides {
-            let parts = text.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty, let value = Double(parts[1]), value.isFinite else {
-                throw ValidationError("--metric-override '\(text)': use FIELD=NUMBER, e.g. disk_pct=97")
-            }
-            result[String(parts[0])] = value
-        }
-        return result
-    }
+    func overrides() throws -> [String: Double] { try parseMetricOverrides(metricOverrides) }
 
     /// The node's options from the flags and config lines.
     func nodeOptions() throws -> (Node.Options, SigningKey) {

@@ -58,17 +58,7 @@ struct UpCommand: AsyncParsableCommand {
         _ = try overrides()
     }
 
-    func overrides() throws -> [String: Double] {
-        var result: [String: Double] = [:]
-        for text in metricOverrides {
-            let parts = text.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty, let value = Double(parts[1]), value.isFinite else {
-                throw ValidationError("--metric-override '\(text)': use FIELD=NUMBER, e.g. disk_pct=97")
-            }
-            result[String(parts[0])] = value
-        }
-        return result
-    }
+    func overrides() throws -> [String: Double] { try parseMetricOverrides(metricOverrides) }
 
     func run() async throws {
         let specs = try checks.map { text in

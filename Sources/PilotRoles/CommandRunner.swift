@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+internal import PilotAgent
 
 /// Runs a program without a shell, for the `exec` receiver and sendmail:
 /// posix_spawn in its own process group, `stdin` written to it through a
@@ -64,26 +65,8 @@ enum CommandRunner {
         posix_spawn_file_actions_adddup2(&actions, inputPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Its own process group, so the timeout reaches what it started too;
-        // no signal blocked (this thread blocks SIGPIPE), SIGPIPE default.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-
         let deadline = monotonicSeconds() + max(0, timeoutSeconds)
-        var pid: pid_t = 0
-        let cArguments = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        let status = posix_spawnp(&pid, program, &actions, &attributes, cArguments, environ)
+        let (pid, status) = Spawn.start(arguments, actions: &actions)
         close(outputPipe[1])
         close(inputPipe[0])
         guard status == 0 else {
