@@ -130,7 +130,7 @@ alerts host_down 2000 firing storm- > "$SCRATCH/storm.txt"
 STORM_START=$(date +%s)
 publish < "$SCRATCH/storm.txt"
 STORM_PUBLISHED=$(( $(date +%s) - STORM_START ))
-[ "$STORM_PUBLISHED" -le 3 ] || fail "publishing the storm took ${STORM_PUBLISHED}s"
+[ "$STORM_PUBLISHED" -le 5 ] || fail "publishing the storm took ${STORM_PUBLISHED}s, not about a second"
 storm_delivered() {
     python3 - "$SCRATCH/limited.jsonl" <<'PY'
 import json, sys
@@ -162,4 +162,4 @@ beats() { grep -c '"path": "/ping"' "$SCRATCH/beat.jsonl" 2>/dev/null || echo 0;
 kill "$HUB_PID"
 quiet() { before=$(beats); sleep 4; [ "$(beats)" = "$before" ]; }
 wait_until 60 "the heartbeats stopping once the hub is gone" -- quiet
-echo "ok: 100 notifications across a 30 s outage, 30 across a kill -9 ($RESULT distinct/duplicates), 2000 host_down in grouped notifications paced by Retry-After and 1/s, heartbeats while the hub answered and none after"
+echo "ok: 100 notifications across a 30 s outage, 30 across a kill -9 ($RESULT distinct/duplicates), 2000 host_down (published in ${STORM_PUBLISHED}s) in grouped notifications paced by Retry-After and 1/s, heartbeats while the hub answered and none after"
