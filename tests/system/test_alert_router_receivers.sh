@@ -74,7 +74,7 @@ start_bg "$SCRATCH/hub-01.log" "$PILOT" aggregator --state-dir "$SCRATCH/hub-01"
     --no-metrics --table-interval 0 --http "127.0.0.1:$HTTP_PORT" --log-level info
 wait_until 10 "hub-01 registered" -- registered hub-01
 start_db() { # OVERRIDE
-    start_bg "$SCRATCH/db-01.log" "$PILOT" agent --state-dir "$SCRATCH/db-01" --keepalive 1 --tunnel-listen 127.0.0.1:0 --interval 1 \
+    start_bg "$SCRATCH/db-01-$1.log" "$PILOT" agent --state-dir "$SCRATCH/db-01" --keepalive 1 --tunnel-listen 127.0.0.1:0 --interval 1 \
         --log-level notice --metric-override "disk_pct=$1" --metric-override cpu_pct=5 --metric-override mem_pct=20
     DB_PID=$LAST_PID
     wait_until 10 "db-01 registered" -- registered db-01
@@ -203,6 +203,7 @@ am_active || fail "Alertmanager resolved an alert that still fires (after 30 s w
 
 # The disk back to normal: the resolve reaches the webhook, PagerDuty and Alertmanager.
 kill "$DB_PID"
+wait "$DB_PID" 2>/dev/null || true
 start_db 40
 wait_until 40 "the webhook's resolve" -- has_request /hook resolved
 wait_until 15 "PagerDuty's resolve" -- has_request /pd/v2/enqueue resolve
