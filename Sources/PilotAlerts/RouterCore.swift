@@ -75,6 +75,10 @@ public struct RouterCore: Sendable {
     public let idPrefix: String
     var counter: Int64 = 0
     var lastTick: Int64 = 0
+    /// What changed since `takeChanges()`: groups and pass-through entries
+    /// by key, so a commit writes those rows only, however many fire.
+    var dirtyGroups: Set<String> = []
+    var dirtyForwarded: Set<String> = []
 
     public init(config: Config, idPrefix: String) {
         self.config = config
@@ -92,12 +96,16 @@ public struct RouterCore: Sendable {
         }
         // Groups that hold it already see its new state, wherever it routes now,
         // so a resolve reaches every group that notified the alert firing.
-        for key in memberships[alert.fingerprint] ?? [] { groups[key]?.alerts[alert.fingerprint] = alert }
+        for key in memberships[alert.fingerprint] ?? [] {
+            groups[key]?.alerts[alert.fingerprint] = alert
+            dirtyGroups.insert(key)
+        }
         var out: [Notification] = []
         for destination in config.table.destinations(alert, tags: tags) {
             guard let receiver = config.receivers.first(where: { $0.name == destination.receiver }) else { continue }
             if let resend = receiver.resend {
                 out.append(notification(receiver.name, groupKey: "{}:{alertname=\"\(alert.name)\"}", labels: [], alerts: [alert], now: now))
+                dirtyForwarded.insert(receiver.name + "\u{1F}" + alert.fingerprint)
                 if alert.status == .firing {
                     forwarded[receiver.name, default: [:]][alert.fingerprint] = alert
                     if resendAt[receiver.name] == nil { resendAt[receiver.name] = now + resend }
@@ -111,6 +119,7 @@ public struct RouterCore: Sendable {
             let groupKey = (matchers.isEmpty ? "{}" : "{}/{\(matchers.map(\.description).joined(separator: ","))}")
                 + ":{" + labels.map { "\($0.name)=\"\($0.value)\"" }.joined(separator: ", ") + "}"
             let key = receiver.name + "\u{1F}" + groupKey
+            dirtyGroups.insert(key)
             if groups[key] != nil {
                 groups[key]!.alerts[alert.fingerprint] = alert
             } else {
@@ -130,12 +139,13 @@ public struct RouterCore: Sendable {
         for silence in ended {
             for (key, group) in groups where group.alerts.values.contains(where: { silence.matches($0, tags: tags($0.host)) }) {
                 groups[key]!.nextFlush = min(group.nextFlush, now)
+                dirtyGroups.insert(key)
             }
         }
         silences = silences.filter { $0.value.endsAt > now - 86_400 } // ended a day ago: forgotten
         lastTick = now
         var out: [Notification] = []
-        for key in groups.keys.sorted() where groups[key]!.nextFlush <= now {
+        for key in groups.compactMap({ $0.value.nextFlush <= now ? $0.key : nil }).sorted() {
             if let notification = flush(key, now: now, tags: tags) { out.append(notification) }
         }
         for receiver in config.receivers {
@@ -183,6 +193,7 @@ public struct RouterCore: Sendable {
 
     private mutating func flush(_ key: String, now: Int64, tags: (String) -> [String]) -> Notification? {
         guard var group = groups[key] else { return nil }
+        dirtyGroups.insert(key)
         let receiver = config.receivers.first { $0.name == group.receiver }
         let sorted = group.alerts.values.sorted { ($0.host, $0.fingerprint) < ($1.host, $1.fingerprint) }
         let firing = sorted.filter { $0.status == .firing && !isInhibited($0) && !isSilenced($0, tags: tags($0.host), now: now) }

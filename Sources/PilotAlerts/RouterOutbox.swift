@@ -30,6 +30,7 @@ public final class RouterOutbox {
 
     let connection: SQLiteConnection
     private let insert, head, update, delete, depthQuery, bump, readMeta, writeMeta: SQLiteStatement
+    private let putGroup, dropGroup, putForwarded, dropForwarded: SQLiteStatement
     public private(set) var counters: [String: Counters] = [:]
     private var depths: [String: Int] = [:]
 
@@ -42,7 +43,13 @@ public final class RouterOutbox {
             CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS counters(receiver TEXT PRIMARY KEY, delivered INTEGER NOT NULL DEFAULT 0,
               retried INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+            CREATE TABLE IF NOT EXISTS router_groups(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS router_forwarded(key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """)
+        putGroup = try connection.prepare("INSERT INTO router_groups(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2")
+        dropGroup = try connection.prepare("DELETE FROM router_groups WHERE key = ?")
+        putForwarded = try connection.prepare("INSERT INTO router_forwarded(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2")
+        dropForwarded = try connection.prepare("DELETE FROM router_forwarded WHERE key = ?")
         insert = try connection.prepare("INSERT INTO outbox(receiver, notification, created_at) VALUES(?, ?, ?)")
         head = try connection.prepare("SELECT id, notification, created_at, attempts, progress, last_error FROM outbox WHERE receiver = ? ORDER BY id LIMIT 1")
         update = try connection.prepare("UPDATE outbox SET attempts = ?, progress = ?, last_error = ? WHERE id = ?")
@@ -68,10 +75,19 @@ public final class RouterOutbox {
 
     public func meta(_ key: String) throws(SQLiteError) -> String? { try readMeta.query(.text(key)).first?[0].text }
 
-    /// One transaction: the router's new state and the notifications it made.
-    public func commit(state: JSONValue?, notifications: [Notification], now: Int64) throws {
+    /// One transaction: what changed in the router's state and the
+    /// notifications it made.
+    public func commit(_ changes: RouterCore.Changes?, notifications: [Notification], now: Int64) throws {
         try connection.transaction {
-            if let state { try writeMeta.run(.text("state"), .text(state.description)) }
+            if let changes {
+                try writeMeta.run(.text("core"), .text(changes.meta.description))
+                for row in changes.groups {
+                    if let value = row.value { try putGroup.run(.text(row.key), .text(value.description)) } else { try dropGroup.run(.text(row.key)) }
+                }
+                for row in changes.forwarded {
+                    if let value = row.value { try putForwarded.run(.text(row.key), .text(value.description)) } else { try dropForwarded.run(.text(row.key)) }
+                }
+            }
             for notification in notifications {
                 try insert.run(.text(notification.receiver), .text(JSONValue.object(notification.record).description), .integer(now))
             }
@@ -80,6 +96,20 @@ public final class RouterOutbox {
     }
 
     public func setMeta(_ key: String, _ value: String) throws(SQLiteError) { try writeMeta.run(.text(key), .text(value)) }
+
+    /// The router's saved state, nil before the first commit.
+    public func snapshot() throws -> RouterCore.Snapshot? {
+        guard let meta = try meta("core") else { return nil }
+        let limits = JSONValue.Limits(maxBytes: 64 << 20, maxDepth: 16)
+        var snapshot = RouterCore.Snapshot(meta: try JSONValue.parse(meta, limits: limits))
+        for row in try connection.prepare("SELECT key, value FROM router_groups").query() {
+            if let key = row[0].text, let value = row[1].text { snapshot.groups[key] = try JSONValue.parse(value, limits: limits) }
+        }
+        for row in try connection.prepare("SELECT key, value FROM router_forwarded").query() {
+            if let key = row[0].text, let value = row[1].text { snapshot.forwarded[key] = try JSONValue.parse(value, limits: limits) }
+        }
+        return snapshot
+    }
 
     /// The oldest notification waiting for `receiver`. A row that no
     /// longer parses is removed and counted as failed, never retried forever.

@@ -88,8 +88,8 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
                 prefix = String(random.next() & 0xFFFF_FFFF, radix: 16)
                 try outbox.setMeta("id_prefix", prefix)
             }
-            if let text = try outbox.meta("state") {
-                core = try RouterCore(config: config, idPrefix: prefix, restoring: JSONValue.parse(text, limits: .init(maxBytes: 256 << 20, maxDepth: 16)))
+            if let snapshot = try outbox.snapshot() {
+                core = try RouterCore(config: config, idPrefix: prefix, restoring: snapshot)
             } else {
                 core = RouterCore(config: config, idPrefix: prefix)
             }
@@ -226,8 +226,9 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
     /// The core's state and its new notifications in one transaction.
     @discardableResult
     func commit(_ made: [PilotAlerts.Notification], now: Int64) -> Bool {
+        let changes = core.takeChanges()
         do {
-            try outbox.commit(state: core.state, notifications: made, now: now)
+            try outbox.commit(changes, notifications: made, now: now)
             for notification in made {
                 logger.info("notification queued", metadata: [
                     "id": "\(notification.id)", "receiver": "\(notification.receiver)", "status": "\(notification.status.rawValue)",
@@ -236,6 +237,7 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
             }
             return true
         } catch {
+            core.keep(changes)
             logger.error("cannot save the router's state; the alerts stay at the hub", metadata: ["error": "\(error)"])
             return false
         }
