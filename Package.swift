@@ -13,7 +13,7 @@ let package = Package(
     products: [
         .executable(name: "pilot", targets: ["pilot"]),
         // For side packages that must not change this one's build (Fuzz/).
-        .library(name: "PilotParsers", targets: ["PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotEvents", "PilotStore"]),
+        .library(name: "PilotParsers", targets: ["PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotEvents", "PilotStore", "PilotAlerts"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -8,7 +8,7 @@ import PackageDescription
 // target exports `LLVMFuzzerTestOneInput`.
 let targets = [
     "stream-frame", "json", "handshake", "reliable", "transport", "registry", "registry-client", "values",
-    "datagrams", "tunnel", "beacon", "stream-mux", "event-lines", "chunks",
+    "datagrams", "tunnel", "beacon", "stream-mux", "event-lines", "chunks", "alerts",
 ]
 
 let package = Package(

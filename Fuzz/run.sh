@@ -18,7 +18,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 scratch="$here/.build-fuzz"
 SWIFT=${SWIFT:-swift}
-all_targets="stream-frame json handshake reliable transport registry registry-client values datagrams tunnel beacon stream-mux event-lines chunks"
+all_targets="stream-frame json handshake reliable transport registry registry-client values datagrams tunnel beacon stream-mux event-lines chunks alerts"
 targets=${FUZZ_TARGETS:-$all_targets}
 
 write_seeds=false
