@@ -121,7 +121,8 @@ public enum CommandTable {
                 exec:NAME=/path [timeout=10s]; a secret as @FILE or env:NAME keeps it \
                 out of ps. 'pilot alert-router test NAME' sends a test notification \
                 through the running router. It also runs inside pilot aggregator and \
-                pilot up when they are given a --receiver. \(stopping)
+                pilot up when they are given a --receiver. Unless --no-metrics it also \
+                collects this host's metrics, as pilot agent does. \(stopping)
                 """,
             implementation: .parsable(AlertRouterCommand.self)),
         CommandSpec(

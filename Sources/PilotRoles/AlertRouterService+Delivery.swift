@@ -78,7 +78,7 @@ extension AlertRouterService {
 
     private func schedule(_ receiver: String, at: Int64) {
         guard let state = lanes[receiver] else { return }
-        if let wake = state.wake, state.wakeAt <= at { _ = wake; return }
+        if state.wake != nil, state.wakeAt <= at { return } // an earlier wake-up comes anyway
         state.wake?.cancel()
         state.wakeAt = at
         state.wake = loop.scheduleTask(in: .milliseconds(max(0, at - WallClock.nowMilliseconds()))) { [self] in

@@ -178,8 +178,9 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
         await poll?.value
         let subscription = try? await node.loop.submit { self.subscription }.get()
         await subscription?.stop()
-        // Sends in flight end within their own timeouts.
-        for _ in 0..<300 {
+        // Sends in flight get 5 s, well inside the daemon's 10 s bound; one
+        // cut short stays in the outbox and goes again (same id) at the next start.
+        for _ in 0..<50 {
             guard (try? await node.loop.submit { self.lanes.values.contains { $0.inFlight } || self.heartbeat.inFlight }.get()) == true else { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
