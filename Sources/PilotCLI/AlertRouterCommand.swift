@@ -134,6 +134,8 @@ struct AlertRouterCommand: AsyncParsableCommand, ReadsNodeConfig {
         guard router.isConfigured else {
             throw CLIError("no receiver: give at least one --receiver, e.g. --receiver slack:ops=@/etc/pilot/slack-url", exitCode: ExitStatus.usage)
         }
+        // Bad receivers and routes are named before anything else is looked at.
+        _ = try router.options(repeatInterval: repeatInterval.wholeSeconds, locate: node.configLocation)
         let (options, identity) = try node.nodeOptions()
         guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the router subscribes to alerts/* there)") }
         let logger = node.log.logger("pilot.alert-router")

@@ -8,9 +8,12 @@ expect_status 64 "unknown role" -- "$PILOT" frobnicate
 expect_one_line_error "unknown role"
 case "$ERR" in *"unknown role or command 'frobnicate'"*) ;; *) fail "unknown role message: $ERR" ;; esac
 
-expect_status 69 "role not built yet" -- "$PILOT" alert-router
-expect_one_line_error "role not built yet"
-case "$ERR" in *"not built yet"*) ;; *) fail "not-built message: $ERR" ;; esac
+expect_status 64 "alert router without a receiver" -- "$PILOT" alert-router
+expect_one_line_error "alert router without a receiver"
+case "$ERR" in *"no receiver: give at least one --receiver"*) ;; *) fail "no-receiver message: $ERR" ;; esac
+expect_status 64 "alert router with an unknown receiver kind" -- "$PILOT" alert-router --receiver sms:ops=123
+expect_one_line_error "alert router with an unknown receiver kind"
+case "$ERR" in *"--receiver: invalid receiver 'sms:ops=…': unknown receiver kind 'sms'"*) ;; *) fail "unknown kind message: $ERR" ;; esac
 
 expect_status 64 "unknown flag" -- "$PILOT" init --state-dir "$SCRATCH/s" --frobnicate
 expect_one_line_error "unknown flag"
