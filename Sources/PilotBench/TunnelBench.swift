@@ -19,7 +19,7 @@ func runTunnelBench(seconds: Int) async throws {
         let key = SigningKey.generate()
         let tunnel = TunnelEndpoint(identity: key, loop: group.next(), logger: logger)
         try await tunnel.start(listen: Endpoint(host: "127.0.0.1", port: 0))
-        tunnel.setTrustGate { _ in true }
+        try await tunnel.setTrustGate { _ in true }.get()
         return (tunnel, group, key)
     }
     let (a, groupA, _) = try await endpoint()

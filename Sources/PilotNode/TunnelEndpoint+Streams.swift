@@ -1,4 +1,4 @@
-internal import NIOCore
+public import NIOCore
 public import PilotCore
 public import PilotCrypto
 public import PilotWire
@@ -19,8 +19,10 @@ extension TunnelEndpoint {
 
     /// Accepts reliable stream connections on `port` (only from trusted
     /// peers, unless the port is 7 or 444); the handler runs on the tunnel loop.
-    public func acceptStreams(on port: UInt16, _ handler: @escaping @Sendable (StreamServiceEvent) -> Void) {
-        loop.execute {
+    /// The future completes once the port listens (see `setTrustGate`).
+    @discardableResult
+    public func acceptStreams(on port: UInt16, _ handler: @escaping @Sendable (StreamServiceEvent) -> Void) -> EventLoopFuture<Void> {
+        loop.submit {
             self.streams.listen(on: port)
             self.streamServices[port] = handler
         }

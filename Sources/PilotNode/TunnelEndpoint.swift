@@ -147,13 +147,19 @@ public final class TunnelEndpoint: @unchecked Sendable {
     }
 
     /// Registers the handler of a virtual port; it runs on the tunnel loop.
-    public func listen(port: UInt16, _ handler: @escaping @Sendable (PublicKey, OverlayMessage) -> Void) {
-        loop.execute { self.services[port] = handler }
+    /// The future completes once the handler is in place (see `setTrustGate`).
+    @discardableResult
+    public func listen(port: UInt16, _ handler: @escaping @Sendable (PublicKey, OverlayMessage) -> Void) -> EventLoopFuture<Void> {
+        loop.submit { self.services[port] = handler }
     }
 
     /// Sets the trust gate for every port but 7 and 444 (runs on the tunnel loop).
-    public func setTrustGate(_ gate: @escaping @Sendable (PublicKey) -> Bool) {
-        loop.execute { self.isTrusted = gate }
+    /// The future completes once the gate is in place: a datagram that the
+    /// loop reads in the same wakeup as the change would otherwise still
+    /// meet the old gate (its I/O runs before its queued tasks).
+    @discardableResult
+    public func setTrustGate(_ gate: @escaping @Sendable (PublicKey) -> Bool) -> EventLoopFuture<Void> {
+        loop.submit { self.isTrusted = gate }
     }
 
     public func path(to peer: PublicKey) async -> Route? {

@@ -27,7 +27,7 @@ import Testing
         let rtt = try await a.ping(bKey.publicKey, candidates: target)
         #expect(rtt > 0)
         _ = try await a.streamEcho(bKey.publicKey, candidates: target, count: 2000)
-        b.setTrustGate { _ in true }
+        try await b.setTrustGate { _ in true }.get()
         _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 2000, size: 1100)
         #expect(await b.discardedBytes == 2000 * 1100)
         await a.stop()
@@ -39,10 +39,10 @@ import Testing
         let (a, b, bKey, group) = try await Self.pair()
         let target = [b.boundAddress!]
         let received = Mutex<[[UInt8]]>([])
-        b.setTrustGate { _ in true }
-        b.acceptStreams(on: 1002) { event in
+        try await b.setTrustGate { _ in true }.get()
+        try await b.acceptStreams(on: 1002) { event in
             if case .message(_, let bytes) = event { received.withLock { $0.append(bytes) } }
-        }
+        }.get()
         _ = try await a.streamSend(bKey.publicKey, candidates: target, port: 1002, count: 10, size: 100)
         #expect(received.withLock { $0 } == Array(repeating: [UInt8](repeating: 0x5A, count: 100), count: 10))
         #expect(await b.discardedBytes == 0)
@@ -60,8 +60,8 @@ import Testing
         let (a, b, bKey, group) = try await Self.pair()
         let target = [b.boundAddress!]
         let received = Mutex<[Int]>([])
-        b.setTrustGate { _ in true }
-        b.listen(port: 1234) { _, message in received.withLock { $0.append(message.data.count) } }
+        try await b.setTrustGate { _ in true }.get()
+        try await b.listen(port: 1234) { _, message in received.withLock { $0.append(message.data.count) } }.get()
         _ = try await a.ping(bKey.publicKey, candidates: target) // the tunnel is open
         let largest = OverlayMessage.maxDatagramData
         #expect(a.send(OverlayMessage(sourcePort: 1, destinationPort: 1234, data: Array(repeating: 0, count: largest)), to: bKey.publicKey, candidates: target))
@@ -86,7 +86,7 @@ import Testing
         #expect(Self.resetCode(refused) == .notTrusted)
         #expect(await b.discardedBytes == 0)
         // Trusted, the same peer gets through.
-        b.setTrustGate { _ in true }
+        try await b.setTrustGate { _ in true }.get()
         _ = try await a.streamSend(bKey.publicKey, candidates: target, count: 10, size: 10)
         #expect(await b.discardedBytes == 100)
         await a.stop()
