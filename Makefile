@@ -11,16 +11,18 @@ SWIFT      ?= swift
 PREFIX     ?= /usr/local
 RUN_DIR    ?= .run
 STATIC      = -c release --static-swift-stdlib -Xswiftc -static-executable
-BUILD_PKGS  = libsodium-dev libsqlite3-dev libsnappy-dev
+# libjs-chart.js: Chart.js, embedded in the dashboard at build time.
+BUILD_PKGS  = libsodium-dev libsqlite3-dev libsnappy-dev libjs-chart.js
 # What the system tests use beyond the build: file(1), shellcheck for the
 # POSIX scripts, systemd-analyze for units, umoci for the image, curl for
 # the download path, setpriv to run as an unprivileged user, CA certificates
 # for the image; iproute2, iptables, python3 and tcpdump for the network
 # namespace tests; PostgreSQL for the agent's postgres check; Prometheus to
 # scrape the aggregator; for the alert router's receivers Alertmanager, an
-# SMTP server (aiosmtpd) and openssl for its certificate.
+# SMTP server (aiosmtpd) and openssl for its certificate; a real browser
+# (chromium, driven by selenium) for the dashboard.
 TEST_PKGS   = file shellcheck systemd umoci curl util-linux ca-certificates iproute2 iptables python3 tcpdump postgresql postgresql-client prometheus \
-              prometheus-alertmanager python3-aiosmtpd openssl
+              prometheus-alertmanager python3-aiosmtpd openssl chromium chromium-driver python3-selenium
 
 .PHONY: all build debug run test unit-test system-test image install uninstall deps test-deps clean bench fuzz fuzz-ci
 
@@ -42,12 +44,17 @@ deps:
 test-deps:
 	$(call ensure_packages,$(BUILD_PKGS) $(TEST_PKGS))
 
-build: deps
+# The assembler does not track the files it embeds (.incbin): make does.
+DASHBOARD_ASM = Sources/CDashboard/assets.S
+$(DASHBOARD_ASM): $(wildcard Sources/CDashboard/web/*)
+	touch $@
+
+build: deps $(DASHBOARD_ASM)
 	$(SWIFT) build $(STATIC) --product pilot
 	cp .build/release/pilot pilot.tmp && strip pilot.tmp && mv -f pilot.tmp pilot
 	@ls -l pilot | awk '{ printf "pilot: %.1f MB, ", $$5 / 1048576 }'; file -b pilot | cut -d, -f1-5
 
-debug: deps
+debug: deps $(DASHBOARD_ASM)
 	$(SWIFT) build --product pilot
 
 # The embedded default. `pilot up` (registry, beacon, aggregator and an agent
@@ -58,7 +65,7 @@ debug: deps
 run: build
 	./pilot up --state-dir $(RUN_DIR) $(if $(RUN_FOR),--for $(RUN_FOR))
 
-unit-test: test-deps
+unit-test: test-deps $(DASHBOARD_ASM)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 

@@ -43,6 +43,9 @@ let package = Package(
             path: "Sources/CSnappy",
             providers: [.apt(["libsnappy-dev"])]
         ),
+        // The dashboard's HTML, CSS, JS and Chart.js, embedded by `.incbin`
+        // (no SwiftPM resources: Bundle.module needs all of Foundation).
+        .target(name: "CDashboard", path: "Sources/CDashboard", exclude: ["web"], cSettings: [.headerSearchPath("web")]),
         .target(name: "PilotCore", swiftSettings: strict),
         .target(name: "PilotCrypto", dependencies: ["CSodium", "PilotCore"], swiftSettings: strict),
         .target(name: "PilotSQLite", dependencies: ["CSQLite"], swiftSettings: strict),
@@ -92,7 +95,7 @@ let package = Package(
         .target(
             name: "PilotRoles",
             dependencies: [
-                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite", "PilotAlerts",
+                "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotEvents", "PilotAgent", "PilotAggregator", "PilotStore", "PilotRemoteWrite", "PilotAlerts", "CDashboard",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -12,10 +12,28 @@ public struct FleetState: Sendable {
         public var registryOnline: Bool?
         /// The endpoint the registry last had for it (for host_down notices).
         public var address: String?
+        /// Its overlay address, from the registry.
+        public var overlay: String?
+        /// What the dashboard shows: online, silent or offline, since when,
+        /// and the fleet's change number when anything about it last changed.
+        public var state = HostState.online
+        public var stateSince: Int64 = 0
+        public var version: UInt64 = 0
+        public var spark = Sparkline()
+        /// The notices published for it, oldest first (at most `noticesKept`).
+        public var notices: [JSONObject] = []
     }
 
-    public private(set) var hosts: [String: Host] = [:]
+    public enum HostState: String, Sendable { case online, silent, offline }
+
+    public internal(set) var hosts: [String: Host] = [:]
     public let maxHosts: Int
+    /// Counts changes: each host records the number of its last one, so a
+    /// client can ask for what changed after the number it has.
+    public internal(set) var seq: UInt64 = 0
+    /// The newest resolves published, oldest first (at most `noticesKept`).
+    public internal(set) var resolved: [JSONObject] = []
+    public static let noticesKept = 100
 
     public init(maxHosts: Int = 100_000) { self.maxHosts = maxHosts }
 
@@ -24,17 +42,40 @@ public struct FleetState: Sendable {
         let host = String(topic.levels[2])
         guard hosts[host] != nil || hosts.count < maxHosts else { return }
         let kind = "\(topic.levels[0])/\(topic.levels[1])"
-        hosts[host, default: Host()].latest[kind] = payload
-        hosts[host]!.lastSeen = max(hosts[host]!.lastSeen, now)
+        seq += 1
+        var entry = hosts.removeValue(forKey: host) ?? Host(stateSince: now)
+        entry.latest[kind] = payload
+        entry.lastSeen = max(entry.lastSeen, now)
+        entry.version = seq
+        if entry.state != .online, entry.registryOnline != false {
+            entry.state = .online
+            entry.stateSince = now
+        }
+        // At the time it was measured, if that is believable.
+        let at = payload["ts"]?.int64Value.map { min($0, now) } ?? now
+        switch kind {
+        case "metrics/cpu": if let value = payload["cpu_pct"]?.doubleValue { entry.spark.record(.cpu, value, at: at) }
+        case "metrics/memory": if let value = payload["mem_pct"]?.doubleValue { entry.spark.record(.mem, value, at: at) }
+        case "metrics/disk": if let fullest = Self.fullestDisk(payload) { entry.spark.record(.disk, fullest.pct, at: at) }
+        default: break
+        }
+        hosts[host] = entry
     }
 
     /// The registry's word on a host (tags, presence); only for hosts that
     /// publish, so the registry's whole directory does not fill the table.
-    public mutating func directory(host: String, tags: [String], online: Bool, address: String? = nil) {
-        guard hosts[host] != nil else { return }
-        hosts[host]!.tags = tags
-        hosts[host]!.registryOnline = online
-        if let address { hosts[host]!.address = address }
+    public mutating func directory(host: String, tags: [String], online: Bool, address: String? = nil, overlay: String? = nil) {
+        guard var entry = hosts[host] else { return }
+        let before = (entry.tags, entry.registryOnline, entry.address, entry.overlay)
+        entry.tags = tags
+        entry.registryOnline = online
+        if let address { entry.address = address }
+        if let overlay { entry.overlay = overlay }
+        if before != (entry.tags, entry.registryOnline, entry.address, entry.overlay) {
+            seq += 1
+            entry.version = seq
+        }
+        hosts[host] = entry
     }
 
     /// A notice with what a person on call wants beside the numbers: the

@@ -10,8 +10,10 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @OptionGroup var node: NodeDaemonOptions
     @OptionGroup(title: "Alert router (runs on this node when a --receiver is given)") var router: RouterFlags
 
-    @Option(help: ArgumentHelp("Where /api/hosts, /api/alerts and /metrics are served ('off' for nowhere).", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Where the dashboard (/), its API (/api/v1/...) and /metrics are served ('off' for nowhere).", valueName: "host:port"))
     var http = "127.0.0.1:9190"
+
+    @OptionGroup(title: "Dashboard access (TLS and tokens; required beyond loopback)") var httpAccess: HTTPFlags
 
     @Option(name: .customLong("rule"), help: ArgumentHelp(
         "An alert rule (repeatable), e.g. 'disk_pct > 90 for 2m critical > 95'; it replaces the default rule of its metric.", valueName: "rule"))
@@ -30,7 +32,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     var tableInterval = Seconds(60)
 
     func validate() throws {
-        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
         _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
         _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
         guard (0...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
@@ -53,6 +55,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
         var aggregator = AggregatorService.Options()
         aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        aggregator.access = try httpAccess.access(for: aggregator.http)
         aggregator.engine.rules = try engineRules()
         aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
         aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")
@@ -69,7 +72,10 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
                                             locate: node.configLocation))
         }
         try await node.runNode(options, identity: identity, roles: roles, logger: logger, what: "the aggregator") {
-            if let address = service.httpAddress { logger.notice("fleet API on http://\(address)/api/hosts, /api/alerts, /metrics") }
+            if let address = service.httpAddress {
+                let scheme = aggregator.access.tls == nil ? "http" : "https"
+                logger.notice("dashboard on \(scheme)://\(address)/ (API /api/v1/hosts, Prometheus /metrics)")
+            }
         }
     }
 }

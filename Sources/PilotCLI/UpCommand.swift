@@ -40,6 +40,8 @@ struct UpCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Alert router (runs on the hub when a --receiver is given)") var router: RouterFlags
 
+    @OptionGroup(title: "Dashboard access (TLS and tokens; required beyond loopback)") var httpAccess: HTTPFlags
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel = "notice" // quieter than the roles: the banner and the table are what a newcomer reads
 
@@ -51,7 +53,7 @@ struct UpCommand: AsyncParsableCommand {
 
     func validate() throws {
         try log.validate()
-        if let http { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        if let http { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
         guard interval.value >= 1, interval.value <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
         guard (1...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
         if let duration, !(duration.value > 0) { throw ValidationError("--for must be more than 0 seconds") }
@@ -113,6 +115,10 @@ struct UpCommand: AsyncParsableCommand {
         // The aggregator on the requested address, else on 127.0.0.1:9190, else
         // (that port taken, e.g. by node_exporter) on a free port.
         settings.http = try http.map { try parseEndpoint($0, flag: "--http", listening: true) } ?? Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9190) ? 9190 : 0)
+        // Silences from the dashboard need the admin token: one is made in the
+        // state directory unless --http-admin-token gives another.
+        let adminToken = httpAccess.adminToken == nil ? try HTTPFlags.adminTokenFile(in: nodeDirectory) : nil
+        settings.access = try httpAccess.access(for: settings.http, generatedAdminToken: adminToken?.token)
         let node = Node(options: options, identity: identity, logger: logger)
         let aggregator: AggregatorService, store: StoreService
         do {
@@ -130,12 +136,14 @@ struct UpCommand: AsyncParsableCommand {
         node.attach(AgentMetrics(options: metrics))
         do { try await node.start() } catch { throw CLIError("cannot start \(error)") }
 
+        let scheme = settings.access.tls == nil ? "http" : "https"
         Console.current.out("""
             pilot up: everything on loopback, state in \(directory)
               registry    \(registry.boundAddress)
               beacon      \(beacon.boundAddress)
               aggregator  hub '\(hostname)', this host's metrics every \(interval)
-              fleet API   http://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/alerts, /metrics for Prometheus)
+              dashboard   \(scheme)://\(aggregator.httpAddress ?? "-")/\(adminToken.map { "  (to set silences there, the admin token in \($0.path))" } ?? "")
+              fleet API   \(scheme)://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/v1/hosts, /api/alerts, /metrics for Prometheus)
               history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
               alerts to   \(router.isConfigured ? router.receivers.map { $0.split(separator: "=").first.map(String.init) ?? $0 }.joined(separator: ", ") : "nobody yet: add --receiver webhook:NAME=URL (or slack, pagerduty, email, exec)")
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)

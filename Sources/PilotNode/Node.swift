@@ -73,6 +73,18 @@ public final class Node: @unchecked Sendable {
         roles.append(role)
     }
 
+    /// Whether a role on this node (or the node) answers `command`: how a
+    /// role learns what runs beside it without reaching into it.
+    public func answers(_ command: String) -> Bool { requests.commands.contains(command) }
+
+    /// A control request answered in process, as the control socket would
+    /// answer it: `{"ok":true,…}` or `{"ok":false,"error":…}`.
+    public func request(_ command: String, _ fields: JSONObject = JSONObject()) async -> JSONValue {
+        var line = fields
+        line["cmd"] = .string(command)
+        return await requests.reply(to: .object(line))
+    }
+
     /// Starts the node's own services, then each attached role.
     public func start() async throws {
         try await tunnels.start(listen: options.tunnelListen)

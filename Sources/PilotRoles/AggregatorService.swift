@@ -19,16 +19,18 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         public var engine = AlertEngine.Options()
         public var tableSeconds: Int64 = 60
         public var printTable = true
+        /// Who may read and write over HTTP (tokens, TLS).
+        public var access = HTTPAccess()
         public init() {}
     }
 
     public let name = "aggregator"
-    private var node: Node!
+    var node: Node!
     let options: Options
     let logger: Logger
     var loop: any EventLoop { node.loop }
-    private var engine: AlertEngine
-    private var fleet = FleetState()
+    var engine: AlertEngine
+    var fleet = FleetState()
     private let statePath: String
     private var subscriber = 0
     private var stateDirty = false
@@ -37,6 +39,9 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     /// The registry poll under way, which `stop` waits for (set on the loop).
     private var directoryPoll: Task<Void, Never>?
     public private(set) var httpAddress: String?
+    /// This run's start (Unix ms): change numbers count from it, so a
+    /// dashboard that asks with another run's epoch gets everything again.
+    let epoch = WallClock.nowMilliseconds()
 
     /// Restores the alert state kept in `stateDirectory` (the node's).
     public init(options: Options, stateDirectory: String, logger: Logger) throws {
@@ -66,7 +71,9 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             self.received(deliveries)
         }
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
-            self.publish(self.engine.tick(now: Self.now()))
+            let now = Self.now()
+            self.publish(self.engine.tick(now: now))
+            self.fleet.refresh(now: now, downAfter: self.options.engine.hostDownAfter)
         })
         // The registry's directory every 15 s: tags for the API, and a host
         // the registry finds offline is down at once.
@@ -83,7 +90,8 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             })
         }
         if let endpoint = options.http {
-            http = try await StatusPage.start(group: node.loop, at: endpoint) { [self] path in self.page(path) }
+            let tls = try options.access.serverContext()
+            http = try await StatusPage.start(group: node.loop, at: endpoint, tls: tls) { [self] request, _ in self.serve(request) }
             if let address = http?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
         logger.info("aggregator started", metadata: [
@@ -134,7 +142,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             var notices: [AlertNotice] = []
             for view in views {
                 fleet.directory(host: view.record.hostname, tags: view.record.tags, online: view.presence == .online,
-                                address: view.record.endpoints.first)
+                                address: view.record.endpoints.first, overlay: view.record.address.description)
                 if view.presence == .offline { notices += engine.registryReports(host: view.record.hostname, online: false, now: now) }
             }
             publish(notices)
@@ -144,6 +152,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     private func publish(_ found: [AlertNotice]) {
         guard !found.isEmpty else { return }
         let notices = found.map { fleet.enriched($0, rules: options.engine.rules) }
+        for notice in notices { fleet.noted(notice) }
         stateDirty = true
         for notice in notices {
             logger.notice("alert \(notice.status ?? "?")", metadata: [
@@ -162,7 +171,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         }
     }
 
-    private func alertsJSON() -> JSONValue {
+    func alertsJSON() -> JSONValue {
         .array(engine.firing.values.sorted { ($0.host, $0.metric) < ($1.host, $1.metric) }.map { alert in
             .object(alert.notice(status: "firing", at: alert.lastSentAt).payload)
         })
@@ -171,23 +180,6 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     private func alertsReply() async -> JSONObject {
         let alerts = (try? await loop.submit { self.alertsJSON() }.get()) ?? .array([])
         return JSONObject([("alerts", alerts)])
-    }
-
-    private func page(_ path: String) -> StatusPage.Response {
-        let now = Self.now()
-        switch path {
-        case "/api/hosts":
-            return .init(status: 200, contentType: "application/json", body: fleet.hostsJSON(now: now, downAfter: options.engine.hostDownAfter).description + "\n")
-        case "/api/alerts":
-            return .init(status: 200, contentType: "application/json", body: alertsJSON().description + "\n")
-        case "/metrics":
-            return .init(status: 200, contentType: "text/plain; version=0.0.4",
-                         body: fleet.prometheus(now: now, downAfter: options.engine.hostDownAfter, firing: Array(engine.firing.values)))
-        case "/":
-            return .init(status: 200, contentType: "text/plain", body: fleet.table(now: now) + "\n")
-        default:
-            return .init(status: 404, contentType: "text/plain", body: "not found: try /api/hosts, /api/alerts or /metrics\n")
-        }
     }
 
     static func printTable(_ table: String) {

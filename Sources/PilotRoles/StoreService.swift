@@ -79,6 +79,7 @@ public final class StoreService: NodeRole, @unchecked Sendable {
 
     public func register(_ requests: inout ControlRequests) {
         requests.answer(QueryRequest.self) { [unowned self] request in try await query(request) }
+        requests.answer(HistoryRequest.self) { [unowned self] request in try await history(request) }
     }
 
     public func statusSection() async -> JSONValue? {

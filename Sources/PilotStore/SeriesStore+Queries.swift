@@ -78,6 +78,19 @@ extension SeriesStore {
         return Downsample.aggregate(rollups: parts, from: from, step: step, aggregate)
     }
 
+    /// `downsampled`'s steps with each step's min, average and max at once
+    /// (the band a chart draws around the average), from the same samples
+    /// and rollups, so the averages equal `downsampled(…, .avg)`'s.
+    public func bands(_ key: Key, from: Int64, to: Int64, step: Int64) throws -> [Downsample.Band] {
+        let raw = try samples(key, from: from, to: to)
+        guard step >= 300_000, from < oldestAccepted else { return Downsample.bands(raw, from: from, step: step) }
+        let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
+        var parts = try rollups(key, resolution: resolution, from: from, to: to)
+        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, sample: $0.value) : nil }
+        parts.sort { $0.start < $1.start }
+        return Downsample.bands(rollups: parts, from: from, step: step)
+    }
+
     /// Bytes of compressed chunks, and samples in them (for measurements).
     public func chunkFootprint() throws -> (bytes: Int, samples: Int) {
         let row = try database.prepare("SELECT COALESCE(SUM(LENGTH(data)), 0), COALESCE(SUM(count), 0) FROM chunks").query()[0]

@@ -213,6 +213,17 @@ extension Sample {
             let points = try store.downsampled(key, from: 0, to: day - 1, step: 3_600_000, aggregate)
             #expect(points == Downsample.aggregate(samples.map { Gorilla.Point($0.timestamp, $0.value) }, from: 0, step: 3_600_000, aggregate), "\(aggregate)")
         }
+        // The dashboard's bands: min, average and max at once, each equal to its own query, across rollups and raw samples.
+        for step: Int64 in [3_600_000, 300_000, 60_000] {
+            let bands = try store.bands(key, from: 0, to: day - 1, step: step)
+            #expect(!bands.isEmpty)
+            let average = try store.downsampled(key, from: 0, to: day - 1, step: step, .avg)
+            let low = try store.downsampled(key, from: 0, to: day - 1, step: step, .min)
+            let high = try store.downsampled(key, from: 0, to: day - 1, step: step, .max)
+            #expect(bands.map { Gorilla.Point($0.start, $0.average) } == average, "step \(step)")
+            #expect(bands.map { Gorilla.Point($0.start, $0.min) } == low, "step \(step)")
+            #expect(bands.map { Gorilla.Point($0.start, $0.max) } == high, "step \(step)")
+        }
         // A late resend older than raw retention is refused, not counted twice in the rollups.
         #expect(try store.append([Sample(key: key, timestamp: 0, value: 1)]) == 0)
         #expect(store.statistics.tooOld == 1)

@@ -1,0 +1,90 @@
+internal import NIOSSL
+public import PilotCore
+internal import PilotCrypto
+
+/// Who may read and who may write over a role's HTTP server. On loopback
+/// anyone who can connect reads, as before; on any other address the role
+/// does not start without TLS and a token (DESIGN.md: nothing in clear
+/// beyond the host). Writes need the admin token in the request's own
+/// `Authorization` header, never a cookie, so another site cannot make a
+/// signed-in browser write.
+public struct HTTPAccess: Sendable {
+    /// Reads: `Authorization: Bearer TOKEN` or the sign-in cookie.
+    public var token: String?
+    /// Writes (and reads): `Authorization: Bearer ADMIN_TOKEN`.
+    public var adminToken: String?
+    /// PEM files of the certificate (chain) and its key.
+    public var tls: (certificate: String, key: String)?
+
+    public init(token: String? = nil, adminToken: String? = nil, tls: (certificate: String, key: String)? = nil) {
+        (self.token, self.adminToken, self.tls) = (token, adminToken, tls)
+    }
+
+    public static let cookie = "pilot_session"
+
+    public enum Grant: Sendable, Equatable { case read, write }
+
+    /// Refuses what would serve the fleet in clear, or to anyone, beyond
+    /// this host; `flag` names the listening flag in the error.
+    public func validate(_ endpoint: Endpoint, flag: String) throws(ParseError) {
+        guard !Self.isLoopback(endpoint.host) else { return }
+        if tls == nil {
+            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs TLS: give --tls-cert FILE and --tls-key FILE (an ECDSA P-256 certificate)")
+        }
+        if token == nil {
+            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs a token: give --http-token @FILE")
+        }
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// What a request may do: nil for nothing.
+    func grant(_ request: StatusPage.Request) -> Grant? {
+        let bearer = request.header("authorization").flatMap { value -> String? in
+            let parts = value.split(separator: " ", maxSplits: 1)
+            return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1].trimmingSpaces) : nil
+        }
+        if let adminToken, let bearer, Self.same(bearer, adminToken) { return .write }
+        guard let token else { return .read }
+        if let bearer, Self.same(bearer, token) { return .read }
+        if let session = Self.cookie(request), Self.same(session, token) || adminToken.map({ Self.same(session, $0) }) == true { return .read }
+        return nil
+    }
+
+    /// Whether `candidate` is one of the tokens (the sign-in form).
+    func accepts(_ candidate: String) -> Bool {
+        [token, adminToken].contains { $0.map { Self.same(candidate, $0) } ?? false }
+    }
+
+    static func cookie(_ request: StatusPage.Request) -> String? {
+        for header in request.headers where header.name == "cookie" {
+            for pair in header.value.split(separator: ";") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0].trimmingSpaces == cookie { return String(kv[1].trimmingSpaces) }
+            }
+        }
+        return nil
+    }
+
+    static func same(_ a: String, _ b: String) -> Bool { ConstantTime.equal(Array(a.utf8), Array(b.utf8)) }
+
+    /// The TLS server context, nil without TLS; errors name the file.
+    func serverContext() throws -> NIOSSLContext? {
+        guard let tls else { return nil }
+        let chain: [NIOSSLCertificate], key: NIOSSLPrivateKey
+        do { chain = try NIOSSLCertificate.fromPEMFile(tls.certificate) } catch {
+            throw ParseError("--tls-cert", tls.certificate, "is not a readable PEM certificate (\(error))")
+        }
+        do { key = try NIOSSLPrivateKey(file: tls.key, format: .pem) } catch {
+            throw ParseError("--tls-key", tls.key, "is not a readable PEM private key (\(error))")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        do { return try NIOSSLContext(configuration: configuration) } catch {
+            throw ParseError("--tls-cert", tls.certificate, "does not go with --tls-key \(tls.key) (\(error))")
+        }
+    }
+}
+
