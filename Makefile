@@ -93,7 +93,7 @@ fuzz-ci: deps
 # compressed 10x (30 s -> 3 s) and its CPU scaled back in the report.
 BENCH_NODES ?= 10000
 bench: build
-	$(call ensure_packages,iperf3 mosquitto mosquitto-clients python3 prometheus-node-exporter collectd-core curl prometheus prometheus-alertmanager)
+	$(call ensure_packages,iperf3 mosquitto mosquitto-clients python3 prometheus-node-exporter collectd-core curl prometheus prometheus-alertmanager chromium chromium-driver python3-selenium)
 	$(SWIFT) build -c release --product pilot-bench
 	.build/release/pilot-bench registry --pilot ./pilot --nodes $(BENCH_NODES) --interval 30 --compress 10 --window 30
 	.build/release/pilot-bench tunnel --seconds 5
@@ -102,6 +102,7 @@ bench: build
 	sh bench/aggregator.sh ./pilot 10000 10 10
 	.build/release/pilot-bench store --days 7 --seed-days 1
 	sh bench/router.sh ./pilot 2000 3 100
+	sh bench/dashboard.sh ./pilot .build/release/pilot-bench 1000 5
 
 dist/ca-certificates.crt:
 	$(call ensure_packages,ca-certificates)

@@ -11,6 +11,8 @@ public struct Sparkline: Sendable {
     }
 
     public static let minutes = 60
+    /// The minutes a changes answer repeats.
+    public static let recentMinutes = 5
     /// The minute (Unix seconds / 60) each slot holds, or -1.
     private var stamps = [Int64](repeating: -1, count: minutes)
     private var values = [Float](repeating: .nan, count: minutes * Field.allCases.count)
@@ -41,10 +43,14 @@ public struct Sparkline: Sendable {
     }
 
     /// `{"start":S,"step":60,"cpu":[…],"mem":[…],"disk":[…]}`: the hour up
-    /// to `now`, or (`newestOnly`) just the newest minute recorded.
+    /// to `now` from its first minute with a value, or (`newestOnly`) the
+    /// newest `recentMinutes` up to the newest recorded, enough for a
+    /// client that polls at least that often to miss none.
     public func json(now: Int64, newestOnly: Bool) -> JSONValue {
         let last = newestOnly ? newest : Self.minute(now)
-        let first = newestOnly ? newest : last - Int64(Self.minutes) + 1
+        // From the first minute that has a value: a new host's hour is short.
+        var first = newestOnly ? newest - Int64(Self.recentMinutes) + 1 : last - Int64(Self.minutes) + 1
+        while first < last, Field.allCases.allSatisfy({ value($0, minute: first) == nil }) { first += 1 }
         guard last >= 0 else { return .object(JSONObject([("start", .number(Double(Self.minute(now) * 60))), ("step", .number(60))] + Field.allCases.map { ($0.name, JSONValue.array([])) })) }
         var members: [(String, JSONValue)] = [("start", .number(Double(first * 60))), ("step", .number(60))]
         for field in Field.allCases {

@@ -268,8 +268,9 @@ do {
     case "tunnel": try await runTunnelBench(seconds: argv.count > 2 && argv[1] == "--seconds" ? Int(argv[2]) ?? 5 : 5)
     case "collect": runCollectBench(cycles: argv.count > 2 && argv[1] == "--cycles" ? max(10, Int(argv[2]) ?? 1000) : 1000)
     case "store": try runStoreBench(Array(argv.dropFirst()))
+    case "seed-history": try runHistorySeed(Array(argv.dropFirst()))
     default:
-        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH]")
+        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S]")
     }
 } catch {
     let line = Array("pilot-bench: \(error)\n".utf8)

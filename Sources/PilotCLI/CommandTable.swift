@@ -72,9 +72,11 @@ public enum CommandTable {
                 A node that is the fleet's hub: hosts the broker the fleet publishes to, \
                 keeps the latest sample of every metric of every host, evaluates alert \
                 rules (thresholds, for-durations, host-down) and publishes alerts to \
-                alerts/METRIC/HOST; the alert state survives a restart. Serves \
-                /api/hosts, /api/alerts and Prometheus /metrics on 127.0.0.1:9190 by \
-                default, and prints the fleet table every --table-interval. Unless \
+                alerts/METRIC/HOST; the alert state survives a restart. Serves the \
+                dashboard (/), its API (/api/v1/..., docs/API.md), /api/hosts, \
+                /api/alerts and Prometheus /metrics on 127.0.0.1:9190 by default; beyond \
+                loopback only with --tls-cert, --tls-key and --http-token @FILE. It \
+                prints the fleet table every --table-interval. Unless \
                 --no-metrics it also collects this host's metrics, as pilot agent does. \
                 \(stopping)
                 """,
@@ -163,7 +165,7 @@ public enum CommandTable {
                 aggregator, the store and this host's metrics and checks; state in a \
                 temporary directory unless --state-dir is given. It prints where \
                 everything is, then this host's fleet table every --table-interval. \
-                /api/hosts, /api/alerts and /metrics answer on the printed address \
+                The dashboard, its API and /metrics answer on the printed address \
                 (127.0.0.1:9190, or a free port if that one is taken), and Prometheus's \
                 read API of the history on 127.0.0.1:9201 (or a free port). --for \
                 stops it after that long; \(stopping)

@@ -23,10 +23,11 @@ extension AggregatorService {
                                                 : Self.loginPage(status: 401, message: nil))
         }
         if request.method == "POST", path.hasPrefix("/api/v1/silences") {
+            // 403, not 401: a reader who may not write is signed in already.
             guard grant == .write else {
                 let reason = options.access.adminToken == nil ? "this dashboard is read-only: start the aggregator with --http-admin-token @FILE to write"
                                                               : "writing needs the admin token: Authorization: Bearer ADMIN_TOKEN"
-                return loop.makeSucceededFuture(Self.json(options.access.adminToken == nil ? 403 : 401, ["error": .string(reason)]))
+                return loop.makeSucceededFuture(Self.json(403, ["error": .string(reason)]))
             }
             return loop.makeFutureWithTask { await self.silenceWrite(request) }
         }
@@ -90,21 +91,21 @@ extension AggregatorService {
     }
 
     private func hostPage(_ name: String) async -> Response {
-        let found = try? await loop.submit { [self] () -> (JSONObject, JSONValue)? in
+        let found = try? await loop.submit { [self] () -> (JSONObject, JSONValue, JSONValue)? in
             guard let host = fleet.hosts[name] else { return nil }
             let now = Self.now()
             var summary = fleet.summary(name, host, now: now, firing: firingByHost[name] ?? [], rules: options.engine.rules, fullSpark: true)
             summary["latest"] = .object(JSONObject(host.latest.sorted { $0.key < $1.key }.map { ($0.key, .object($0.value)) }))
             summary["alert_history"] = .array(host.notices.reversed().map(JSONValue.object))
-            return (summary, .number(Double(now)))
+            return (summary, .number(Double(now)), fleet.counts(alerting: Set(engine.firing.values.map(\.host))))
         }.get()
-        guard let (summary, now) = found ?? nil else { return Self.json(404, ["error": .string("no host named '\(name)' has published to this aggregator")]) }
+        guard let (summary, now, counts) = found ?? nil else { return Self.json(404, ["error": .string("no host named '\(name)' has published to this aggregator")]) }
         var host = summary
         if node.answers("history") {
             let reply = await node.request("history", JSONObject([("host", .string(name))]))
             if reply["ok"] == .bool(true), let series = reply["series"] { host["series"] = series }
         }
-        return Self.json(200, ["now": now, "features": features, "host": .object(host)])
+        return Self.json(200, ["now": now, "features": features, "counts": counts, "host": .object(host)])
     }
 
     private func series(_ request: StatusPage.Request) async -> Response {
@@ -145,7 +146,8 @@ extension AggregatorService {
                 }
                 return .object(row)
             }
-            return ["now": .number(Double(now)), "firing": .array(firing), "resolved": .array(fleet.resolved.reversed().map(JSONValue.object))]
+            return ["now": .number(Double(now)), "firing": .array(firing), "resolved": .array(fleet.resolved.reversed().map(JSONValue.object)),
+                    "counts": fleet.counts(alerting: Set(engine.firing.values.map(\.host)))]
         }.get()
         guard var answer else { return Self.json(503, ["error": .string("the aggregator is stopping")]) }
         answer["features"] = features

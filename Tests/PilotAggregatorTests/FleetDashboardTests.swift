@@ -96,14 +96,18 @@ import Testing
         #expect(disk[0] == .number(53)) // minute 10: /var is fullest at 50 + 10 % 7
         #expect(disk[1] == .null) // odd minutes sent no disk
         #expect(mem.allSatisfy { $0 == .null })
-        // The newest minute only, for changes.
+        // The newest minutes only, for changes.
         let newest = fleet.hosts["web-01"]!.spark.json(now: now, newestOnly: true)
-        #expect(newest["cpu"] == .array([.number(69)]) && newest["start"]?.int64Value == now)
+        #expect(newest["cpu"] == .array([65, 66, 67, 68, 69].map { .number($0) }) && newest["start"]?.int64Value == now - 4 * 60)
         // A late value from before the window changes nothing.
         var late = fleet.hosts["web-01"]!.spark
         late.record(.cpu, 99, at: t0)
         #expect(late.json(now: now, newestOnly: false)["cpu"] == spark["cpu"])
         #expect(FleetState.fullestDisk(JSONObject([("disk_pct", .number(42))]))?.pct == 42) // the guide's shell agent: no mounts
+        // A new host's hour starts at its first value, not with 59 empty minutes.
+        var fresh = Sparkline()
+        fresh.record(.mem, 20, at: now - 60)
+        #expect(fresh.json(now: now, newestOnly: false)["mem"] == .array([.number(20), .null]))
     }
 
     @Test func aSummaryCarriesFiguresChecksAndAlerts() {

@@ -128,6 +128,8 @@ def pilot_query(pilot, state_dir, metric, host, start, end, step=None):
 def compare_chart(driver, args, host, range_name, step, at_least=1):
     now = int(time.time())
     end = now - 2 * max(1, args.down_after // 3)  # two intervals back: every sample up to here has arrived
+    # A hash change keeps the document (and its marks): clear them first.
+    driver.execute_script("performance.clearMarks()")
     driver.get(f"{args.url}/#/host/{host}?range={range_name}&to={end}")
     wait(f"the {host} page drawn ({range_name})", 20, lambda: mark(driver, "pilot-host-drawn") is not None)
     view = driver.execute_script("return window.pilotView")

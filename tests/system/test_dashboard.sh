@@ -32,7 +32,7 @@ PIDS="$PIDS $UP_PID"
 wait_until 20 "pilot up's banner" -- grep -q "dashboard   http://127.0.0.1:$PORT/" "$SCRATCH/up.out"
 REGISTRY=$(sed -n 's/^  registry    //p' "$SCRATCH/up.out")
 HUB=$(sed -n "s/^  aggregator  hub '\([^']*\)'.*/\1/p" "$SCRATCH/up.out")
-[ -n "$REGISTRY" ] && [ -n "$HUB" ] || fail "the banner names no registry or hub: $(cat "$SCRATCH/up.out")"
+if [ -z "$REGISTRY" ] || [ -z "$HUB" ]; then fail "the banner names no registry or hub: $(cat "$SCRATCH/up.out")"; fi
 
 AGENTS=""
 for spec in web-01:production web-02:production db-01:staging; do
@@ -46,6 +46,23 @@ done
 hosts_up() { curl -sf "http://127.0.0.1:$PORT/api/hosts" | "$PY" -c 'import json,sys; h=json.load(sys.stdin); sys.exit(0 if sum(x["up"] for x in h) == 4 and all(x["tags"] for x in h if x["host"] != sys.argv[1]) else 1)' "$HUB"; }
 wait_until 40 "four hosts up in /api/hosts, the agents with their tags" -- hosts_up
 
+# Bad requests get a status and one line saying what was wrong.
+bad() { # STATUS PATH [CURL ARGS] : the answer's status, and an error that names the problem
+    status=$1; path=$2; shift 2
+    code=$(curl -s -o "$SCRATCH/bad.json" -w '%{http_code}' "$@" "http://127.0.0.1:$PORT$path")
+    [ "$code" = "$status" ] || fail "$path answered $code, not $status: $(cat "$SCRATCH/bad.json")"
+    "$PY" -c 'import json,sys; a=json.load(open(sys.argv[1])); sys.exit(0 if a["api"] == 1 and a["error"] and "\n" not in a["error"] else 1)' "$SCRATCH/bad.json" \
+        || fail "$path: no one-line error: $(cat "$SCRATCH/bad.json")"
+}
+bad 400 "/api/v1/series?host=web-01&from=yesterday"
+bad 400 "/api/v1/series?host=web-01&from=0&to=99999999999&step=1"
+bad 400 "/api/v1/series?host=web-01&from=0&to=99999999999&step=0"
+bad 400 "/api/v1/series"
+bad 404 "/api/v1/hosts/no-such-host"
+bad 404 "/api/v1/nothing"
+bad 403 "/api/v1/silences" -X POST -d "matchers=host=web-01&duration=1h"
+bad 403 "/api/v1/silences" -X POST -H "Authorization: Bearer wrong" -d "matchers=host=web-01&duration=1h"
+
 # pilot up's admin token, for the silence the browser sets.
 TOKEN_FILE=$(sed -n 's/.*the admin token in \(.*\))$/\1/p' "$SCRATCH/up.out")
 [ -s "$TOKEN_FILE" ] || fail "pilot up made no admin token file: $(cat "$SCRATCH/up.out")"
@@ -55,7 +72,10 @@ TOKEN_FILE=$(sed -n 's/.*the admin token in \(.*\))$/\1/p' "$SCRATCH/up.out")
     --out "$OUT" --down-after $((3 * INTERVAL)) --admin-token-file "$TOKEN_FILE" --stop db-01 $AGENTS 2> "$SCRATCH/browser.err" \
     || fail "browser: $(tail -5 "$SCRATCH/browser.err")"
 "$PILOT" silence list --state-dir "$SCRATCH/up/node" | grep -q "host=web-02" || fail "the silence set in the browser is not at the alert router"
-kill "$UP_PID" && wait "$UP_PID" || fail "pilot up did not stop cleanly: $(tail -3 "$SCRATCH/up.err")"
+bad 400 "/api/v1/silences" -X POST -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -d "matchers=host=web-01&duration=soon"
+bad 400 "/api/v1/silences" -X POST -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -d "matchers=&duration=1h"
+kill "$UP_PID"
+wait "$UP_PID" || fail "pilot up did not stop cleanly: $(tail -3 "$SCRATCH/up.err")"
 
 # Beyond loopback: refused without TLS, naming the flag…
 TLS_PORT=$(free_port tcp)

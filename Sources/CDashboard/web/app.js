@@ -57,17 +57,9 @@ function humanBytes(v, base, suffix) {
   while (Math.abs(v) >= base && i < units.length - 1) { v /= base; i++; }
   return trim(v, i ? 2 : 0) + ' ' + units[i] + suffix;
 }
-function unitOf(metric) {
-  if (/_pct$/.test(metric)) return '%';
-  if (/bytes_ps$/.test(metric)) return 'B/s';
-  if (/_ps$/.test(metric)) return '/s';
-  if (/_ms$/.test(metric)) return 'ms';
-  if (/_kb$/.test(metric)) return 'kB';
-  if (/_bytes$/.test(metric)) return 'B';
-  if (/_(s|sec|seconds)$/.test(metric)) return 's';
-  if (metric === 'check_ok') return 'ok';
-  return '';
-}
+// The unit a metric's name tells.
+const UNITS = [[/_pct$/, '%'], [/bytes_ps$/, 'B/s'], [/_ps$/, '/s'], [/_ms$/, 'ms'], [/_kb$/, 'kB'], [/_bytes$/, 'B'], [/_(s|sec|seconds)$/, 's'], [/^check_ok$/, 'ok']];
+const unitOf = (metric) => (UNITS.find(([re]) => re.test(metric)) || [0, ''])[1];
 function fmtVal(v, unit) {
   if (!isNum(v)) return '–';
   switch (unit) {
@@ -107,6 +99,7 @@ setInterval(() => {
 }, 1000);
 
 // ---- fetching ------------------------------------------------------
+const aborted = (e) => e && e.name === 'AbortError';
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -119,12 +112,12 @@ async function api(url, opts = {}) {
   try {
     res = await fetch(url, init);
   } catch (e) {
-    if (e.name === 'AbortError') throw e;
+    if (aborted(e)) throw e;
     lost = true; paintConn();
     throw new ApiError(0, 'connection lost');
   }
   let data = null;
-  try { data = await res.json(); } catch (e) { if (e.name === 'AbortError') throw e; }
+  try { data = await res.json(); } catch (e) { if (aborted(e)) throw e; }
   if (res.status === 401 && !opts.token) {
     location.href = '/login';
     throw new ApiError(401, 'sign in first');
@@ -137,7 +130,6 @@ async function api(url, opts = {}) {
   if (data && isNum(data.now)) skew = data.now - Date.now() / 1000;
   return data || {};
 }
-const aborted = (e) => e && e.name === 'AbortError';
 
 // ---- counts in the top bar -----------------------------------------
 function setCounts(c) {
@@ -419,10 +411,16 @@ function fleetPage(params) {
   async function poll() {
     if (stopped) return;
     ctrl = new AbortController();
-    const url = fleet.seq === undefined ? '/api/v1/hosts'
+    // Changes carry the newest five minutes of sparkline: after a longer
+    // gap (a tab in the background), ask for everything again.
+    const stale = fleet.seq === undefined || Date.now() - (fleet.heardAt || 0) > 240000;
+    const url = stale ? '/api/v1/hosts'
       : `/api/v1/hosts?since=${encodeURIComponent(fleet.seq)}&epoch=${encodeURIComponent(fleet.epoch)}`;
     try {
-      apply(await api(url, { signal: ctrl.signal }));
+      const answer = await api(url, { signal: ctrl.signal });
+      if (stale) answer.full = true;
+      apply(answer);
+      fleet.heardAt = Date.now();
     } catch (e) {
       if (aborted(e) || stopped) return;
       if (!loaded) { msg.hidden = false; msg.textContent = 'Cannot load the fleet: ' + e.message; }
@@ -779,13 +777,13 @@ function alertsPage() {
   main.innerHTML = `<section class="alerts">` +
     `<section class="panel"><h2>Firing <span id="firing-count" class="count"></span></h2><div id="firing"><p class="muted">Loading…</p></div></section>` +
     `<section class="panel"><h2>Silences</h2><div id="silences"></div>` +
-    `<form id="silence-form" class="silence-form" hidden autocomplete="off">` +
+    `<form id="silence-form" class="wform" hidden autocomplete="off">` +
     `<label class="grow">Matchers<input name="matchers" id="sf-matchers" required placeholder="host=web-01 metric=disk_pct" spellcheck="false"></label>` +
     `<label>Duration<input name="duration" id="sf-duration" required value="2h" size="6" spellcheck="false"></label>` +
     `<label class="grow">Comment<input name="comment" id="sf-comment" placeholder="why"></label>` +
     `<label>By<input name="created_by" id="sf-by" size="10" placeholder="you"></label>` +
     `<button type="submit">Add silence</button></form>` +
-    `<form id="token-form" class="token-form" hidden><input type="text" autocomplete="username" value="admin" hidden><label>Admin token<input type="password" id="admin-token" autocomplete="current-password" required></label>` +
+    `<form id="token-form" class="wform token-form" hidden><input type="text" autocomplete="username" value="admin" hidden><label>Admin token<input type="password" id="admin-token" autocomplete="current-password" required></label>` +
     `<button type="submit">Continue</button><button type="button" id="token-cancel" class="plain">Cancel</button>` +
     `<span class="muted">Kept in this tab only (sessionStorage).</span></form>` +
     `<p id="write-error" class="error" role="alert" hidden></p><p id="write-ok" class="okmsg" hidden></p></section>` +
@@ -856,37 +854,33 @@ function alertsPage() {
     if (!stopped) timer = setTimeout(poll, 5000);
   }
 
-  function askToken() {
-    return new Promise((resolve) => {
-      pendingToken = resolve;
-      tokenForm.hidden = false;
-      $('#admin-token').value = '';
-      $('#admin-token').focus();
-    });
-  }
+  // The admin token: asked for at the first write, kept for the tab.
+  const settle = (t) => { tokenForm.hidden = true; const r = pendingToken; pendingToken = null; if (r) r(t); };
+  const askToken = () => new Promise((resolve) => {
+    pendingToken = resolve;
+    tokenForm.hidden = false;
+    $('#admin-token').value = '';
+    $('#admin-token').focus();
+  });
   tokenForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const t = $('#admin-token').value.trim();
     if (!t) return;
-    try { sessionStorage.setItem(TOKEN_KEY, t); } catch (e) { /* private mode: use it once */ }
-    tokenForm.hidden = true;
-    if (pendingToken) { const r = pendingToken; pendingToken = null; r(t); }
+    try { sessionStorage.setItem(TOKEN_KEY, t); } catch { /* private mode: used once */ }
+    settle(t);
   });
-  $('#token-cancel').addEventListener('click', () => {
-    tokenForm.hidden = true;
-    if (pendingToken) { const r = pendingToken; pendingToken = null; r(null); }
-  });
+  $('#token-cancel').addEventListener('click', () => settle(null));
 
   async function write(url, fields, done) {
-    werr.hidden = true; wok.hidden = true;
+    werr.hidden = wok.hidden = true;
     let token = null;
-    try { token = sessionStorage.getItem(TOKEN_KEY); } catch (e) { token = null; }
+    try { token = sessionStorage.getItem(TOKEN_KEY); } catch { /* none */ }
     if (!token) token = await askToken();
     if (!token || stopped) return false;
     try {
       await api(url, { body: new URLSearchParams(fields), token });
     } catch (e) {
-      if (e.status === 401 || e.status === 403) { try { sessionStorage.removeItem(TOKEN_KEY); } catch (x) { /* ignore */ } }
+      if (e.status === 401 || e.status === 403) try { sessionStorage.removeItem(TOKEN_KEY); } catch { /* none */ }
       werr.textContent = e.message;
       werr.hidden = false;
       return false;
@@ -903,14 +897,14 @@ function alertsPage() {
     for (const [k, v] of new FormData(form)) fields[k] = String(v).trim();
     if (await write('/api/v1/silences', fields, 'Silence added.')) { $('#sf-matchers').value = ''; $('#sf-comment').value = ''; }
   });
-  main.addEventListener('click', (ev) => {
+  main.firstChild.addEventListener('click', (ev) => {
     const ex = ev.target.closest('button[data-expire]');
     if (ex) { write(`/api/v1/silences/${encodeURIComponent(ex.dataset.expire)}/expire`, {}, 'Silence expired.'); return; }
     const si = ev.target.closest('button[data-silence]');
     if (si) { $('#sf-matchers').value = si.dataset.silence; $('#sf-duration').focus(); $('#sf-duration').select(); }
   });
   poll();
-  return { name: 'alerts', stop() { stopped = true; clearTimeout(timer); if (ctrl) ctrl.abort(); if (pendingToken) pendingToken(null); } };
+  return { name: 'alerts', stop() { stopped = true; clearTimeout(timer); if (ctrl) ctrl.abort(); settle(null); } };
 }
 
 // ===================================================================
