@@ -37,16 +37,24 @@ PIDS="$PIDS $!"
 wait_for 20 "$PILOT" handshake "$HUB" bench --state-dir "$S/pub-01"
 wait_for 20 "$PILOT" approve pub-01 --state-dir "$S/up/node"
 
-# One cycle of the simulated fleet, and one of its first 1 %.
+# An hour of the simulated fleet, and a cycle of its first 1 %.
 python3 - "$SIMULATED" "$S/cycle" "$S/some" <<'PY'
 import json, random, sys, time
 hosts, path, some = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 random.seed(3)
 now = int(time.time())
 with open(path, "w") as out, open(some, "w") as few:
+    # The hour before: CPU, memory and disk once a minute, so every
+    # sparkline is full, as in a fleet that has run for an hour.
+    for minute in range(59, 0, -1):
+        ts = now - minute * 60
+        for i in range(hosts):
+            h = "sim-%05d" % i
+            for kind, fields in (("cpu", dict(cpu_pct=round(random.uniform(1, 80), 1))), ("memory", dict(mem_pct=round(random.uniform(10, 80), 1))),
+                                 ("disk", dict(disk_pct=44.4, mounts=[dict(mount="/var", disk_pct=round(random.uniform(10, 80), 1))]))):
+                out.write("metrics/%s/%s %s\n" % (kind, h, json.dumps(dict(host=h, **fields, ts=ts), separators=(",", ":"))))
     for i in range(hosts):
         h = "sim-%05d" % i
-        tags = ["production" if i % 3 else "staging", "site-%d" % (i % 5)]
         def emit(kind, **fields):
             line = "metrics/%s/%s %s\n" % (kind, h, json.dumps(dict(host=h, **fields, ts=now), separators=(",", ":")))
             out.write(line)
@@ -64,7 +72,11 @@ with open(path, "w") as out, open(some, "w") as few:
 PY
 "$PILOT" publish --stdin --state-dir "$S/pub-01" < "$S/cycle"
 fleet_of() { curl -sf "$URL/api/v1/hosts" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["counts"]["hosts"] >= int(sys.argv[1]) else 1)' "$1"; }
-wait_for 120 fleet_of "$HOSTS"
+wait_for 300 fleet_of "$HOSTS"
+# Everything published is in (the hour's messages are most of it).
+MESSAGES=$(wc -l < "$S/cycle")
+stored() { "$PILOT" status --json --state-dir "$S/up/node" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["events"]["hub"]["stored"] >= int(sys.argv[1]) else 1)' "$MESSAGES"; }
+wait_for 300 stored
 
 # The fleet's JSON: whole, and the changes after 1 % published again.
 curl -sf "$URL/api/v1/hosts" > "$S/full.json"

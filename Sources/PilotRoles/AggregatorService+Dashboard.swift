@@ -169,7 +169,7 @@ extension AggregatorService {
             }
             reply = await node.request("silence-add", JSONObject([
                 ("matchers", .array(matchers)), ("for_s", .number(Double(seconds))),
-                ("comment", .string(request.parameter("comment") ?? "")), ("by", .string(request.parameter("created_by") ?? "dashboard")),
+                ("comment", .string(request.parameter("comment") ?? "")), ("by", .string(request.parameter("created_by").flatMap { $0.isEmpty ? nil : $0 } ?? "dashboard")),
             ]))
         } else {
             let parts = request.path.split(separator: "/")

@@ -67,40 +67,51 @@ public enum Downsample {
 }
 
 extension Downsample {
-    /// One step's lowest, average and highest value.
+    /// One step's lowest, average and highest value, and how many samples.
     public struct Band: Equatable, Sendable {
-        public var start: Int64, min: Double, average: Double, max: Double
+        public var start: Int64, min: Double, average: Double, max: Double, count: Int
     }
 
-    /// `aggregate`'s steps with all three figures at once; the average is
-    /// computed exactly as `.avg` computes it, so the two agree to the bit.
-    public static func bands(_ samples: [Gorilla.Point], from: Int64, step: Int64) -> [Band] {
-        precondition(step > 0)
-        var result: [Band] = []
-        var bucket: Int64?
-        var sum = 0.0, low = Double.infinity, high = -Double.infinity, count = 0
-        func flush() {
-            guard let bucket, count > 0 else { return }
-            result.append(Band(start: bucket, min: low, average: sum / Double(count), max: high))
+    /// Samples or rollups in time order folded into steps from `from`: the
+    /// store's one way of stepping a range, for `pilot query --step` and
+    /// the dashboard alike.
+    public struct Folding {
+        let from: Int64, step: Int64
+        var bands: [Band] = []
+        var current: SeriesStore.Rollup?
+
+        public init(from: Int64, step: Int64) { (self.from, self.step) = (from, step) }
+
+        public mutating func add(_ sample: Gorilla.Point) {
+            guard sample.timestamp >= from else { return }
+            add(SeriesStore.Rollup(start: sample.timestamp, sample: sample.value), checked: true)
         }
-        for sample in samples where sample.timestamp >= from {
-            let start = from + (sample.timestamp - from) / step * step
-            if start != bucket {
+
+        public mutating func add(_ rollup: SeriesStore.Rollup) {
+            guard rollup.start >= from else { return }
+            add(rollup, checked: true)
+        }
+
+        private mutating func add(_ part: SeriesStore.Rollup, checked: Bool) {
+            let start = from + (part.start - from) / step * step
+            if current?.start == start {
+                current!.absorb(part)
+            } else {
                 flush()
-                bucket = start
-                sum = 0; low = .infinity; high = -.infinity; count = 0
+                current = part
+                current!.start = start
             }
-            sum += sample.value
-            low = Swift.min(low, sample.value)
-            high = Swift.max(high, sample.value)
-            count += 1
         }
-        flush()
-        return result
-    }
 
-    /// Rollups merged into steps, as `aggregate(rollups:)` merges them.
-    public static func bands(rollups: [SeriesStore.Rollup], from: Int64, step: Int64) -> [Band] {
-        merged(rollups, from: from, step: step).map { Band(start: $0.start, min: $0.min, average: $0.average, max: $0.max) }
+        mutating func flush() {
+            guard let bucket = current, bucket.count > 0 else { return }
+            bands.append(Band(start: bucket.start, min: bucket.min, average: bucket.sum / Double(bucket.count), max: bucket.max, count: bucket.count))
+            current = nil
+        }
+
+        public mutating func finish() -> [Band] {
+            flush()
+            return bands
+        }
     }
 }

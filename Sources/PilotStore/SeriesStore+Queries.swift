@@ -69,26 +69,70 @@ extension SeriesStore {
     /// data aged out, raw samples for the rest. Steps under 5 minutes, and
     /// `last`, read raw samples only.
     public func downsampled(_ key: Key, from: Int64, to: Int64, step: Int64, _ aggregate: Downsample.Aggregate) throws -> [Gorilla.Point] {
-        let raw = try samples(key, from: from, to: to)
-        guard step >= 300_000, aggregate != .last, from < oldestAccepted else { return Downsample.aggregate(raw, from: from, step: step, aggregate) }
-        let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
-        var parts = try rollups(key, resolution: resolution, from: from, to: to)
-        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, sample: $0.value) : nil }
-        parts.sort { $0.start < $1.start }
-        return Downsample.aggregate(rollups: parts, from: from, step: step, aggregate)
+        guard step > 0, aggregate != .last else { return Downsample.aggregate(try samples(key, from: from, to: to), from: from, step: step, aggregate) }
+        return try bands(key, from: from, to: to, step: step).map { band in
+            let value: Double = switch aggregate {
+            case .avg, .last: band.average
+            case .min: band.min
+            case .max: band.max
+            case .count: Double(band.count)
+            }
+            return Gorilla.Point(band.start, value)
+        }
     }
 
-    /// `downsampled`'s steps with each step's min, average and max at once
-    /// (the band a chart draws around the average), from the same samples
-    /// and rollups, so the averages equal `downsampled(…, .avg)`'s.
+    /// Each step's min, average, max and count (the band a chart draws
+    /// around the average, and `downsampled`'s answers), in one pass over
+    /// the rollups where raw data aged out and the raw samples, decoded
+    /// chunk by chunk without building the whole list (a month of one
+    /// series is 86,400 samples at 30 s).
     public func bands(_ key: Key, from: Int64, to: Int64, step: Int64) throws -> [Downsample.Band] {
-        let raw = try samples(key, from: from, to: to)
-        guard step >= 300_000, from < oldestAccepted else { return Downsample.bands(raw, from: from, step: step) }
+        precondition(step > 0)
+        guard let id = ids[key] else { return [] }
+        var folding = Downsample.Folding(from: from, step: step)
+        guard step >= 300_000, from < oldestAccepted else {
+            try forEachSample(id, from: from, to: to) { folding.add($0) }
+            return folding.finish()
+        }
+        // Rollups and the raw samples in time order (a rollup before a
+        // sample of the same time); non-finite samples do not count here,
+        // as rollups hold none.
         let resolution: Int64 = step >= 3_600_000 ? 3_600_000 : 300_000
-        var parts = try rollups(key, resolution: resolution, from: from, to: to)
-        parts += raw.compactMap { $0.value.isFinite ? Rollup(start: $0.timestamp, sample: $0.value) : nil }
-        parts.sort { $0.start < $1.start }
-        return Downsample.bands(rollups: parts, from: from, step: step)
+        let rollups = try self.rollups(key, resolution: resolution, from: from, to: to)
+        var next = 0
+        try forEachSample(id, from: from, to: to) { sample in
+            while next < rollups.count, rollups[next].start <= sample.timestamp {
+                folding.add(rollups[next])
+                next += 1
+            }
+            if sample.value.isFinite { folding.add(Rollup(start: sample.timestamp, sample: sample.value)) }
+        }
+        for rollup in rollups[next...] { folding.add(rollup) }
+        return folding.finish()
+    }
+
+    /// Calls `body` with every sample of a series between two times, in
+    /// order, one chunk decoded at a time. Chunks do not overlap (a late
+    /// sample is merged into its chunk), but a late sample may wait in the
+    /// head: then they are gathered and sorted first, as `samples` does.
+    func forEachSample(_ id: Int64, from: Int64, to: Int64, _ body: (Gorilla.Point) -> Void) throws {
+        let rows = try overlappingSpans.query(.integer(id), .integer(from), .integer(to))
+        let buffered = head[id] ?? []
+        var ordered = true, end = Int64.min
+        for row in rows {
+            guard let start = row[0].integer, let last = row[1].integer, start > end else { ordered = false; break }
+            end = last
+        }
+        if let first = buffered.first, first.timestamp <= end { ordered = false }
+        guard ordered else {
+            if let key = keys[id] { for sample in try samples(key, from: from, to: to) { body(sample) } }
+            return
+        }
+        for row in rows {
+            guard let data = row[2].blob else { continue }
+            for sample in try Gorilla.decode(data) where sample.timestamp >= from && sample.timestamp <= to { body(sample) }
+        }
+        for sample in buffered where sample.timestamp >= from && sample.timestamp <= to { body(sample) }
     }
 
     /// Bytes of compressed chunks, and samples in them (for measurements).

@@ -56,6 +56,7 @@ public final class SeriesStore {
     let insertSeries: SQLiteStatement
     let insertChunk: SQLiteStatement
     let overlapping: SQLiteStatement
+    let overlappingSpans: SQLiteStatement
     let deleteHead: SQLiteStatement
     let deleteChunks: SQLiteStatement
     let upsertRollup: SQLiteStatement
@@ -93,6 +94,7 @@ public final class SeriesStore {
         insertSeries = try database.prepare("INSERT INTO series(metric, labels) VALUES(?, ?)")
         insertChunk = try database.prepare("INSERT INTO chunks(series, start, end, count, data) VALUES(?, ?, ?, ?, ?)")
         overlapping = try database.prepare("SELECT start, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
+        overlappingSpans = try database.prepare("SELECT start, end, data FROM chunks WHERE series = ? AND end >= ? AND start <= ? ORDER BY start")
         deleteHead = try database.prepare("DELETE FROM head WHERE series = ?")
         deleteChunks = try database.prepare("DELETE FROM chunks WHERE series = ? AND end >= ? AND start <= ?")
         expiring = try database.prepare("SELECT id, series, data FROM chunks WHERE end < ? ORDER BY end LIMIT ?")

@@ -98,6 +98,13 @@ extension Sample {
         let all = try store.samples(cpu, from: 0, to: .max)
         #expect(all.map(\.timestamp) == (1...40).map { Int64($0) * 30_000 })
         #expect(try store.append(odd) == 0)
+        // Stepping reads the chunks one at a time; a late sample waiting in the
+        // head (older than the chunks) makes it read them all, sorted: the same steps.
+        try store.append([Sample(metric: "cpu_pct", labels: [("host", "web-01")], value: 0.05, timestamp: 45_000)])
+        let expected = Downsample.aggregate(try store.samples(cpu, from: 0, to: .max), from: 0, step: 120_000, .avg)
+        #expect(expected.count == 11)
+        #expect(try store.downsampled(cpu, from: 0, to: .max, step: 120_000, .avg) == expected)
+        #expect(try store.bands(cpu, from: 0, to: .max, step: 120_000).map { Gorilla.Point($0.start, $0.average) } == expected)
     }
 
     @Test func whatAppendReturnedFromSurvivesAReopen() throws {

@@ -64,6 +64,14 @@ grep -q '^# TYPE pilot_cpu_pct gauge$' "$SCRATCH/metrics.txt" || fail "/metrics 
 grep -q '^pilot_disk_pct{host="db-01",mount="/"} 97$' "$SCRATCH/metrics.txt" || fail "/metrics lacks db-01's disk: $(grep disk_pct "$SCRATCH/metrics.txt" | head -3)"
 tagged() { curl -sf "http://127.0.0.1:$HTTP_PORT/api/hosts" | grep -q '"host":"web-02","up":true,"last_seen":[0-9]*,"tags":\["web"\],"registry":"online"'; }
 wait_until 30 "web-02 with its registry tags and presence in /api/hosts" -- tagged
+# Without a store or an alert router on its node the dashboard's API says so, not empty charts.
+curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1/hosts" | grep -q '"features":{"history":false,"silences":false,"write":false}' \
+    || fail "/api/v1/hosts does not say there is no history here"
+code=$(curl -s -o "$SCRATCH/series.json" -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/v1/series?host=db-01")
+if [ "$code" != 503 ] || ! grep -q "no store runs on this aggregator's node" "$SCRATCH/series.json"; then
+    fail "/api/v1/series without a store: $code $(cat "$SCRATCH/series.json")"
+fi
+curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1/alerts" | grep -q '"silences":null' || fail "/api/v1/alerts does not say there is no alert router"
 
 # db-01 stops: host_down fires.
 # shellcheck disable=SC2154 # set by start_agent
