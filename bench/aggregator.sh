@@ -31,25 +31,7 @@ for node in hub-01 pub-01; do wait_for 20 registered "$node"; done
 "$PILOT" handshake hub-01 "bench" --state-dir "$S/pub-01" > /dev/null
 
 # One cycle of the fleet: eight messages per host, shaped like the agent's.
-python3 - "$HOSTS" "$S/cycle" <<'PY'
-import json, random, sys
-hosts, path = int(sys.argv[1]), sys.argv[2]
-random.seed(3)
-with open(path, "w") as out:
-    for i in range(hosts):
-        h = "sim-%05d" % i
-        def emit(kind, **fields):
-            out.write("metrics/%s/%s %s\n" % (kind, h, json.dumps(dict(host=h, **fields, ts=1764100000), separators=(",", ":"))))
-        emit("cpu", cpu_pct=round(random.uniform(1, 80), 1), load=0.52, cores=4, user_pct=20.1, system_pct=3.2, iowait_pct=0.4, steal_pct=0)
-        emit("load", load1=0.52, load5=0.4, load15=0.3, cores=4, procs=180, procs_running=2)
-        emit("memory", mem_pct=round(random.uniform(10, 80), 1), mem_used_kb=2048000, mem_total_kb=8192000, mem_available_kb=6144000)
-        emit("swap", swap_pct=0, swap_used_kb=0, swap_total_kb=0)
-        emit("disk", disk_pct=44.4, mounts=[dict(mount="/", device="/dev/vda1", fstype="ext4", disk_pct=44.4, used_bytes=40000000000, total_bytes=90000000000, inodes_pct=3, read_only=False),
-                                            dict(mount="/var", device="/dev/vdb1", fstype="xfs", disk_pct=round(random.uniform(10, 80), 1), used_bytes=20000000000, total_bytes=90000000000, inodes_pct=1, read_only=False)])
-        emit("uptime", uptime_sec=1234567)
-        emit("net", interfaces=[dict(iface="eth0", rx_bytes_ps=12000.5, tx_bytes_ps=8000.2, rx_packets_ps=40, tx_packets_ps=35, rx_errors=0, tx_errors=0, rx_dropped=0, tx_dropped=0)])
-        emit("diskio", devices=[dict(device="vda", read_bytes_ps=1024, write_bytes_ps=20480, util_pct=1.2)])
-PY
+python3 "$(dirname "$0")/fleet_cycle.py" "$HOSTS" "$S/cycle"
 PER_CYCLE=$((HOSTS * 8))
 stored() { "$PILOT" status --json --state-dir "$S/hub-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['events']['hub']['stored'])"; }
 stored_at_least() { [ "$(stored)" -ge "$1" ]; }

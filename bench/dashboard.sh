@@ -38,38 +38,7 @@ wait_for 20 "$PILOT" handshake "$HUB" bench --state-dir "$S/pub-01"
 wait_for 20 "$PILOT" approve pub-01 --state-dir "$S/up/node"
 
 # An hour of the simulated fleet, and a cycle of its first 1 %.
-python3 - "$SIMULATED" "$S/cycle" "$S/some" <<'PY'
-import json, random, sys, time
-hosts, path, some = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-random.seed(3)
-now = int(time.time())
-with open(path, "w") as out, open(some, "w") as few:
-    # The hour before: CPU, memory and disk once a minute, so every
-    # sparkline is full, as in a fleet that has run for an hour.
-    for minute in range(59, 0, -1):
-        ts = now - minute * 60
-        for i in range(hosts):
-            h = "sim-%05d" % i
-            for kind, fields in (("cpu", dict(cpu_pct=round(random.uniform(1, 80), 1))), ("memory", dict(mem_pct=round(random.uniform(10, 80), 1))),
-                                 ("disk", dict(disk_pct=44.4, mounts=[dict(mount="/var", disk_pct=round(random.uniform(10, 80), 1))]))):
-                out.write("metrics/%s/%s %s\n" % (kind, h, json.dumps(dict(host=h, **fields, ts=ts), separators=(",", ":"))))
-    for i in range(hosts):
-        h = "sim-%05d" % i
-        def emit(kind, **fields):
-            line = "metrics/%s/%s %s\n" % (kind, h, json.dumps(dict(host=h, **fields, ts=now), separators=(",", ":")))
-            out.write(line)
-            if i < max(1, hosts // 100):
-                few.write(line)
-        emit("cpu", cpu_pct=round(random.uniform(1, 80), 1), load=0.52, cores=4, user_pct=20.1, system_pct=3.2, iowait_pct=0.4, steal_pct=0)
-        emit("load", load1=0.52, load5=0.4, load15=0.3, cores=4, procs=180, procs_running=2)
-        emit("memory", mem_pct=round(random.uniform(10, 80), 1), mem_used_kb=2048000, mem_total_kb=8192000, mem_available_kb=6144000)
-        emit("swap", swap_pct=0, swap_used_kb=0, swap_total_kb=0)
-        emit("disk", disk_pct=44.4, mounts=[dict(mount="/", device="/dev/vda1", fstype="ext4", disk_pct=44.4, used_bytes=40000000000, total_bytes=90000000000, inodes_pct=3, read_only=False),
-                                            dict(mount="/var", device="/dev/vdb1", fstype="xfs", disk_pct=round(random.uniform(10, 80), 1), used_bytes=20000000000, total_bytes=90000000000, inodes_pct=1, read_only=False)])
-        emit("uptime", uptime_sec=1234567)
-        emit("net", interfaces=[dict(iface="eth0", rx_bytes_ps=12000.5, tx_bytes_ps=8000.2, rx_packets_ps=40, tx_packets_ps=35, rx_errors=0, tx_errors=0, rx_dropped=0, tx_dropped=0)])
-        emit("diskio", devices=[dict(device="vda", read_bytes_ps=1024, write_bytes_ps=20480, util_pct=1.2)])
-PY
+python3 "$(dirname "$0")/fleet_cycle.py" "$SIMULATED" "$S/cycle" --ts "$(date +%s)" --history-minutes 59 --some "$S/some"
 "$PILOT" publish --stdin --state-dir "$S/pub-01" < "$S/cycle"
 fleet_of() { curl -sf "$URL/api/v1/hosts" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["counts"]["hosts"] >= int(sys.argv[1]) else 1)' "$1"; }
 wait_for 300 fleet_of "$HOSTS"
@@ -77,6 +46,10 @@ wait_for 300 fleet_of "$HOSTS"
 MESSAGES=$(wc -l < "$S/cycle")
 stored() { "$PILOT" status --json --state-dir "$S/up/node" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["events"]["hub"]["stored"] >= int(sys.argv[1]) else 1)' "$MESSAGES"; }
 wait_for 300 stored
+# …and written by the store (the same loop serves the API): its count still for 2 s.
+store_count() { "$PILOT" status --json --state-dir "$S/up/node" | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["stored"])'; }
+settled() { a=$(store_count); sleep 2; [ "$a" = "$(store_count)" ]; }
+wait_for 300 settled
 
 # The fleet's JSON: whole, and the changes after 1 % published again.
 curl -sf "$URL/api/v1/hosts" > "$S/full.json"

@@ -118,8 +118,8 @@ extension AggregatorService {
             return Int64(text)
         }
         let now = Self.now()
-        guard let to = seconds("to", now), let from = seconds("from", to - 3600), let step = seconds("step", 0) else {
-            return Self.json(400, ["error": .string("from, to and step are whole seconds")])
+        guard let to = seconds("to", now), let range = seconds("range", 3600), let from = seconds("from", to - range), let step = seconds("step", 0) else {
+            return Self.json(400, ["error": .string("from, to, range and step are whole seconds")])
         }
         var fields = JSONObject([("host", .string(host)), ("from", .number(Double(from * 1000))), ("to", .number(Double(to * 1000))),
                                  ("step", .number(Double(step * 1000)))])

@@ -8,7 +8,7 @@ internal import PilotStore
 extension StoreService {
     func history(_ request: HistoryRequest) async throws -> JSONObject {
         let answer = try await loop.submit { [self] () -> JSONValue in
-            let keys = store.series(metric: request.metric).filter { key in key.labels.contains { $0.name == "host" && $0.value == request.host } }
+            let keys = store.series(host: request.host, metric: request.metric)
             guard let range = request.range else {
                 return .array(keys.map { .object(JSONObject([("metric", .string($0.metric)), ("labels", Self.labels($0))])) })
             }

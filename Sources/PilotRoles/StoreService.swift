@@ -278,7 +278,8 @@ public final class StoreService: NodeRole, @unchecked Sendable {
         let aggregate = Downsample.Aggregate(rawValue: request.aggregate) ?? .avg
         let answer = try? await loop.submit { [self] () -> JSONValue in
             var series: [JSONValue] = []
-            for key in store.series(metric: metric) where wanted.allSatisfy({ want in key.labels.contains { $0.name == want.0 && $0.value == want.1 } }) {
+            let candidates = wanted.first { $0.0 == "host" }.map { store.series(host: $0.1, metric: metric) } ?? store.series(metric: metric)
+            for key in candidates where wanted.allSatisfy({ want in key.labels.contains { $0.name == want.0 && $0.value == want.1 } }) {
                 // A range that reaches past raw retention reads the rollups there.
                 let points = step > 0 ? try store.downsampled(key, from: from, to: to, step: step, aggregate) : try store.samples(key, from: from, to: to)
                 series.append(.object(JSONObject([

@@ -156,4 +156,10 @@ extension SeriesStore {
     public func series(metric: String? = nil) -> [Key] {
         ids.keys.filter { metric == nil || $0.metric == metric }.sorted()
     }
+
+    /// A host's series (of one metric, if given): filtered before they are
+    /// sorted, so a fleet's 30,000 series cost one pass, not a sort.
+    public func series(host: String, metric: String? = nil) -> [Key] {
+        ids.keys.filter { key in (metric == nil || key.metric == metric) && key.labels.contains { $0.name == "host" && $0.value == host } }.sorted()
+    }
 }

@@ -107,6 +107,19 @@ extension Sample {
         #expect(try store.bands(cpu, from: 0, to: .max, step: 120_000).map { Gorilla.Point($0.start, $0.average) } == expected)
     }
 
+    @Test func aHostsSeriesAreFoundWithoutTheOthers() throws {
+        let (directory, path) = try scratchDatabase()
+        defer { removeScratch(directory) }
+        let store = try SeriesStore(path: path, chunkSamples: 10)
+        let other = SeriesStore.Key(metric: "cpu_pct", labels: [("host", "web-02")])
+        let mem = SeriesStore.Key(metric: "mem_pct", labels: [("host", "web-01")])
+        try store.append(samples(cpu, 1...3) + samples(other, 1...3) + samples(disk, 1...3) + samples(mem, 1...3))
+        #expect(store.series(host: "web-01") == [cpu, mem])
+        #expect(store.series(host: "web-01", metric: "mem_pct") == [mem])
+        #expect(store.series(host: "db-01") == [disk])
+        #expect(store.series(host: "nobody").isEmpty)
+    }
+
     @Test func whatAppendReturnedFromSurvivesAReopen() throws {
         let (directory, path) = try scratchDatabase()
         defer { removeScratch(directory) }

@@ -711,6 +711,10 @@ function hostPage(name, params) {
 
   async function load(first) {
     ctrl = new AbortController();
+    // The host and its history at once: the series answer names its own
+    // window (the server's now when not pinned), so it need not wait.
+    const seriesP = api(`/api/v1/series?host=${encodeURIComponent(name)}&range=${rangeSec}&step=${step}${pinned ? '&to=' + pinned : ''}`, { signal: ctrl.signal });
+    seriesP.catch(() => {}); // handled below, or unused (no store, unknown host)
     let d;
     try {
       d = await api('/api/v1/hosts/' + encodeURIComponent(name), { signal: ctrl.signal });
@@ -744,8 +748,13 @@ function hostPage(name, params) {
     }
     let sd;
     try {
-      sd = await api(`/api/v1/series?host=${encodeURIComponent(name)}&from=${view.from}&to=${view.to}&step=${step}`, { signal: ctrl.signal });
+      sd = await seriesP;
       await chartReady;
+      if (isNum(sd.from) && isNum(sd.to)) {
+        view.from = sd.from;
+        view.to = sd.to;
+        rangebar(now);
+      }
     } catch (e) {
       if (aborted(e) || stopped) return;
       if (first || !charts.length) { destroyCharts(); box.innerHTML = `<p class="error panel">Cannot load the history: ${esc(e.message)}</p>`; mark(); }
