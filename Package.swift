@@ -6,6 +6,9 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
+// Code off every hot path (the CLI, the router's formats and SMTP, remote
+// write's encoding) is optimised for size: the binary's budget is 36 MB.
+let small: [SwiftSetting] = strict + [.unsafeFlags(["-Osize"], .when(configuration: .release))]
 
 let package = Package(
     name: "pilot",
@@ -71,14 +74,14 @@ let package = Package(
         .target(name: "PilotStore", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
         // The alert router's pure core: routes, grouping, inhibition,
         // silences, retries, the outbox, and the receivers' formats.
-        .target(name: "PilotAlerts", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: strict),
+        .target(name: "PilotAlerts", dependencies: ["PilotCore", "PilotSQLite"], swiftSettings: small),
         // Prometheus remote write: the generated protobuf messages (remote.proto,
         // committed), snappy, and the store's outbox of batches to send.
         .target(
             name: "PilotRemoteWrite",
             dependencies: ["PilotCore", "PilotSQLite", "PilotStore", "CSnappy", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["remote.proto", "generate.sh"],
-            swiftSettings: strict
+            swiftSettings: small
         ),
         .target(name: "PilotRegistry", dependencies: ["PilotCore", "PilotCrypto", "PilotWire", "PilotSQLite"], swiftSettings: strict),
         .target(
@@ -116,7 +119,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strict
+            swiftSettings: small
         ),
         .executableTarget(name: "pilot", dependencies: ["PilotCLI"], swiftSettings: strict),
         // Benchmarks: a separate executable, never part of the shipped binary.
