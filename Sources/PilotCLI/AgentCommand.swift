@@ -120,7 +120,9 @@ struct NodeDaemonOptions: ParsableArguments {
             hostname: settings.hostname ?? ProcessEnvironment.hostname)
         options.registry = try settings.registry.map { try parseEndpoint($0, flag: "--registry") }
         options.registryKey = try settings.registryKey.map { try parsePublicKey($0, flag: "--registry-key") }
-        options.joinToken = settings.joinToken
+        // A token in the config file (0600) is not in ps: no warning for it.
+        let fromConfig = settings.joinToken.map { configLocation(flag: "--join-token", value: $0) != nil } ?? false
+        options.joinToken = try JoinToken.resolve(settings.joinToken, warn: fromConfig ? { _ in } : { Console.current.err($0) })
         options.tags = try Tags.validate(settings.tags)
         options.keepaliveSeconds = keepalive.wholeSeconds
         options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)

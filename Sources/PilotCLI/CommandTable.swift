@@ -130,7 +130,7 @@ public enum CommandTable {
         CommandSpec(
             name: "registry", kind: .role,
             abstract: "Node directory: identity keys, overlay addresses, hostnames, tags, online/offline.",
-            usage: "pilot registry [--listen 0.0.0.0:9000] [--state-dir DIR] [--join-token TOKEN]",
+            usage: "pilot registry [--listen 0.0.0.0:9000] [--state-dir DIR] [--join-token @FILE]",
             details: """
                 The rendezvous every node talks to first (TCP, default port 9000). Binds \
                 each node's Ed25519 key to a stable overlay address, keeps hostnames, tags \

@@ -42,7 +42,11 @@ struct InitCommand: AsyncParsableCommand {
         if let registry = settings.registry { config.set("--registry", try Endpoint(parsing: registry).description) }
         if let beacon = settings.beacon { config.set("--beacon", try Endpoint(parsing: beacon).description) }
         if let registryKey = settings.registryKey { config.set("--registry-key", registryKey) }
-        if let joinToken = settings.joinToken { config.set("--join-token", joinToken) }
+        // A file or variable is kept as such (read at each start); the token is checked now.
+        if let joinToken = settings.joinToken {
+            _ = try JoinToken.resolve(joinToken, warn: { _ in })
+            config.set("--join-token", joinToken)
+        }
         if let hub = settings.hub { config.set("--hub", hub) }
         if !settings.tags.isEmpty { config.setAll("--tag", try Tags.validate(settings.tags)) }
         try LocalFile.writeAtomically(configPath, Array(config.rendered(header: ConfigFile.nodeHeader).utf8), mode: 0o600)

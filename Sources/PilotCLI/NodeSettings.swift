@@ -1,4 +1,5 @@
 internal import ArgumentParser
+internal import PilotAlerts
 internal import PilotCore
 internal import PilotRegistry
 
@@ -14,7 +15,7 @@ struct NodeSettings: ParsableArguments {
     @Option(name: .customLong("registry-key"), help: ArgumentHelp("The registry's public key (else it is pinned on first contact).", valueName: "base64"))
     var registryKey: String?
 
-    @Option(name: .customLong("join-token"), help: ArgumentHelp("The fleet join token, if the registry asks for one.", valueName: "token"))
+    @Option(name: .customLong("join-token"), help: ArgumentHelp("The fleet join token, if the registry asks for one: @FILE, env:NAME (default $PILOT_JOIN_TOKEN), or inline.", valueName: "@file"))
     var joinToken: String?
 
     @Option(help: ArgumentHelp("The beacon for NAT traversal and relay.", valueName: "host:port"))
@@ -37,7 +38,7 @@ struct NodeSettings: ParsableArguments {
         if let registry { _ = try parseEndpoint(registry, flag: "--registry") }
         if let beacon { _ = try parseEndpoint(beacon, flag: "--beacon") }
         if let registryKey { _ = try parsePublicKey(registryKey, flag: "--registry-key") }
-        if let joinToken, joinToken.count < 8 || joinToken.contains(where: \.isWhitespace) {
+        if let joinToken, SecretSource(joinToken).isInline, joinToken.count < 8 || joinToken.contains(where: \.isWhitespace) {
             throw ValidationError("--join-token must be at least 8 characters without spaces")
         }
     }

@@ -21,7 +21,7 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The read-only status page and /api/nodes, or 'off'.", valueName: "host:port"))
     var http = "127.0.0.1:9080"
 
-    @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet.", valueName: "token"))
+    @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet: @FILE, env:NAME (default $PILOT_JOIN_TOKEN), or inline.", valueName: "@file"))
     var joinToken: String?
 
     @Option(name: .customLong("offline-after"), help: ArgumentHelp("Time without a keepalive after which a node is offline (e.g. 2m).", valueName: "duration"))
@@ -54,7 +54,6 @@ struct RegistryCommand: AsyncParsableCommand {
             throw ValidationError("limits must be positive")
         }
         guard idleTimeout.value >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
-        if let joinToken, joinToken.count < 8 { throw ValidationError("--join-token must be at least 8 characters") }
     }
 
     func run() async throws {
@@ -63,7 +62,7 @@ struct RegistryCommand: AsyncParsableCommand {
         var options = RegistryService.Options(stateDirectory: directory)
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        options.engine.joinToken = joinToken
+        options.engine.joinToken = try JoinToken.resolve(joinToken)
         options.engine.offlineAfterMs = offlineAfter.milliseconds
         options.engine.skewMs = skew.milliseconds
         options.engine.registrationBurst = registrationsBurst
