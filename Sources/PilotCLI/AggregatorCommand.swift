@@ -14,6 +14,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     var http = "127.0.0.1:9190"
 
     @OptionGroup(title: "Dashboard access (TLS and tokens; required beyond loopback)") var httpAccess: HTTPFlags
+    @OptionGroup var admin: AdminTokenFlag
 
     @Option(name: .customLong("rule"), help: ArgumentHelp(
         "An alert rule (repeatable), e.g. 'disk_pct > 90 for 2m critical > 95'; it replaces the default rule of its metric.", valueName: "rule"))
@@ -55,7 +56,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
         var aggregator = AggregatorService.Options()
         aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        aggregator.access = try httpAccess.access(for: aggregator.http)
+        aggregator.access = try httpAccess.access(for: aggregator.http, admin: admin)
         aggregator.engine.rules = try engineRules()
         aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
         aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")

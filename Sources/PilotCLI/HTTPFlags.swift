@@ -15,10 +15,6 @@ struct HTTPFlags: ParsableArguments {
         "The token every HTTP request needs, as @FILE or env:NAME (required with --tls-* on a non-loopback --http).", valueName: "@file"))
     var token: String?
 
-    @Option(name: .customLong("http-admin-token"), help: ArgumentHelp(
-        "The token that may also write (add and expire silences from the dashboard), as @FILE or env:NAME.", valueName: "@file"))
-    var adminToken: String?
-
     @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate (chain) for HTTPS, e.g. ECDSA P-256.", valueName: "file"))
     var tlsCertificate: String?
 
@@ -26,7 +22,7 @@ struct HTTPFlags: ParsableArguments {
     var tlsKey: String?
 
     func validate() throws {
-        for (flag, value) in [("--http-token", token), ("--http-admin-token", adminToken)] {
+        for (flag, value) in [("--http-token", token)] {
             if let value, SecretSource(value).isInline {
                 throw ValidationError("\(flag) takes @FILE or env:NAME, so that ps does not show the token")
             }
@@ -42,21 +38,22 @@ struct HTTPFlags: ParsableArguments {
     }
 
     /// The access rules with the tokens read, checked against the bind.
-    func access(for endpoint: Endpoint?, flag: String = "--http", generatedAdminToken: String? = nil) throws -> HTTPAccess {
-        func read(_ text: String?, _ flag: String) throws -> String? {
-            guard let text else { return nil }
-            do {
-                return try SecretSource(text).resolve(environment: { ProcessEnvironment.current[$0] }) { path in try LocalFile.readText(path, maxBytes: 64 << 10) }
-            } catch {
-                throw CLIError("\(flag): \(error.reason) (\(SecretSource(text)))", exitCode: ExitStatus.usage)
-            }
-        }
-        var access = HTTPAccess(token: try read(token, "--http-token"), adminToken: try read(adminToken, "--http-admin-token") ?? generatedAdminToken)
+    func access(for endpoint: Endpoint?, flag: String = "--http", admin: AdminTokenFlag? = nil, generatedAdminToken: String? = nil) throws -> HTTPAccess {
+        var access = HTTPAccess(token: try Self.read(token, "--http-token"), adminToken: try Self.read(admin?.adminToken, "--http-admin-token") ?? generatedAdminToken)
         if let tlsCertificate, let tlsKey { access.tls = (tlsCertificate, tlsKey) }
         if let endpoint {
             do { try access.validate(endpoint, flag: flag) } catch { throw CLIError("\(error)", exitCode: ExitStatus.usage) }
         }
         return access
+    }
+
+    static func read(_ text: String?, _ flag: String) throws -> String? {
+        guard let text else { return nil }
+        do {
+            return try SecretSource(text).resolve(environment: { ProcessEnvironment.current[$0] }) { path in try LocalFile.readText(path, maxBytes: 64 << 10) }
+        } catch {
+            throw CLIError("\(flag): \(error.reason) (\(SecretSource(text)))", exitCode: ExitStatus.usage)
+        }
     }
 
     /// `pilot up`'s admin token: made once in its state directory (0600),
@@ -71,5 +68,18 @@ struct HTTPFlags: ParsableArguments {
         let token = Hex.encode(SecureRandom.bytes(24))
         try LocalFile.writeAtomically(path, Array((token + "\n").utf8), mode: 0o600)
         return (path, token)
+    }
+}
+
+/// The dashboard's writer (the aggregator and pilot up only).
+struct AdminTokenFlag: ParsableArguments {
+    @Option(name: .customLong("http-admin-token"), help: ArgumentHelp(
+        "The token that may also write (add and expire silences from the dashboard), as @FILE or env:NAME.", valueName: "@file"))
+    var adminToken: String?
+
+    func validate() throws {
+        if let adminToken, SecretSource(adminToken).isInline {
+            throw ValidationError("--http-admin-token takes @FILE or env:NAME, so that ps does not show the token")
+        }
     }
 }

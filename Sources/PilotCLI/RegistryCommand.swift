@@ -21,6 +21,8 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The read-only status page and /api/nodes, or 'off'.", valueName: "host:port"))
     var http = "127.0.0.1:9080"
 
+    @OptionGroup(title: "Status page access (TLS and a token; required beyond loopback and with --join-token)") var httpAccess: HTTPFlags
+
     @Option(name: .customLong("join-token"), help: ArgumentHelp("Only nodes proving this fleet token may register, and only registered nodes may look up the fleet: @FILE, env:NAME (default $PILOT_JOIN_TOKEN), or inline.", valueName: "@file"))
     var joinToken: String?
 
@@ -47,7 +49,7 @@ struct RegistryCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseEndpoint(listen, flag: "--listen", listening: true)
-        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
         guard offlineAfter.value >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
         guard skew.value >= 1 else { throw ValidationError("--skew must be at least 1 second") }
         guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
@@ -62,6 +64,7 @@ struct RegistryCommand: AsyncParsableCommand {
         var options = RegistryService.Options(stateDirectory: directory)
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        options.httpAccess = try httpAccess.access(for: options.http)
         options.engine.joinToken = try JoinToken.resolve(joinToken)
         options.engine.offlineAfterMs = offlineAfter.milliseconds
         options.engine.skewMs = skew.milliseconds

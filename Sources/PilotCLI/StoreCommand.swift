@@ -14,6 +14,8 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(help: ArgumentHelp("Where Prometheus's read API answers (/api/v1/query_range, …; 'off' for nowhere).", valueName: "host:port"))
     var http = "127.0.0.1:9201"
 
+    @OptionGroup(title: "Read API access (TLS and a token; required beyond loopback)") var httpAccess: HTTPFlags
+
     @Option(help: ArgumentHelp("How long raw samples are kept (e.g. 30d).", valueName: "duration"))
     var retention = "30d"
 
@@ -35,7 +37,7 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     var remoteWriteHeaders: [String] = []
 
     func validate() throws {
-        if http != "off" { _ = try parseEndpoint(http, flag: "--http", listening: true) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
         for header in remoteWriteHeaders {
             do { _ = try RemoteWriteTarget.header(header) } catch { throw ValidationError("--remote-write-header: \(error)") }
         }
@@ -52,13 +54,15 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         let (options, identity) = try node.nodeOptions()
         guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
         let logger = node.log.logger("pilot.store")
+        let endpoint = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        let access = try httpAccess.access(for: endpoint)
         let service: StoreService
         do {
             var kept = StoreService.Retention()
             kept.raw = try parseDuration(retention, flag: "--retention") * 1000
             kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
             service = try StoreService(stateDirectory: options.stateDirectory,
-                                       http: http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true), retention: kept,
+                                       http: endpoint, httpAccess: access, retention: kept,
                                        remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20, headers: remoteWriteHeaders) }, logger: logger)
         } catch {
             throw CLIError("cannot start the store: \(error)")

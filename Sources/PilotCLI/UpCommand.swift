@@ -41,6 +41,7 @@ struct UpCommand: AsyncParsableCommand {
     @OptionGroup(title: "Alert router (runs on the hub when a --receiver is given)") var router: RouterFlags
 
     @OptionGroup(title: "Dashboard access (TLS and tokens; required beyond loopback)") var httpAccess: HTTPFlags
+    @OptionGroup var admin: AdminTokenFlag
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel = "notice" // quieter than the roles: the banner and the table are what a newcomer reads
@@ -117,8 +118,8 @@ struct UpCommand: AsyncParsableCommand {
         settings.http = try http.map { try parseEndpoint($0, flag: "--http", listening: true) } ?? Endpoint(host: "127.0.0.1", port: Self.isFree(port: 9190) ? 9190 : 0)
         // Silences from the dashboard need the admin token: one is made in the
         // state directory unless --http-admin-token gives another.
-        let adminToken = httpAccess.adminToken == nil ? try HTTPFlags.adminTokenFile(in: nodeDirectory) : nil
-        settings.access = try httpAccess.access(for: settings.http, generatedAdminToken: adminToken?.token)
+        let adminToken = admin.adminToken == nil ? try HTTPFlags.adminTokenFile(in: nodeDirectory) : nil
+        settings.access = try httpAccess.access(for: settings.http, admin: admin, generatedAdminToken: adminToken?.token)
         let node = Node(options: options, identity: identity, logger: logger)
         let aggregator: AggregatorService, store: StoreService
         do {

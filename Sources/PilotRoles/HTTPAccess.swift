@@ -1,3 +1,4 @@
+internal import NIOCore
 internal import NIOSSL
 public import PilotCore
 internal import PilotCrypto
@@ -51,6 +52,20 @@ public struct HTTPAccess: Sendable {
         if let bearer, Self.same(bearer, token) { return .read }
         if let session = Self.cookie(request), Self.same(session, token) || adminToken.map({ Self.same(session, $0) }) == true { return .read }
         return nil
+    }
+
+    /// `handler` behind these rules, for a server with no pages of its own
+    /// for signing in (the registry's view, the store's read API): 401
+    /// without a token that reads; `closed` refuses everything with that
+    /// reason (a join-token registry whose view has no token to ask for).
+    func guarding(closed: String? = nil, _ handler: @escaping StatusPage.Handler) -> StatusPage.Handler {
+        { request, loop in
+            let refusal = closed ?? (grant(request) == nil ? "this needs a token: Authorization: Bearer TOKEN (--http-token)" : nil)
+            guard let refusal else { return handler(request, loop) }
+            let body = JSONValue.object(JSONObject([("status", .string("error")), ("error", .string(refusal))])).description + "\n"
+            return loop.makeSucceededFuture(StatusPage.Response(status: 401, contentType: "application/json", body: body,
+                                                                headers: [("WWW-Authenticate", "Bearer")]))
+        }
     }
 
     /// Whether `candidate` is one of the tokens (the sign-in form).

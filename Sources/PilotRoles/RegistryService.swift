@@ -19,6 +19,9 @@ public final class RegistryService: Service, @unchecked Sendable {
     public struct Options: Sendable {
         public var listen = Endpoint(host: "0.0.0.0", port: 9000)
         public var http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9080)
+        /// Who may read the HTTP view (TLS and a token beyond loopback; a
+        /// token on a join-token registry, wherever it listens).
+        public var httpAccess = HTTPAccess()
         public var stateDirectory: String
         public var engine = RegistryEngine.Configuration()
         public var connectionsPerAddress = 4096
@@ -80,11 +83,16 @@ public final class RegistryService: Service, @unchecked Sendable {
         logger.info("registry listening", metadata: ["address": "\(boundAddress)", "key": "\(identity.publicKey.fingerprint)"])
 
         if let http = options.http {
-            let status = try await StatusPage.start(group: group, at: http) { [self] path in self.statusResponse(path) }
+            // Only registered nodes may read a join-token registry's directory over the
+            // protocol; its HTTP view asks for a token too.
+            let closed = options.engine.joinToken != nil && options.httpAccess.token == nil
+                ? "this registry admits only nodes with the join token, so its HTTP view needs --http-token @FILE" : nil
+            let handler = options.httpAccess.guarding(closed: closed) { [self] request, loop in loop.makeSucceededFuture(self.statusResponse(request.path)) }
+            let status = try await StatusPage.start(group: group, at: http, tls: try options.httpAccess.serverContext(), handler: handler)
             channels.append(status)
             httpAddress = status.localAddress?.endpointDescription
             reportAddress(httpAddress ?? "?", to: options.stateDirectory + "/registry-http.addr")
-            logger.info("registry status page", metadata: ["url": "http://\(httpAddress ?? "?")/"])
+            logger.info("registry status page", metadata: ["url": "\(options.httpAccess.tls == nil ? "http" : "https")://\(httpAddress ?? "?")/"])
         }
 
         let controlPath = ControlSocket.path(stateDirectory: options.stateDirectory, name: "registry.sock")

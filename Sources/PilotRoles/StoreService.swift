@@ -25,6 +25,7 @@ public final class StoreService: NodeRole, @unchecked Sendable {
 
     /// Prometheus's read API subset (nil: off).
     let http: Endpoint?
+    let httpAccess: HTTPAccess
     private var httpChannel: (any Channel)?
     public private(set) var httpAddress: String?
 
@@ -56,10 +57,11 @@ public final class StoreService: NodeRole, @unchecked Sendable {
     private var remoteWriter: RemoteWriter?
 
     /// Opens `STATE/store.db` in `stateDirectory` (the node's).
-    public init(stateDirectory: String, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), retention: Retention = Retention(),
-                remoteWrite: RemoteWrite? = nil, logger: Logger) throws {
+    public init(stateDirectory: String, http: Endpoint? = Endpoint(host: "127.0.0.1", port: 9201), httpAccess: HTTPAccess = HTTPAccess(),
+                retention: Retention = Retention(), remoteWrite: RemoteWrite? = nil, logger: Logger) throws {
         self.retention = retention
         self.http = http
+        self.httpAccess = httpAccess
         self.logger = logger
         let path = stateDirectory + "/store.db"
         do { store = try SeriesStore(path: path) } catch { throw EventServiceError("cannot open the store \(path): \(error)") }
@@ -104,7 +106,8 @@ public final class StoreService: NodeRole, @unchecked Sendable {
         }
         if let http {
             // On the node's one thread, like the store: no locks.
-            httpChannel = try await StatusPage.start(group: node.loop, at: http) { [self] path, query in self.api(path, query) }
+            let handler = httpAccess.guarding { [self] request, loop in loop.makeSucceededFuture(self.api(request.path, request.parameters)) }
+            httpChannel = try await StatusPage.start(group: node.loop, at: http, tls: try httpAccess.serverContext(), handler: handler)
             if let address = httpChannel?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
         if let remoteWriter {
