@@ -258,8 +258,11 @@ public enum ControlClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
+            let reason = String(cString: strerror(code))
             close(fd)
+            // The node runs, as another user: say so, not that it is not running.
+            if code == EACCES || code == EPERM { throw .permissionDenied(path: path) }
             throw .notRunning(path: path, reason: reason)
         }
         return fd
@@ -297,12 +300,14 @@ public enum ControlClient {
 
 public enum ControlError: Error, CustomStringConvertible {
     case notRunning(path: String, reason: String)
+    case permissionDenied(path: String)
     case unreachable(String)
     case timedOut
 
     public var description: String {
         switch self {
         case let .notRunning(path, reason): "no pilot node is running here (\(path): \(reason))"
+        case .permissionDenied(let path): "permission denied for the node's control socket \(path): run this as the user the node runs as (or with sudo)"
         case .unreachable(let reason): reason
         case .timedOut: "no answer from the node in time"
         }

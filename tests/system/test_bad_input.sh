@@ -39,6 +39,13 @@ if [ "$(id -u)" = 0 ]; then
     expect_status 1 "unreadable state dir" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$PILOT" init --hostname a --state-dir "$SCRATCH/private/state"
     expect_one_line_error "unreadable state dir"
     case "$ERR" in *"Permission denied"*) ;; *) fail "unreadable state dir message: $ERR" ;; esac
+    # A node running as root, asked by another user: permission denied, not "no node is running".
+    "$PILOT" init --hostname run-01 --state-dir "$SCRATCH/private/run" > /dev/null || fail "init run-01"
+    start_bg "$SCRATCH/run-01.log" "$PILOT" agent --state-dir "$SCRATCH/private/run" --tunnel-listen 127.0.0.1:0 --no-metrics --log-level warning
+    wait_until 10 "run-01's control socket" -- "$PILOT" status --state-dir "$SCRATCH/private/run"
+    expect_status 1 "another user's node" -- setpriv --reuid=65534 --regid=65534 --clear-groups "$PILOT" status --state-dir "$SCRATCH/private/run"
+    expect_one_line_error "another user's node"
+    case "$ERR" in *"permission denied"*) ;; *) fail "another user's node: $ERR" ;; esac
 else
     expect_status 1 "unreadable state dir" -- "$PILOT" init --hostname a --state-dir /proc/1/root/state
     expect_one_line_error "unreadable state dir"
