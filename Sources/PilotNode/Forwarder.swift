@@ -39,7 +39,9 @@ final class Forwarder: @unchecked Sendable {
     }
 
     func tick() {
-        if connection == nil, spool.count > 0 || !unacknowledged.isEmpty { pump() }
+        // A refusal with nothing spooled is retried too (with the link's
+        // backoff), so the error clears once the hub trusts this node.
+        if connection == nil, spool.count > 0 || !unacknowledged.isEmpty || link.lastError != nil { pump() }
         // With publications waiting for the hub, a quiet hub is probed, so
         // that one that died shows as not answering within seconds.
         if let connection, spool.count > 0, link.shouldProbe(now: service.clock.monotonic()) {

@@ -127,4 +127,16 @@ case "$(spool_field last_error)" in *"does not trust this node"*) ;; *) fail "we
 "$PILOT" approve web-03 --state-dir "$SCRATCH/hub-01" > /dev/null || fail "approve web-03"
 delivered_since() { [ "$(spool_field acknowledged)" -ge "$BEFORE_TRUST" ] && [ "$(spool_field last_error)" = None ]; }
 wait_until 30 "web-03's messages from before the approval acknowledged, its error gone" -- delivered_since
-echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once and numbered; /api/alerts, /metrics, pilot alerts; $BEFORE_TRUST messages collected before the hub trusted web-03 delivered after"
+# A refusal with nothing spooled does not outlive the approval.
+"$PILOT" init --hostname ops-02 --registry "$REGISTRY" --hub hub-01 --state-dir "$SCRATCH/ops-02" > /dev/null || fail "init ops-02"
+start_bg "$SCRATCH/ops-02.log" "$PILOT" agent --state-dir "$SCRATCH/ops-02" --keepalive 1 --tunnel-listen 127.0.0.1:0 --no-metrics --log-level notice
+wait_until 10 "ops-02 registered" -- registered ops-02
+expect_status 1 "a publish the hub refuses" -- "$PILOT" publish metrics/cpu/ops-02 --data '{"cpu_pct":1}' --state-dir "$SCRATCH/ops-02"
+ops_error() { "$PILOT" status --json --state-dir "$SCRATCH/ops-02" | python3 -c "import json,sys; print([s['last_error'] for s in json.load(sys.stdin)['events']['spools']][0])"; }
+case "$(ops_error)" in *"does not trust this node"*) ;; *) fail "ops-02's spool does not say it is refused: $(ops_error)" ;; esac
+"$PILOT" handshake hub-01 "ops" --state-dir "$SCRATCH/ops-02" > /dev/null 2>&1 || true
+"$PILOT" approve ops-02 --state-dir "$SCRATCH/hub-01" > /dev/null || fail "approve ops-02"
+cleared() { [ "$(ops_error)" = None ]; }
+wait_until 20 "ops-02's refusal cleared once approved (nothing spooled)" -- cleared
+
+echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once and numbered; /api/alerts, /metrics, pilot alerts; $BEFORE_TRUST messages collected before the hub trusted web-03 delivered after; an empty spool's refusal cleared on approval"
