@@ -194,6 +194,9 @@ public final class Node: @unchecked Sendable {
             body["tags"] = .array(status.tags.map { .string($0) })
             body["last_error"] = status.lastError.map { .string($0) } ?? .null
         }
+        // What the tunnel refused (replays, forgeries, garbage, a full peer table), by reason.
+        let drops = await tunnels.droppedCounts
+        body["tunnel_drops"] = .object(JSONObject(drops.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))
         body["hub"] = options.hub.map { .string($0) } ?? .null
         if let events { body["events"] = .object(await events.status()) }
         body["roles"] = .array(roles.map { .string($0.name) })

@@ -23,6 +23,9 @@ public final class TunnelEndpoint: @unchecked Sendable {
     let logger: Logger
     var router: TunnelRouter
     private var channel: (any Channel)?
+    /// The drop counters as last logged, and seconds since.
+    private var reportedDrops: [String: Int] = [:]
+    private var dropTicks = 0
     private var addresses: [Endpoint: SocketAddress] = [:]
     /// When to talk to the beacon and what its answers ask for: decided in
     /// PilotWire's pure `BeaconClient`, carried out here.
@@ -100,7 +103,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
         try await loop.submit {
             self.channel = channel
             self.boundAddress = channel.localAddress.flatMap { address in address.port.map { Endpoint(host: address.ipAddress ?? listen.host, port: UInt16($0)) } }
-            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in self.transmit(self.router.tick(time: TunnelTime.current())) }
+            self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                self.transmit(self.router.tick(time: TunnelTime.current()))
+                self.reportDrops()
+            }
             if self.beaconClient.beacon != nil { self.sayHello() }
         }.get()
     }
@@ -108,6 +114,27 @@ public final class TunnelEndpoint: @unchecked Sendable {
     public func stop() async {
         try? await channel?.close()
     }
+
+    /// Drops since the last report, logged at most every `dropReportTicks`
+    /// seconds (a flood of garbage is one line, not one per datagram).
+    private func reportDrops() {
+        dropTicks += 1
+        guard dropTicks >= Self.dropReportTicks else { return }
+        dropTicks = 0
+        let now = router.dropped
+        let fresh = now.compactMap { reason, count -> (String, Int)? in
+            let new = count - (reportedDrops[reason] ?? 0)
+            return new > 0 ? (reason, new) : nil
+        }.sorted { $0.1 > $1.1 }
+        reportedDrops = now
+        guard !fresh.isEmpty else { return }
+        logger.warning("tunnel dropped datagrams", metadata: [
+            "seconds": "\(Self.dropReportTicks)", "dropped": "\(fresh.map(\.1).reduce(0, +))",
+            "reasons": "\(fresh.map { "\($0.0)=\($0.1)" }.joined(separator: ", "))",
+        ])
+    }
+
+    static let dropReportTicks = 10
 
     public var droppedCounts: [String: Int] {
         get async { (try? await loop.submit { self.router.dropped }.get()) ?? [:] }

@@ -51,6 +51,24 @@ else
     expect_one_line_error "unreadable state dir"
 fi
 
+# Garbage at a node's tunnel port: counted by reason in pilot status, logged once, the node unmoved.
+"$PILOT" init --hostname udp-01 --state-dir "$SCRATCH/udp" > /dev/null || fail "init udp-01"
+start_bg "$SCRATCH/udp-01.log" "$PILOT" agent --state-dir "$SCRATCH/udp" --tunnel-listen 127.0.0.1:0 --no-metrics --log-level notice
+wait_until 10 "udp-01's tunnel" -- "$PILOT" status --state-dir "$SCRATCH/udp"
+TUNNEL=$("$PILOT" status --json --state-dir "$SCRATCH/udp" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tunnel"])')
+python3 - "$TUNNEL" <<'PY'
+import os, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    s.sendto(bytes([1 + i % 4]) + os.urandom(40 + i % 300), (host, int(port)))
+PY
+drops() { "$PILOT" status --json --state-dir "$SCRATCH/udp" | python3 -c 'import json,sys; print(sum(json.load(sys.stdin)["tunnel_drops"].values()))'; }
+counted() { [ "$(drops)" -ge 150 ]; }
+wait_until 10 "the garbage counted in pilot status --json (tunnel_drops)" -- counted
+wait_until 15 "one warning about the drops in the node's log" -- grep -q "tunnel dropped datagrams" "$SCRATCH/udp-01.log"
+[ "$(grep -c "tunnel dropped datagrams" "$SCRATCH/udp-01.log")" -le 2 ] || fail "the drops were logged line by line"
+
 # A corrupt identity file is refused and left as it was.
 expect_status 0 "init" -- "$PILOT" init --hostname good --state-dir "$SCRATCH/node"
 printf 'ed25519-seed AAAA\n' > "$SCRATCH/node/identity.key"
