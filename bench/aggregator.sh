@@ -29,6 +29,7 @@ PIDS="$PIDS $AGGREGATOR"
 PIDS="$PIDS $!"
 for node in hub-01 pub-01; do wait_for 20 registered "$node"; done
 "$PILOT" handshake hub-01 "bench" --state-dir "$S/pub-01" > /dev/null
+"$PILOT" approve pub-01 --publish 'metrics/*' --state-dir "$S/hub-01" > /dev/null # it publishes for the simulated hosts
 
 # One cycle of the fleet: eight messages per host, shaped like the agent's.
 python3 "$(dirname "$0")/fleet_cycle.py" "$HOSTS" "$S/cycle"

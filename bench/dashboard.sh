@@ -35,7 +35,7 @@ URL="http://127.0.0.1:$PORT"
 "$PILOT" agent --state-dir "$S/pub-01" --tunnel-listen 127.0.0.1:0 --interval 3600 --log-level warning 2> "$S/pub-01.log" &
 PIDS="$PIDS $!"
 wait_for 20 "$PILOT" handshake "$HUB" bench --state-dir "$S/pub-01"
-wait_for 20 "$PILOT" approve pub-01 --state-dir "$S/up/node"
+wait_for 20 "$PILOT" approve pub-01 --publish 'metrics/*' --state-dir "$S/up/node" # it publishes for the simulated hosts
 
 # An hour of the simulated fleet, and a cycle of its first 1 %.
 python3 "$(dirname "$0")/fleet_cycle.py" "$SIMULATED" "$S/cycle" --ts "$(date +%s)" --history-minutes 59 --some "$S/some"

@@ -215,8 +215,8 @@ public enum CommandTable {
         CommandSpec(
             name: "approve", kind: .command,
             abstract: "Trust the node that asked (its key is pinned).",
-            usage: "pilot approve HOST [--state-dir DIR]",
-            details: "A later, different key for the same hostname is refused loudly until 'pilot untrust HOST'.",
+            usage: "pilot approve HOST [--publish FILTER]... [--state-dir DIR]",
+            details: "A later, different key for the same hostname is refused loudly until 'pilot untrust HOST'. On a hub, a node publishes only its own metrics/*/HOST and health/*/HOST unless --publish grants more ('metrics/*' for a collector, 'alerts/*' for another aggregator); given for a trusted node, it replaces its grants.",
             implementation: .parsable(ApproveCommand.self)),
         CommandSpec(
             name: "reject", kind: .command,

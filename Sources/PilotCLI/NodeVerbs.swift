@@ -190,16 +190,31 @@ struct TrustDecision: ParsableArguments {
     @Argument(help: ArgumentHelp("A hostname, or a key (base64 or SHA256 fingerprint).", valueName: "host")) var host: String
     @OptionGroup var state: StateOptions
 
-    func ask(_ command: String, _ done: String) throws {
-        let reply = try askNode(state, JSONObject([("cmd", .string(command)), ("host", .string(host))]))
-        Console.current.out("\(done) \(reply["hostname"]?.stringValue ?? host)")
+    func ask(_ command: String, _ done: String, extra: JSONObject = JSONObject()) throws {
+        var request = JSONObject([("cmd", .string(command)), ("host", .string(host))])
+        for member in extra { request[member.key] = member.value }
+        let reply = try askNode(state, request)
+        var line = "\(done) \(reply["hostname"]?.stringValue ?? host)"
+        if case .array(let topics)? = reply["publish"], !topics.isEmpty { line += ", who may also publish " + topics.compactMap(\.stringValue).joined(separator: " ") }
+        Console.current.out(line)
     }
 }
 
 struct ApproveCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "approve")
     @OptionGroup var decision: TrustDecision
-    func run() async throws { try decision.ask("approve", "trusted") }
+    @Option(name: .customLong("publish"), help: ArgumentHelp(
+        "Topics it may publish beyond its own metrics/*/HOST and health/*/HOST (repeatable), e.g. 'metrics/*' for a collector that relays for others, 'alerts/*' for another aggregator. Given for a trusted node, replaces what it may publish.",
+        valueName: "filter"))
+    var publish: [String] = []
+
+    func validate() throws {
+        for filter in publish { do { _ = try TopicFilter(filter) } catch { throw ValidationError("--publish: \(error)") } }
+    }
+
+    func run() async throws {
+        try decision.ask("approve", "trusted", extra: publish.isEmpty ? JSONObject() : JSONObject([("publish", .array(publish.map { .string($0) }))]))
+    }
 }
 
 struct RejectCommand: AsyncParsableCommand {

@@ -31,6 +31,8 @@ public final class EventHub<Connection: Hashable & Sendable> {
         public var stored = 0
         public var duplicates = 0
         public var refused = 0
+        /// Of those, publications the topic authority refused.
+        public var refusedAuthority = 0
         public var delivered = 0
         public var droppedSlow = 0
         public var droppedRetention = 0
@@ -76,6 +78,10 @@ public final class EventHub<Connection: Hashable & Sendable> {
     var durableOwners: [String: Connection] = [:]
     /// Connections with something to send.
     public internal(set) var ready: Set<Connection> = []
+    /// Whether a peer (over the tunnel, not in process) may publish a
+    /// topic: nil, or why not (`TopicAuthority`, with the peer's hostname
+    /// and grants). Unset, every publication is taken.
+    public var authorize: ((_ peer: String, _ topic: Topic, _ payload: String) -> String?)?
     private var topics = TopicCache()
 
     public init(log: EventLog, options: Options = Options()) throws {
@@ -159,6 +165,14 @@ public final class EventHub<Connection: Hashable & Sendable> {
             sessions[connection]?.replies.append(EventReply.pong.line)
         case let .publish(sequence, topic, payload):
             guard let session = sessions[connection] else { return }
+            if !session.local, let authorize, let reason = authorize(session.peer, topic, payload) {
+                statistics.refused += 1
+                statistics.refusedAuthority += 1
+                sessions[connection]!.replies.append(EventReply.error(sequence: sequence, reason: "\(topic): \(reason)").line)
+                // Handled: never taken, and the publisher's spool must not stall behind it.
+                if sequence > 0 { sessions[connection]!.ackDue = max(session.ackDue, sequence) }
+                return
+            }
             let publisher = session.publisher
             if sequence > 0 {
                 if sequence <= watermarks[publisher] ?? 0 {

@@ -81,8 +81,14 @@ public final class EventService: @unchecked Sendable {
     var subscriptions: [ObjectIdentifier: Subscription] = [:]
     var duplicatesDiscarded = 0
 
+    /// A trusted peer's hostname and the topics granted beyond its own, by
+    /// key (the trust book's); nil for a key it does not hold.
+    public typealias Publishers = @Sendable (PublicKey) -> (hostname: String, grants: [String])?
+
+    /// `publishers` set, the hub holds every peer to `TopicAuthority`; a
+    /// peer it does not know publishes nothing that names a host.
     public init(tunnels: TunnelEndpoint, stateDirectory: String, options: Options, logger: Logger, clock: Clock = .system,
-                resolve: @escaping Resolve) throws {
+                publishers: Publishers? = nil, resolve: @escaping Resolve) throws {
         self.clock = clock
         self.tunnels = tunnels
         self.stateDirectory = stateDirectory
@@ -96,6 +102,14 @@ public final class EventService: @unchecked Sendable {
             hub = try EventHub(log: EventLog(path: stateDirectory + "/events.db", retention: options.retention), options: hubOptions)
         } catch {
             throw EventServiceError("cannot open the event log \(stateDirectory)/events.db: \(error)")
+        }
+        if let publishers {
+            hub.authorize = { peer, topic, payload in
+                guard let key = try? PublicKey(base64: peer) else { return "unknown publisher" }
+                let known = publishers(key)
+                let grants = known?.grants.compactMap { try? TopicFilter($0) } ?? []
+                return TopicAuthority.refusal(topic: topic, payload: payload, hostname: known?.hostname ?? "an unknown node", grants: grants)
+            }
         }
         localName = tunnels.identity.publicKey.base64 + "/local"
         // The in-process publisher, numbered within an epoch of this run.
@@ -187,6 +201,7 @@ public final class EventService: @unchecked Sendable {
                     ("connections", .number(Double(hub.connections))), ("stored", .number(Double(s.stored))),
                     ("log_messages", .number(Double(hub.log.count))), ("log_bytes", .number(Double(hub.log.storedBytes))),
                     ("duplicates", .number(Double(s.duplicates))), ("refused", .number(Double(s.refused))),
+                    ("refused_authority", .number(Double(s.refusedAuthority))),
                     ("delivered", .number(Double(s.delivered))), ("replayed", .number(Double(s.replayed))),
                     ("dropped_slow", .number(Double(s.droppedSlow))), ("dropped_retention", .number(Double(s.droppedRetention))),
                     ("durable", .object(JSONObject(hub.durableNames.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))),

@@ -38,7 +38,8 @@ extension Node {
             let status = try await trust.handshake(host: request.host, justification: request.justification)
             return JSONObject([("status", .string(status))])
         case .approve:
-            return JSONObject([("hostname", .string(try await trust.approve(request.host).hostname))])
+            let entry = try await trust.approve(request.host, publish: request.publish)
+            return JSONObject([("hostname", .string(entry.hostname)), ("publish", .array(entry.publish.map { .string($0) }))])
         case .reject:
             return JSONObject([("hostname", .string(try await trust.reject(request.host).hostname))])
         case .untrust:

@@ -112,7 +112,9 @@ public final class Node: @unchecked Sendable {
             return try await registry.lookup(host)
         }
         let identity = self.identity
-        let events = try EventService(tunnels: tunnels, stateDirectory: options.stateDirectory, options: options.events, logger: logger) { hub in
+        let trustBook = trust // read on the loop, where the hub runs
+        let events = try EventService(tunnels: tunnels, stateDirectory: options.stateDirectory, options: options.events, logger: logger,
+                                      publishers: { key in trustBook?.publisher(key) }) { hub in
             guard let registry else { throw EventServiceError("this node has no registry configured, so it cannot find the hub \(hub)") }
             let view = try await registry.lookup(hub)
             guard view.record.publicKey != identity.publicKey else {

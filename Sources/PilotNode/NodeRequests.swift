@@ -54,11 +54,19 @@ public struct TrustRequest: ControlRequest {
     public var action: Action
     public var host: String
     public var justification: String
+    /// approve: topic filters granted beyond the node's own.
+    public var publish: [String]?
     public init(command: String, fields: JSONValue) throws(ControlRequestError) {
         guard let action = Action(rawValue: command) else { throw ControlRequestError("unknown trust command '\(command)'") }
         self.action = action
         host = fields["host"]?.stringValue ?? ""
         justification = fields["why"]?.stringValue ?? ""
+        if case .array(let filters)? = fields["publish"] {
+            publish = try filters.map { item throws(ControlRequestError) in
+                guard let text = item.stringValue, (try? TopicFilter(text)) != nil else { throw ControlRequestError("--publish: '\(item.stringValue ?? "?")' is not a topic filter") }
+                return text
+            }
+        }
         if action == .handshake, host.isEmpty { throw ControlRequestError("handshake needs a host") }
     }
 }

@@ -13,12 +13,16 @@ public struct TrustBook: Equatable, Sendable {
         public var hostname: String
         public var justification: String
         public var since: Int64
+        /// Topics it may publish beyond its own (`pilot approve NODE
+        /// --publish 'metrics/*'`): filters, as text.
+        public var publish: [String] = []
 
-        public init(key: PublicKey, hostname: String, justification: String, since: Int64) {
+        public init(key: PublicKey, hostname: String, justification: String, since: Int64, publish: [String] = []) {
             self.key = key
             self.hostname = hostname
             self.justification = justification
             self.since = since
+            self.publish = publish
         }
     }
 
@@ -86,12 +90,24 @@ public struct TrustBook: Equatable, Sendable {
         outgoing[key] = nil
     }
 
-    public mutating func approve(_ name: String, now: Int64) throws(TrustError) -> Entry {
+    /// Trusts the node that asked; `publish` grants it topics beyond its
+    /// own, and given alone changes what a trusted node may publish.
+    public mutating func approve(_ name: String, now: Int64, publish: [String]? = nil) throws(TrustError) -> Entry {
+        if let publish, find(name, in: incoming) == nil, let key = find(name, in: trusted) {
+            trusted[key]!.publish = publish
+            return trusted[key]!
+        }
         guard let key = find(name, in: incoming) else { throw .noPendingRequest(name) }
         var entry = incoming.removeValue(forKey: key)!
         entry.since = now
+        if let publish { entry.publish = publish }
         trusted[key] = entry
         return entry
+    }
+
+    /// A trusted peer's hostname and granted topics, by its key.
+    public func publisher(_ key: PublicKey) -> (hostname: String, grants: [String])? {
+        trusted[key].map { ($0.hostname, $0.publish) }
     }
 
     public mutating func reject(_ name: String) throws(TrustError) -> Entry {
@@ -117,7 +133,7 @@ public struct TrustBook: Equatable, Sendable {
                 .object(JSONObject([
                     ("key", .string(entry.key.base64)), ("hostname", .string(entry.hostname)),
                     ("justification", .string(entry.justification)), ("since", .number(Double(entry.since))),
-                ]))
+                ] + (entry.publish.isEmpty ? [] : [("publish", .array(entry.publish.map { .string($0) }))])))
             })
         }
         return .object(JSONObject([("version", .number(1)), ("trusted", list(trusted)), ("incoming", list(incoming)), ("outgoing", list(outgoing))]))
@@ -131,8 +147,10 @@ public struct TrustBook: Equatable, Sendable {
             for item in items {
                 guard let keyText = item["key"]?.stringValue, let hostname = item["hostname"]?.stringValue,
                       let key = try? PublicKey(base64: keyText) else { throw .corrupt("an entry of \"\(name)\" is damaged") }
+                var publish: [String] = []
+                if case .array(let filters)? = item["publish"] { publish = filters.compactMap(\.stringValue) }
                 result[key] = Entry(key: key, hostname: hostname, justification: item["justification"]?.stringValue ?? "",
-                                    since: item["since"]?.int64Value ?? 0)
+                                    since: item["since"]?.int64Value ?? 0, publish: publish)
             }
             return result
         }

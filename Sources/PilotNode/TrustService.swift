@@ -91,16 +91,19 @@ public final class TrustService: @unchecked Sendable {
         throw TrustServiceError("no answer from \(view.record.hostname) on port 444 within 5 s")
     }
 
-    public func approve(_ name: String) async throws -> TrustBook.Entry {
+    public func approve(_ name: String, publish: [String]? = nil) async throws -> TrustBook.Entry {
         let entry = try await loop.submit { () -> TrustBook.Entry in
-            let entry = try self.book.approve(name, now: WallClock.nowMilliseconds() / 1000)
+            let entry = try self.book.approve(name, now: WallClock.nowMilliseconds() / 1000, publish: publish)
             self.save()
             self.answer(entry.key, ["t": "approved"])
             return entry
         }.get()
-        logger.notice("trust approved", metadata: ["peer": "\(entry.hostname)", "key": "\(entry.key.fingerprint)"])
+        logger.notice("trust approved", metadata: ["peer": "\(entry.hostname)", "key": "\(entry.key.fingerprint)", "publish": "\(entry.publish.joined(separator: " "))"])
         return entry
     }
+
+    /// On the loop: who a trusted key is and what it may publish beyond its own topics.
+    func publisher(_ key: PublicKey) -> (hostname: String, grants: [String])? { book.publisher(key) }
 
     public func reject(_ name: String) async throws -> TrustBook.Entry {
         try await loop.submit { () -> TrustBook.Entry in

@@ -75,6 +75,22 @@ import Testing
         #expect(book.incoming.isEmpty && !book.isTrusted(web))
     }
 
+    @Test func grantsToPublishBeyondItsOwnTopicsAreKeptAndReplaced() throws {
+        var book = TrustBook()
+        _ = book.received(from: web, hostname: "web-01", justification: "", sameFleet: false, now: 1)
+        #expect(book.publisher(web) == nil) // not trusted yet: no publisher
+        _ = try book.approve("web-01", now: 2, publish: ["metrics/*"])
+        #expect(book.publisher(web)?.hostname == "web-01" && book.publisher(web)?.grants == ["metrics/*"])
+        // Given for a node trusted already, it replaces what it may publish.
+        _ = try book.approve("web-01", now: 3, publish: ["metrics/*", "alerts/*"])
+        #expect(book.publisher(web)?.grants == ["metrics/*", "alerts/*"])
+        let restored = try TrustBook(json: JSONValue.parse(book.json.description))
+        #expect(restored.publisher(web)?.grants == ["metrics/*", "alerts/*"])
+        _ = try book.approve("web-01", now: 4, publish: [])
+        #expect(book.publisher(web)?.grants == [])
+        #expect(throws: TrustError.noPendingRequest("db-01")) { try book.approve("db-01", now: 5, publish: ["metrics/*"]) }
+    }
+
     @Test func theBookRoundTripsThroughJSONAndRefusesDamage() throws {
         var book = TrustBook()
         _ = book.received(from: web, hostname: "web-01", justification: "hub \"metrics\"", sameFleet: true, now: 5)

@@ -28,6 +28,8 @@ start_store_fleet() {
     start_bg "$SCRATCH/pub-01.log" "$PILOT" agent --state-dir "$SCRATCH/pub-01" --tunnel-listen 127.0.0.1:0 --keepalive 1 --no-metrics --log-level notice
     wait_until 10 "pub-01 registered" -- registered pub-01
     expect_status 0 "handshake pub-01" -- "$PILOT" handshake hub-01 "metrics" --state-dir "$SCRATCH/pub-01"
+    # pub-01 publishes for sim-01: a collector, granted metrics/* beyond its own.
+    expect_status 0 "grant pub-01 metrics/*" -- "$PILOT" approve pub-01 --publish 'metrics/*' --state-dir "$SCRATCH/hub-01"
     # The store's node must be trusted before it can subscribe: start it once to register, then ask.
     start_store
     wait_until 15 "st-01 registered" -- registered st-01

@@ -139,4 +139,24 @@ case "$(ops_error)" in *"does not trust this node"*) ;; *) fail "ops-02's spool 
 cleared() { [ "$(ops_error)" = None ]; }
 wait_until 20 "ops-02's refusal cleared once approved (nothing spooled)" -- cleared
 
-echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once and numbered; /api/alerts, /metrics, pilot alerts; $BEFORE_TRUST messages collected before the hub trusted web-03 delivered after; an empty spool's refusal cleared on approval"
+# A trusted node speaks for itself only: web-01's forged metrics of db-01 and its
+# forged alert are refused at the hub, naming the rule, and nothing fires.
+hub_refused() { "$PILOT" status --json --state-dir "$SCRATCH/hub-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['events']['hub']['refused_authority'])"; }
+"$PILOT" publish metrics/cpu/db-01 --data '{"host":"db-01","cpu_pct":99.5}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
+"$PILOT" publish metrics/memory/web-01 --data '{"host":"db-01","mem_pct":99.5}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
+"$PILOT" publish alerts/cpu_pct/db-01 --data '{"host":"db-01","metric":"cpu_pct","status":"firing","severity":"critical"}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
+refused_three() { [ "$(hub_refused)" -ge 3 ]; }
+wait_until 15 "the hub refusing web-01's three forgeries" -- refused_three
+grep -q "metrics/\*/HOST must name the publisher (web-01), not db-01" "$SCRATCH/web-01.log" || fail "web-01 was not told which rule its publication broke"
+grep -q "only the hub's own node publishes alerts" "$SCRATCH/web-01.log" || fail "web-01 was not told why its alert was refused"
+sleep 3
+if events | grep -q "^cpu_pct db-01\|^mem_pct db-01"; then fail "a forged sample raised an alert: $(events | grep _pct)"; fi
+# Granted, a collector relays for others.
+"$PILOT" approve web-01 --publish 'metrics/*' --state-dir "$SCRATCH/hub-01" > /dev/null || fail "approve web-01 --publish"
+before=$(hub_refused)
+"$PILOT" publish metrics/uptime/db-01 --data '{"host":"db-01","uptime_sec":5}' --state-dir "$SCRATCH/web-01" > /dev/null || fail "publish as a collector"
+relayed() { curl -sf "http://127.0.0.1:$HTTP_PORT/api/v1/hosts/db-01" | grep -q '"uptime_s":5'; }
+wait_until 15 "web-01's relayed uptime of db-01 at the aggregator" -- relayed
+[ "$(hub_refused)" = "$before" ] || fail "a granted relay was refused"
+
+echo "ok: disk critical, host_down fired and resolved across an aggregator restart, disk resolved; each notice once and numbered; /api/alerts, /metrics, pilot alerts; $BEFORE_TRUST messages collected before the hub trusted web-03 delivered after; an empty spool's refusal cleared on approval; forged metrics and alerts refused, a granted collector relays"

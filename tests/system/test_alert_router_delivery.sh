@@ -47,6 +47,8 @@ start_router
 start_bg "$SCRATCH/ops-01.log" "$PILOT" agent --state-dir "$SCRATCH/ops-01" --keepalive 1 --tunnel-listen 127.0.0.1:0 --no-metrics --log-level notice
 wait_until 10 "ops-01 registered" -- registered ops-01
 "$PILOT" handshake hub-01 "publishes alerts" --state-dir "$SCRATCH/ops-01" > /dev/null || fail "handshake ops-01"
+# Alerts come from the hub's own node unless granted: ops-01 stands in for an aggregator.
+"$PILOT" approve ops-01 --publish 'alerts/*' --state-dir "$SCRATCH/hub-01" > /dev/null || fail "grant ops-01 alerts/*"
 subscribed() { grep -q "alert router subscribed" "$SCRATCH/router-01.log"; }
 wait_until 20 "the router subscribed at hub-01" -- subscribed
 

@@ -21,6 +21,8 @@ sub host 'metrics/*/web-01' 2
 sub exact 'metrics/cpu/web-01' 1 --json
 wait_until 15 "three subscriptions at the hub" -- hub_connections_at_least 3
 
+# web-01 also publishes for db-01: a node speaks for others only when granted.
+expect_status 0 "grant web-01 metrics/*" -- "$PILOT" approve web-01 --publish 'metrics/*' --state-dir "$SCRATCH/hub-01"
 for topic in metrics/cpu/web-01 metrics/memory/web-01 metrics/cpu/db-01 health/http/web-01; do
     expect_status 0 "publish $topic" -- "$PILOT" publish "$topic" --data "{\"host\":\"web-01\",\"t\":\"$topic\"}" --state-dir "$SCRATCH/web-01"
 done
