@@ -80,8 +80,10 @@ public final class EventHub<Connection: Hashable & Sendable> {
     public internal(set) var ready: Set<Connection> = []
     /// Whether a peer (over the tunnel, not in process) may publish a
     /// topic: nil, or why not (`TopicAuthority`, with the peer's hostname
-    /// and grants). Unset, every publication is taken.
-    public var authorize: ((_ peer: String, _ topic: Topic, _ payload: String) -> String?)?
+    /// and grants). Unset, every publication is taken. It gets the
+    /// connection, which knows its peer's key already (decoding the key
+    /// text again per message validated a curve point each time).
+    public var authorize: ((_ connection: Connection, _ topic: Topic, _ payload: String) -> String?)?
     private var topics = TopicCache()
 
     public init(log: EventLog, options: Options = Options()) throws {
@@ -165,7 +167,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             sessions[connection]?.replies.append(EventReply.pong.line)
         case let .publish(sequence, topic, payload):
             guard let session = sessions[connection] else { return }
-            if !session.local, let authorize, let reason = authorize(session.peer, topic, payload) {
+            if !session.local, let authorize, let reason = authorize(connection, topic, payload) {
                 statistics.refused += 1
                 statistics.refusedAuthority += 1
                 sessions[connection]!.replies.append(EventReply.error(sequence: sequence, reason: "\(topic): \(reason)").line)

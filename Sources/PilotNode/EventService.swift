@@ -104,9 +104,9 @@ public final class EventService: @unchecked Sendable {
             throw EventServiceError("cannot open the event log \(stateDirectory)/events.db: \(error)")
         }
         if let publishers {
-            hub.authorize = { peer, topic, payload in
-                guard let key = try? PublicKey(base64: peer) else { return "unknown publisher" }
-                let known = publishers(key)
+            hub.authorize = { connection, topic, payload in
+                guard case .remote(let stream) = connection else { return nil }
+                let known = publishers(stream.peer)
                 let grants = known?.grants.compactMap { try? TopicFilter($0) } ?? []
                 return TopicAuthority.refusal(topic: topic, payload: payload, hostname: known?.hostname ?? "an unknown node", grants: grants)
             }

@@ -30,8 +30,8 @@ import Testing
 
     @Test func theHubRefusesNamingTheRuleAndTheSpoolMovesOn() throws {
         let h = try HubHarness()
-        h.hub.authorize = { peer, topic, payload in
-            TopicAuthority.refusal(topic: topic, payload: payload, hostname: peer == "P" ? "web-01" : "?", grants: [])
+        h.hub.authorize = { connection, topic, payload in
+            TopicAuthority.refusal(topic: topic, payload: payload, hostname: connection == "pub" ? "web-01" : "?", grants: [])
         }
         h.hub.open("sub", peer: "S")
         h.send("sub", "SUB *")
