@@ -106,7 +106,17 @@ public final class RegistryClient: @unchecked Sendable {
     /// A node by hostname or overlay address, as the registry knows it.
     public func lookup(_ host: String) async throws -> NodeView {
         let isAddress = (try? Address(parsing: host)) != nil
-        let reply = try await request(.lookup, JSONObject([(isAddress ? "address" : "hostname", .string(host))]))
+        return try await lookup(JSONObject([(isAddress ? "address" : "hostname", .string(host))]))
+    }
+
+    /// The node that holds `key`, if the registry lists it: how a node
+    /// vouches for a key that knocks on its tunnel.
+    public func lookup(key: PublicKey) async throws -> NodeView {
+        try await lookup(JSONObject([("public_key", .string(key.base64))]))
+    }
+
+    private func lookup(_ query: JSONObject) async throws -> NodeView {
+        let reply = try await request(.lookup, query)
         guard let node = reply["node"] else { throw RegistryClientError(code: "bad_answer", message: "the registry's answer has no node") }
         do { return try RegistryProtocol.nodeView(node) } catch {
             throw RegistryClientError(code: "bad_answer", message: "the registry's answer is malformed: \(error)")

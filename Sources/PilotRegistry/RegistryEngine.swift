@@ -149,8 +149,15 @@ public struct RegistryEngine: Sendable {
                 view = directory.lookup(address: address, now: now)
                 guard let view else { throw RegistryError.notFound("at \(address)") }
                 return Outcome(response: RegistryProtocol.response(id: id, body: JSONObject([("node", RegistryProtocol.json(view))])))
+            } else if let text = body["public_key"]?.stringValue {
+                // How a node vouches for a key that knocks on its tunnel (hardening: handshakes only from known keys).
+                let key: PublicKey
+                do throws(CryptoError) { key = try PublicKey(base64: text) } catch { throw RegistryError.badRequest("\"public_key\": \(error)") }
+                view = directory.view(key, now: now)
+                guard let view else { throw RegistryError.notFound("with that key") }
+                return Outcome(response: RegistryProtocol.response(id: id, body: JSONObject([("node", RegistryProtocol.json(view))])))
             }
-            throw RegistryError.badRequest("lookup needs \"hostname\" or \"address\"")
+            throw RegistryError.badRequest("lookup needs \"hostname\", \"address\" or \"public_key\"")
         case .search:
             let query = body["query"]?.stringValue ?? ""
             let onlineOnly = body["online"] == .bool(true)

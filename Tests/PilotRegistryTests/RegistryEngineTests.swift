@@ -49,6 +49,14 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(lookup["body"]?["node"]?["online"] == .bool(true))
         let missing = try reply(engine.handle(other.request(.lookup, JSONObject([("address", .string("1:0001.0000.0009"))]), now: t0), session: other.session, now: t0))
         #expect(missing["code"] == .string("not_found"))
+        // By key: how a node vouches for a key that knocks on its tunnel.
+        let byKey = try reply(engine.handle(other.request(.lookup, JSONObject([("public_key", .string(web.key.publicKey.base64))]), now: t0), session: other.session, now: t0))
+        #expect(byKey["body"]?["node"]?["hostname"] == .string("web-01"))
+        let stranger = FakeNode()
+        let unknownKey = try reply(engine.handle(other.request(.lookup, JSONObject([("public_key", .string(stranger.key.publicKey.base64))]), now: t0), session: other.session, now: t0))
+        #expect(unknownKey["code"] == .string("not_found"))
+        let garbage = try reply(engine.handle(other.request(.lookup, JSONObject([("public_key", .string("not a key"))]), now: t0), session: other.session, now: t0))
+        #expect(garbage["code"] == .string("bad_request"))
     }
 
     @Test func aForgedSignatureIsRefused() throws {
