@@ -269,8 +269,9 @@ do {
     case "collect": runCollectBench(cycles: argv.count > 2 && argv[1] == "--cycles" ? max(10, Int(argv[2]) ?? 1000) : 1000)
     case "store": try runStoreBench(Array(argv.dropFirst()))
     case "seed-history": try runHistorySeed(Array(argv.dropFirst()))
+    case "attack" where argv.count > 1 && argv[1] == "handshake-flood": try runHandshakeFlood(Array(argv.dropFirst(2)))
     default:
-        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S]")
+        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S] | pilot-bench attack handshake-flood --to HOST:PORT --key BASE64 [--count N] [--sources N]")
     }
 } catch {
     let line = Array("pilot-bench: \(error)\n".utf8)

@@ -31,6 +31,10 @@ struct NodeDaemonOptions: ParsableArguments {
     @Option(name: .customLong("advertise"), help: ArgumentHelp("An endpoint peers should try, instead of this host's interface addresses (repeatable).", valueName: "host:port"))
     var advertise: [String] = []
 
+    @Option(name: .customLong("max-peers"), help: ArgumentHelp(
+        "Tunnel peers this node holds at most (only keys it knows get one, and idle ones are forgotten).", valueName: "n"))
+    var maxPeers = 100_000
+
     @Option(help: ArgumentHelp("Time between keepalives to the registry (e.g. 30s).", valueName: "duration"))
     var keepalive = Seconds(30)
 
@@ -73,6 +77,7 @@ struct NodeDaemonOptions: ParsableArguments {
     func validate() throws {
         _ = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         for endpoint in advertise { _ = try parseEndpoint(endpoint, flag: "--advertise") }
+        guard (16...10_000_000).contains(maxPeers) else { throw ValidationError("--max-peers must be between 16 and 10000000") }
         guard (1...3600).contains(keepalive.value) else { throw ValidationError("--keepalive must be between 1 and 3600 seconds") }
         guard (2...(16 << 20)).contains(maxPayloadBytes) else { throw ValidationError("--max-payload-bytes must be between 2 and 16777216") }
         guard (1...1_048_576).contains(eventRetentionSize) else { throw ValidationError("--event-retention-size must be between 1 and 1048576 MB") }
@@ -127,6 +132,7 @@ struct NodeDaemonOptions: ParsableArguments {
         options.keepaliveSeconds = keepalive.wholeSeconds
         options.tunnelListen = try parseEndpoint(tunnelListen, flag: "--tunnel-listen", listening: true)
         options.advertise = try advertise.map { try parseEndpoint($0, flag: "--advertise") }
+        options.maxPeers = maxPeers
         options.beacon = try settings.beacon.map { try parseEndpoint($0, flag: "--beacon") }
         options.hub = settings.hub
         options.events.limits.maxPayloadBytes = maxPayloadBytes

@@ -27,6 +27,8 @@ public final class Node: @unchecked Sendable {
         public var registryKey: PublicKey?
         /// The tunnel socket (port 0 picks one).
         public var tunnelListen = Endpoint(host: "0.0.0.0", port: 0)
+        /// Tunnel peers held at most (see `TunnelRouter.Limits.maxPeers`).
+        public var maxPeers = 100_000
         /// Endpoints to publish instead of the ones found on the interfaces.
         public var advertise: [Endpoint] = []
         /// The beacon for NAT traversal and relay.
@@ -63,7 +65,7 @@ public final class Node: @unchecked Sendable {
         self.identity = identity
         self.logger = logger
         controlPath = ControlSocket.path(stateDirectory: options.stateDirectory)
-        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger, beacon: options.beacon)
+        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger, beacon: options.beacon, maxPeers: options.maxPeers)
         registerNodeRequests(&requests)
     }
 
@@ -85,8 +87,18 @@ public final class Node: @unchecked Sendable {
         return await requests.reply(to: .object(line))
     }
 
+    static let handshakeFloorsFile = "handshakes"
+
     /// Starts the node's own services, then each attached role.
     public func start() async throws {
+        try await tunnels.keepHandshakeFloors(at: options.stateDirectory + "/" + Self.handshakeFloorsFile)
+        // Handshakes only from keys this node knows: trusted ones, and those
+        // the registry lists (asked once per unknown key, within a budget).
+        if options.registry == nil {
+            try await tunnels.requireKnownPeers(voucher: nil).get()
+        } else {
+            try await tunnels.requireKnownPeers { [weak self] key in await self?.registryLists(key) ?? false }.get()
+        }
         try await tunnels.start(listen: options.tunnelListen)
         let endpoints = advertisedEndpoints()
         if let endpoint = options.registry {
@@ -161,6 +173,17 @@ public final class Node: @unchecked Sendable {
         progress.finished("node")
     }
 
+    /// Whether the registry lists `key` (false while it cannot be asked).
+    private func registryLists(_ key: PublicKey) async -> Bool {
+        guard let registry else { return false }
+        do {
+            _ = try await registry.lookup(key: key)
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// What peers should try: the given list, else the bound address when it
     /// is specific, else every IPv4 address of this host's interfaces.
     private func advertisedEndpoints() -> [Endpoint] {
@@ -199,6 +222,9 @@ public final class Node: @unchecked Sendable {
         // What the tunnel refused (replays, forgeries, garbage, a full peer table), by reason.
         let drops = await tunnels.droppedCounts
         body["tunnel_drops"] = .object(JSONObject(drops.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))
+        let table = await tunnels.peerTable
+        body["tunnel_peers"] = .number(Double(table.peers))
+        body["handshakes_under_load"] = .bool(table.underLoad)
         body["hub"] = options.hub.map { .string($0) } ?? .null
         if let events { body["events"] = .object(await events.status()) }
         body["roles"] = .array(roles.map { .string($0.name) })

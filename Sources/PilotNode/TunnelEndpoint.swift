@@ -41,6 +41,25 @@ public final class TunnelEndpoint: @unchecked Sendable {
     var isTrusted: (PublicKey) -> Bool = { _ in false }
     /// Messages refused because the sender is not trusted, by port.
     public private(set) var refusedUntrusted = 0
+
+    /// Whose handshakes this endpoint answers (the node sets `.known`; a
+    /// bare endpoint, as benchmarks use it, answers everyone).
+    public enum Admission: Sendable {
+        case open
+        /// Trusted (pinned) keys and keys the voucher (a registry lookup)
+        /// says are registered; nil: trusted keys only.
+        case known(voucher: (@Sendable (PublicKey) async -> Bool)?)
+    }
+    var admission = Admission.open
+    /// Keys the registry vouched for, until when (monotonic microseconds).
+    var vouched: [PublicKey: Int64] = [:]
+    /// Keys the registry did not list, not asked about again until then.
+    var unvouchedUntil: [PublicKey: Int64] = [:]
+    /// Lookups in flight, with the initiation that asked (answered as soon
+    /// as the registry vouches, instead of at the initiator's next retry).
+    var vouching: [PublicKey: (datagram: [UInt8], route: Route)] = [:]
+    var lookupBudget = (tokens: TunnelEndpoint.lookupBurst, at: Int64.min)
+    var floorsFile: HandshakeFloors?
     public private(set) var boundAddress: Endpoint?
 
     // Stream state (stored here: extensions cannot hold it); driven by `TunnelEndpoint+Streams.swift`.
@@ -61,12 +80,13 @@ public final class TunnelEndpoint: @unchecked Sendable {
     var discard = DiscardService()
 
     public init(identity: SigningKey, loop: any EventLoop, logger: Logger, preference: AEADAlgorithm = AEADAlgorithm.localPreference(),
-                beacon: Endpoint? = nil) {
+                beacon: Endpoint? = nil, maxPeers: Int = TunnelRouter.Limits().maxPeers) {
         self.identity = identity
         self.loop = loop
         self.logger = logger
         var limits = TunnelRouter.Limits()
         limits.relayAvailable = beacon != nil
+        limits.maxPeers = maxPeers
         router = TunnelRouter(identity: identity, preference: preference, limits: limits)
         self.beaconClient = BeaconClient(identity: identity, beacon: beacon)
         streams.listen(on: OverlayMessage.echoPort)
@@ -81,6 +101,24 @@ public final class TunnelEndpoint: @unchecked Sendable {
             self.onObservedEndpoint = handler
             if let observed = self.observedEndpoint { handler(observed) }
         }
+    }
+
+    /// Before `start`: keeps the newest initiation timestamp per peer in
+    /// `path` across restarts (see `HandshakeFloors`).
+    public func keepHandshakeFloors(at path: String) async throws {
+        let file = try HandshakeFloors(path: path)
+        try await loop.submit {
+            self.floorsFile = file
+            self.router = TunnelRouter(identity: self.identity, preference: self.router.preference, timing: self.router.timing,
+                                       limits: self.router.limits, floors: file.floors)
+        }.get()
+    }
+
+    /// Answers handshakes only from trusted keys and keys `voucher` (a
+    /// registry lookup) vouches for; the future completes once in place.
+    @discardableResult
+    public func requireKnownPeers(voucher: (@Sendable (PublicKey) async -> Bool)?) -> EventLoopFuture<Void> {
+        loop.submit { self.admission = .known(voucher: voucher) }
     }
 
     /// Binds the socket (port 0 picks one) and starts the tunnel timers,
@@ -138,6 +176,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     public var droppedCounts: [String: Int] {
         get async { (try? await loop.submit { self.router.dropped }.get()) ?? [:] }
+    }
+
+    /// Peers in the tunnel table now, and whether handshakes need cookies.
+    public var peerTable: (peers: Int, underLoad: Bool) {
+        get async { (try? await loop.submit { (self.router.peerCount, self.router.isUnderLoad) }.get()) ?? (0, false) }
     }
 
     /// Sends a datagram from a local port to a port of `peer`. Data beyond
@@ -219,9 +262,60 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     /// A tunnel datagram, straight from the socket or out of the relay.
     private func receiveTunnel(_ datagram: [UInt8], from route: Route, time: TunnelTime) {
-        let (outgoing, delivered) = router.receive(datagram, from: route, time: time)
+        let (outgoing, delivered) = router.receive(datagram, from: route, time: time) { self.admits($0, now: time.now) }
+        for note in router.takeNotes() {
+            switch note {
+            case .vouch(let key): vouch(for: key, asked: (datagram, route), now: time.now)
+            case let .answered(key, timestamp): floorsFile?.answered(key, timestamp)
+            }
+        }
         transmit(outgoing)
         for delivery in delivered { dispatch(delivery) }
+    }
+
+    // MARK: Admission (on the loop)
+
+    static let lookupBurst = 500.0
+    static let lookupsPerSecond = 100.0
+    static let vouchedFor: Int64 = 600_000_000
+    static let unvouchedFor: Int64 = 2_000_000
+    static let maxRemembered = 200_000
+
+    private func admits(_ key: PublicKey, now: Int64) -> Bool {
+        guard case .known = admission else { return true }
+        return isTrusted(key) || vouched[key].map { $0 > now } ?? false
+    }
+
+    /// At most one registry lookup per unknown key at a time, within a
+    /// budget (`lookupBurst`, then `lookupsPerSecond`), and none for a key
+    /// the registry did not list in the last `unvouchedFor`: a flood of
+    /// unknown keys costs the registry a bounded rate and this node bounded
+    /// memory. The key's next initiation (a second later) is then answered.
+    private func vouch(for key: PublicKey, asked: (datagram: [UInt8], route: Route), now: Int64) {
+        guard case .known(let voucher?) = admission, vouching[key] == nil, vouching.count < 256,
+              unvouchedUntil[key].map({ $0 <= now }) ?? true else { return }
+        let elapsed = lookupBudget.at == .min ? 0 : Double(max(0, now - lookupBudget.at))
+        lookupBudget = (min(Self.lookupBurst, lookupBudget.tokens + elapsed * Self.lookupsPerSecond / 1_000_000), now)
+        guard lookupBudget.tokens >= 1 else {
+            router.countExternal("unknown key not looked up (lookup budget spent)")
+            return
+        }
+        lookupBudget.tokens -= 1
+        vouching[key] = asked
+        loop.makeFutureWithTask { await voucher(key) }.assumeIsolated().whenSuccess { listed in
+            let asked = self.vouching.removeValue(forKey: key)
+            let time = TunnelTime.current()
+            let at = time.now
+            if listed {
+                if self.vouched.count >= Self.maxRemembered { self.vouched = self.vouched.filter { $0.value > at } }
+                self.vouched[key] = at + Self.vouchedFor
+                self.unvouchedUntil[key] = nil
+                if let asked { self.receiveTunnel(asked.datagram, from: asked.route, time: time) }
+            } else {
+                if self.unvouchedUntil.count >= Self.maxRemembered { self.unvouchedUntil = self.unvouchedUntil.filter { $0.value > at } }
+                self.unvouchedUntil[key] = at + Self.unvouchedFor
+            }
+        }
     }
 
     /// One overlay message out of a tunnel: stream segments go to the

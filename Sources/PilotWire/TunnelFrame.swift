@@ -1,23 +1,33 @@
+internal import PilotCrypto
+
 /// Tunnel datagrams (one UDP payload each, never more than 1,280 bytes):
 ///
 ///     version u8 | kind u8 | fields
-///     initiation: sender index u32 | handshake message (IK, first)
-///     response:   sender index u32 | receiver index u32 | handshake message (IK, second)
-///     transport:  receiver index u32 | counter u64 | ciphertext + tag
+///     initiation:   sender index u32 | handshake message (IK, first) | mac1 16 | mac2 16
+///     response:     sender index u32 | receiver index u32 | handshake message (IK, second)
+///     cookie reply: receiver index u32 | nonce 12 | sealed cookie 16 + tag 16
+///     transport:    receiver index u32 | counter u64 | ciphertext + tag
+///
+/// An initiation's `message` ends in its MACs (`HandshakeCookies` seals
+/// them on); the router checks them on the raw datagram before any
+/// Diffie-Hellman and hands the handshake the rest. Version 2 added them
+/// and the cookie reply.
 ///
 /// Indices name sessions, as in WireGuard, so a session survives a change
 /// of path (direct, relayed, a new NAT mapping) without a new handshake.
 public enum TunnelFrame: Equatable, Sendable {
     case initiation(senderIndex: UInt32, message: [UInt8])
     case response(senderIndex: UInt32, receiverIndex: UInt32, message: [UInt8])
+    case cookieReply(receiverIndex: UInt32, nonce: [UInt8], sealed: [UInt8])
     case transport(receiverIndex: UInt32, sealed: [UInt8])
 
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let maxDatagramBytes = 1280
 
     enum Kind: UInt8 {
         case initiation = 1
         case response = 2
+        case cookieReply = 3
         case transport = 4
     }
 
@@ -31,11 +41,18 @@ public enum TunnelFrame: Equatable, Sendable {
         switch kind {
         case .initiation:
             let sender = try reader.readUInt32("session index")
+            guard reader.remaining > HandshakeCookies.trailerBytes else { throw .truncated(what: "handshake initiation") }
             return .initiation(senderIndex: sender, message: reader.readRest())
         case .response:
             let sender = try reader.readUInt32("session index")
             let receiver = try reader.readUInt32("session index")
             return .response(senderIndex: sender, receiverIndex: receiver, message: reader.readRest())
+        case .cookieReply:
+            let receiver = try reader.readUInt32("session index")
+            let nonce = try reader.read(HandshakeCookies.nonceBytes, "cookie nonce")
+            let sealed = try reader.read(HandshakeCookies.macBytes + AEADAlgorithm.tagByteCount, "sealed cookie")
+            guard reader.remaining == 0 else { throw .malformed("cookie reply with \(reader.remaining) bytes too many") }
+            return .cookieReply(receiverIndex: receiver, nonce: nonce, sealed: sealed)
         case .transport:
             let receiver = try reader.readUInt32("session index")
             guard reader.remaining >= 8 + 16 else { throw .truncated(what: "transport datagram") }
@@ -49,6 +66,8 @@ public enum TunnelFrame: Equatable, Sendable {
             [Self.version, Kind.initiation.rawValue] + sender.bigEndianBytes + message
         case let .response(sender, receiver, message):
             [Self.version, Kind.response.rawValue] + sender.bigEndianBytes + receiver.bigEndianBytes + message
+        case let .cookieReply(receiver, nonce, sealed):
+            [Self.version, Kind.cookieReply.rawValue] + receiver.bigEndianBytes + nonce + sealed
         case let .transport(receiver, sealed):
             [Self.version, Kind.transport.rawValue] + receiver.bigEndianBytes + sealed
         }

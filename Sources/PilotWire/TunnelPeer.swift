@@ -76,7 +76,15 @@ public struct TunnelPeer: Sendable {
     public let timing: Timing
     var current: Session?
     var previous: Session?
+    /// A session this side answered, not used for sending until the
+    /// initiator's first transport frame on it confirms it: an initiation
+    /// alone (perhaps a recording, replayed) changes nothing.
+    var next: Session?
     var pending: Pending?
+    /// A cookie reply's cookie (mac2 key) and when it came; `lastMac1` is
+    /// the mac1 of the initiation sent last, which a cookie reply answers.
+    var cookie: (bytes: [UInt8], at: Int64)?
+    var lastMac1: [UInt8] = []
     var queue: [[UInt8]] = []
     var lastInitiationTimestamp: UInt64 = 0
     var lastSentAt: Int64?
@@ -96,7 +104,7 @@ public struct TunnelPeer: Sendable {
 
     /// Session indices this peer answers to (for the endpoint's lookup table).
     public var localIndices: [UInt32] {
-        [current?.localIndex, previous?.localIndex, pending?.localIndex].compactMap { $0 }
+        [current?.localIndex, previous?.localIndex, next?.localIndex, pending?.localIndex].compactMap { $0 }
     }
 
     public var isEstablished: Bool { current != nil }
@@ -147,7 +155,10 @@ public struct TunnelPeer: Sendable {
             var handshake = try Handshake.initiator(identity: identity, responder: peer, preference: preference)
             let message = try handshake.writeMessage(payload: UInt64(max(0, time.wall)).bigEndianBytes)
             pending = Pending(handshake: handshake, localIndex: index, startedAt: pending?.startedAt ?? time.now, sentAt: time.now)
-            return [.transmit(TunnelFrame.initiation(senderIndex: index, message: message).encoded)]
+            let fresh = cookie.flatMap { time.now - $0.at < HandshakeCookies.cookieLifetime ? $0.bytes : nil }
+            let sealed = HandshakeCookies.seal(initiation: TunnelFrame.initiation(senderIndex: index, message: message).encoded, responder: peer, cookie: fresh)
+            lastMac1 = HandshakeCookies.mac1(of: sealed)
+            return [.transmit(sealed)]
         } catch {
             return [.dropped("cannot start a handshake with \(peer.fingerprint): \(error)")]
         }
@@ -168,8 +179,10 @@ public struct TunnelPeer: Sendable {
     public static func readInitiation(
         _ message: [UInt8], identity: SigningKey, preference: AEADAlgorithm
     ) throws(WireError) -> (handshake: Handshake, initiator: PublicKey, timestamp: UInt64) {
+        // `message` is a parsed initiation's: the handshake, then its MACs (checked by the router).
+        guard message.count > HandshakeCookies.trailerBytes else { throw .truncated(what: "handshake initiation") }
         var handshake = Handshake.responder(identity: identity, preference: preference)
-        let payload = try handshake.readMessage(message)
+        let payload = try handshake.readMessage(Array(message.dropLast(HandshakeCookies.trailerBytes)))
         guard payload.count == 8, let initiator = handshake.remoteIdentity else { throw .malformed("initiation without a timestamp") }
         let timestamp = payload.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return (handshake, initiator, timestamp)
@@ -187,12 +200,10 @@ public struct TunnelPeer: Sendable {
             let message = try handshake.writeMessage()
             let keys = try handshake.sessionKeys()
             lastInitiationTimestamp = timestamp
-            install(Session(localIndex: localIndex, remoteIndex: senderIndex, sender: keys.sender, receiver: keys.receiver,
-                            createdAt: time.now, algorithm: keys.algorithm, initiatedHere: false))
-            var actions: [Action] = [.transmit(TunnelFrame.response(senderIndex: localIndex, receiverIndex: senderIndex, message: message).encoded),
-                                     .established(keys.algorithm)]
-            actions += flush(time.now)
-            return actions
+            // Confirmed (and used) once the initiator's first transport frame arrives on it.
+            next = Session(localIndex: localIndex, remoteIndex: senderIndex, sender: keys.sender, receiver: keys.receiver,
+                           createdAt: time.now, algorithm: keys.algorithm, initiatedHere: false)
+            return [.transmit(TunnelFrame.response(senderIndex: localIndex, receiverIndex: senderIndex, message: message).encoded)]
         } catch {
             return [.dropped("handshake with \(peer.fingerprint) failed: \(error)")]
         }
@@ -210,22 +221,43 @@ public struct TunnelPeer: Sendable {
                 pending = nil
                 install(Session(localIndex: receiverIndex, remoteIndex: senderIndex, sender: keys.sender, receiver: keys.receiver,
                                 createdAt: time.now, algorithm: keys.algorithm, initiatedHere: true))
-                return [.established(keys.algorithm)] + flush(time.now)
+                // The responder sends nothing on the session until it hears on
+                // it: with nothing queued, a keepalive confirms it at once.
+                let flushed = flush(time.now)
+                return [.established(keys.algorithm)] + (flushed.isEmpty ? keepalive(time.now) : flushed)
             } catch {
                 return [.dropped("bad handshake response from \(peer.fingerprint): \(error)")]
             }
+        case .cookieReply(let receiverIndex, let nonce, let sealed):
+            guard let attempt = pending, attempt.localIndex == receiverIndex else { return [.dropped("cookie reply to no handshake in progress")] }
+            guard let bytes = HandshakeCookies.openCookie(nonce: nonce, sealed: sealed, responder: peer, mac1: lastMac1) else {
+                return [.dropped("cookie reply that does not open")]
+            }
+            let retry = cookie == nil || time.now - attempt.sentAt >= timing.handshakeRetry / 4
+            cookie = (bytes, time.now)
+            // Again at once, now with mac2 (at most 4 a retry period, whatever arrives).
+            return retry ? startHandshake(time: time, index: attempt.localIndex) : []
         case let .transport(receiverIndex, sealed):
-            for slot in [0, 1] {
-                guard var session = slot == 0 ? current : previous, session.localIndex == receiverIndex else { continue }
+            for slot in [0, 1, 2] {
+                guard var session = [current, previous, next][slot], session.localIndex == receiverIndex else { continue }
                 guard time.now - session.createdAt < timing.rejectAfter else { return [.dropped("frame for an expired session")] }
                 do {
                     let payload = try session.receiver.open(sealed)
-                    if slot == 0 { current = session } else { previous = session }
+                    var actions: [Action] = []
+                    switch slot {
+                    case 0: current = session
+                    case 1: previous = session
+                    default:
+                        // The initiator used the session we answered: it is confirmed.
+                        next = nil
+                        install(session)
+                        actions += [.established(session.algorithm)] + flush(time.now)
+                    }
                     unansweredSince = nil
-                    if payload.isEmpty { return [] } // keepalive
+                    if payload.isEmpty { return actions } // keepalive
                     lastActivity = time.now
                     if unrepliedSince == nil { unrepliedSince = time.now }
-                    return [.deliver(payload)]
+                    return [.deliver(payload)] + actions
                 } catch {
                     return [.dropped("\(error)")]
                 }
@@ -264,6 +296,8 @@ public struct TunnelPeer: Sendable {
     public mutating func tick(time: TunnelTime, freshIndex: UInt32) -> [Action] {
         var actions: [Action] = []
         if let previousSession = previous, time.now - previousSession.createdAt >= timing.rejectAfter { previous = nil }
+        // An answered handshake the initiator never used (a replay, or lost).
+        if let unconfirmed = next, time.now - unconfirmed.createdAt >= timing.handshakeGiveUp { next = nil }
         if let currentSession = current, time.now - currentSession.createdAt >= timing.rejectAfter {
             previous = nil
             current = nil
@@ -285,11 +319,20 @@ public struct TunnelPeer: Sendable {
         }
         let keepaliveDue = elapsed(since: lastSentAt, time.now) >= timing.keepalive
             || unrepliedSince.map { time.now - $0 >= timing.passiveKeepalive } == true
-        if var session = current, elapsed(since: lastActivity, time.now) < timing.idleAfter, keepaliveDue,
-           let frame = seal([], in: &session, now: time.now) {
-            current = session
-            actions.append(.transmit(frame))
-        }
+        if elapsed(since: lastActivity, time.now) < timing.idleAfter, keepaliveDue { actions += keepalive(time.now) }
         return actions
+    }
+
+    private mutating func keepalive(_ now: Int64) -> [Action] {
+        guard var session = current, let frame = seal([], in: &session, now: now) else { return [] }
+        current = session
+        return [.transmit(frame)]
+    }
+
+    /// Whether the router may forget this peer: no session, no handshake
+    /// and nothing queued, and quiet for `idle` (what it must remember, the
+    /// newest initiation timestamp, the router keeps on its own).
+    public func isForgettable(now: Int64, idle: Int64) -> Bool {
+        current == nil && previous == nil && next == nil && pending == nil && queue.isEmpty && elapsed(since: lastActivity, now) >= idle
     }
 }

@@ -39,7 +39,14 @@ public struct TunnelRouter: Sendable {
     }
 
     public struct Limits: Sendable {
-        public var maxPeers = 4096
+        /// Peers held at most. Only keys this node admits (see `receive`)
+        /// get an entry, and idle ones are forgotten, so the table holds
+        /// what is in use; the ceiling is for configuration (`--max-peers`).
+        public var maxPeers = 100_000
+        /// A peer with no session, no handshake and nothing queued for this
+        /// long is forgotten (its newest initiation timestamp is kept).
+        public var forgetAfter: Int64 = 60_000_000
+        public var handshakes = HandshakeCookies.Guard.Limits()
         /// Whether a beacon relay is configured.
         public var relayAvailable = false
         public var relayAfter: Int64 = 3_000_000
@@ -69,14 +76,39 @@ public struct TunnelRouter: Sendable {
     private var indexState: UInt64
     /// Dropped datagrams by reason (forged, replayed, unknown session, …).
     public private(set) var dropped: [String: Int] = [:]
+    private var handshakeGuard: HandshakeCookies.Guard
+    /// The newest initiation timestamp answered, per peer: a recorded
+    /// initiation replayed later is refused. It outlives the peer's entry,
+    /// and the node keeps it across restarts (`Note.answered`).
+    public private(set) var floors: [PublicKey: UInt64]
+    private var notes: [Note] = []
+
+    /// What the router asks of the node around it, taken with `takeNotes`.
+    public enum Note: Equatable, Sendable {
+        /// An initiation from a key this node does not admit (yet): ask
+        /// the registry whether it lists it.
+        case vouch(PublicKey)
+        /// An initiation was answered: remember its timestamp across restarts.
+        case answered(PublicKey, UInt64)
+    }
 
     public init(identity: SigningKey, preference: AEADAlgorithm, timing: TunnelPeer.Timing = .init(), limits: Limits = .init(),
-                indexSeed: UInt64 = UInt64.random(in: 1...UInt64.max)) {
+                indexSeed: UInt64 = UInt64.random(in: 1...UInt64.max), floors: [PublicKey: UInt64] = [:]) {
         self.identity = identity
         self.preference = preference
         self.timing = timing
         self.limits = limits
         indexState = indexSeed
+        handshakeGuard = HandshakeCookies.Guard(responder: identity.publicKey, limits: limits.handshakes)
+        self.floors = floors
+    }
+
+    public var peerCount: Int { peers.count }
+    public var isUnderLoad: Bool { handshakeGuard.isUnderLoad }
+
+    public mutating func takeNotes() -> [Note] {
+        defer { notes.removeAll() }
+        return notes
     }
 
     /// The route datagrams to `peer` take now.
@@ -131,6 +163,7 @@ public struct TunnelRouter: Sendable {
     private mutating func prepare(_ peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> Bool {
         guard peer != identity.publicKey else { count("a node cannot tunnel to itself"); return false }
         if peers[peer] == nil {
+            if peers.count >= limits.maxPeers { forgetIdle(time: time, idle: 0) }
             guard peers.count < limits.maxPeers else { count("too many peers"); return false }
             peers[peer] = PeerState(tunnel: TunnelPeer(identity: identity, peer: peer, preference: preference, timing: timing), candidates: candidates)
         } else if !candidates.isEmpty {
@@ -143,7 +176,16 @@ public struct TunnelRouter: Sendable {
     }
 
     /// One tunnel datagram, straight from the socket or unwrapped from the relay.
-    public mutating func receive(_ datagram: [UInt8], from source: Route, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
+    ///
+    /// An initiation is answered only when its mac1 is right, its source is
+    /// within its budget (and proven by a cookie under load: `HandshakeCookies`),
+    /// its timestamp is newer than any answered before, and its key is a
+    /// peer already or `admit` says yes; an unknown key costs no state, only
+    /// a `Note.vouch`. A peer's endpoint moves only on what a live session
+    /// authenticates (transport data, or the response to our own
+    /// initiation), never on an initiation.
+    public mutating func receive(_ datagram: [UInt8], from source: Route, time: TunnelTime,
+                                 admit: (PublicKey) -> Bool = { _ in true }) -> (outgoing: [Outgoing], delivered: [Delivery]) {
         let frame: TunnelFrame
         do { frame = try TunnelFrame.parse(datagram) } catch {
             count("malformed datagram")
@@ -153,16 +195,8 @@ public struct TunnelRouter: Sendable {
         let actions: [TunnelPeer.Action]
         switch frame {
         case let .initiation(senderIndex, message):
-            let read: (handshake: Handshake, initiator: PublicKey, timestamp: UInt64)
-            do { read = try TunnelPeer.readInitiation(message, identity: identity, preference: preference) } catch {
-                count("bad handshake initiation")
-                return ([], [])
-            }
-            peer = read.initiator
-            guard prepare(peer, candidates: [], time: time) else { return ([], []) }
-            let index = freshIndex()
-            actions = peers[peer]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
-        case .response(_, let receiverIndex, _), .transport(let receiverIndex, _):
+            return (answer(datagram, senderIndex: senderIndex, message: message, from: source, time: time, admit: admit), [])
+        case .response(_, let receiverIndex, _), .transport(let receiverIndex, _), .cookieReply(let receiverIndex, _, _):
             guard let owner = indexOwner[receiverIndex], peers[owner] != nil else {
                 count("datagram for an unknown session")
                 return ([], [])
@@ -170,7 +204,14 @@ public struct TunnelRouter: Sendable {
             peer = owner
             actions = peers[peer]!.tunnel.receive(frame, time: time)
         }
-        let authenticated = actions.isEmpty || actions.contains { if case .dropped = $0 { false } else { true } }
+        // Only a live session's data, or the answer to our own handshake
+        // (bound to our fresh ephemeral key), proves the route.
+        let authenticating: Bool
+        switch frame {
+        case .transport, .response: authenticating = true
+        case .initiation, .cookieReply: authenticating = false
+        }
+        let authenticated = authenticating && (actions.isEmpty || actions.contains { if case .dropped = $0 { false } else { true } })
         var answerDirectly = false
         if authenticated {
             if case .direct = source, path(to: peer, time: time) == .relay { answerDirectly = true }
@@ -191,8 +232,65 @@ public struct TunnelRouter: Sendable {
         return result
     }
 
+    /// An initiation, checked as `receive` says; the response (or a cookie
+    /// reply) goes back where the initiation came from, and nothing about
+    /// the peer's route changes.
+    private mutating func answer(_ datagram: [UInt8], senderIndex: UInt32, message: [UInt8], from source: Route, time: TunnelTime,
+                                 admit: (PublicKey) -> Bool) -> [Outgoing] {
+        switch handshakeGuard.check(datagram, senderIndex: senderIndex, from: source, now: time.now) {
+        case .proceed: break
+        case .cookieReply(let reply):
+            count("initiation answered with a cookie (under load)")
+            return reply.isEmpty ? [] : [Outgoing(datagram: reply, to: source, peer: identity.publicKey)]
+        case .drop(let reason):
+            count(reason)
+            return []
+        }
+        let read: (handshake: Handshake, initiator: PublicKey, timestamp: UInt64)
+        do { read = try TunnelPeer.readInitiation(message, identity: identity, preference: preference) } catch {
+            count("bad handshake initiation")
+            return []
+        }
+        let peer = read.initiator
+        guard read.timestamp > floors[peer] ?? 0 else {
+            count("replayed handshake initiation")
+            return []
+        }
+        guard peers[peer] != nil || admit(peer) else {
+            count("initiation from a key this node does not know")
+            notes.append(.vouch(peer))
+            return []
+        }
+        guard prepare(peer, candidates: [], time: time) else { return [] }
+        peers[peer]!.tunnel.lastInitiationTimestamp = max(peers[peer]!.tunnel.lastInitiationTimestamp, floors[peer] ?? 0)
+        let index = freshIndex()
+        let actions = peers[peer]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
+        var outgoing: [Outgoing] = []
+        for action in actions {
+            switch action {
+            case .transmit(let response):
+                outgoing.append(Outgoing(datagram: response, to: source, peer: peer))
+                floors[peer] = read.timestamp
+                notes.append(.answered(peer, read.timestamp))
+            case .dropped(let reason): count(Self.category(reason))
+            case .deliver, .established: break
+            }
+        }
+        syncIndices(peer)
+        return outgoing
+    }
+
+    /// Forgets peers that hold nothing (see `TunnelPeer.isForgettable`).
+    private mutating func forgetIdle(time: TunnelTime, idle: Int64) {
+        for (peer, state) in peers where state.tunnel.isForgettable(now: time.now, idle: idle) {
+            for index in state.indices { indexOwner[index] = nil }
+            peers[peer] = nil
+        }
+    }
+
     /// Timers of every tunnel; call about once a second.
     public mutating func tick(time: TunnelTime) -> [Outgoing] {
+        forgetIdle(time: time, idle: limits.forgetAfter)
         var outgoing: [Outgoing] = []
         for peer in Array(peers.keys) {
             let index = freshIndex()
@@ -242,15 +340,19 @@ public struct TunnelRouter: Sendable {
                 count(Self.category(reason))
             }
         }
-        // Keep the index table in step with the sessions the tunnel holds.
-        let state = peers[peer]!
+        syncIndices(peer)
+        return (outgoing, delivered)
+    }
+
+    /// Keeps the index table in step with the sessions the tunnel holds.
+    private mutating func syncIndices(_ peer: PublicKey) {
+        guard let state = peers[peer] else { return }
         let live = state.tunnel.localIndices
         if live != state.indices {
             for index in state.indices where !live.contains(index) { indexOwner[index] = nil }
             for index in live { indexOwner[index] = peer }
             peers[peer]!.indices = live
         }
-        return (outgoing, delivered)
     }
 
     private mutating func freshIndex() -> UInt32 {

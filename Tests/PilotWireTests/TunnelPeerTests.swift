@@ -129,7 +129,7 @@ struct TunnelPair {
         pair.toB = [forged]
         try pair.pump()
         #expect(throws: WireError.truncated(what: "transport datagram")) { try TunnelFrame.parse(Array(frame.prefix(12))) }
-        #expect(throws: WireError.unsupportedVersion(got: 9, supported: 1)) { try TunnelFrame.parse([9, 4]) }
+        #expect(throws: WireError.unsupportedVersion(got: 9, supported: TunnelFrame.version)) { try TunnelFrame.parse([9, 4]) }
         #expect(pair.dropped.count == 2)
         pair.sendFromA([3])
         try pair.pump()

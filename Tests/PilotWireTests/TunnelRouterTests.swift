@@ -93,7 +93,7 @@ struct Network {
         forged[13] = 0x77 // a counter never used, so only authentication can refuse it
         _ = router.receive(forged, from: .direct(a), time: network.time)               // forged
         _ = router.receive(Array(captured.prefix(9)), from: .direct(a), time: network.time) // truncated
-        _ = router.receive([1, 4, 0, 0, 0, 9] + Array(repeating: 0, count: 30), from: .direct(a), time: network.time) // unknown session
+        _ = router.receive([TunnelFrame.version, 4, 0, 0, 0, 9] + Array(repeating: 0, count: 30), from: .direct(a), time: network.time) // unknown session
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<500 {
             let junk = (0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }

@@ -2,7 +2,7 @@
 """A UDP relay that loses, delays and reorders datagrams, for tests.
 
   lossy_relay.py --listen 127.0.0.1:0 --port-file F --target-file T
-                 [--loss 0.1] [--max-delay-ms 15] [--lifetime 180]
+                 [--loss 0.1] [--max-delay-ms 15] [--lifetime 180] [--record FILE]
 
 Binds --listen and writes its port to --port-file. Datagrams from the
 target (whose "host:port" is read from --target-file once it exists) go to
@@ -10,6 +10,8 @@ the last other sender (the client); every other datagram goes to the
 target. Each datagram is dropped with probability --loss, else delayed by a
 uniform random 0..--max-delay-ms, so later ones overtake earlier ones. It
 stops by itself after --lifetime seconds and prints its counters.
+With --record FILE it also keeps the first tunnel handshake initiation
+the client sent (version 2, kind 1), as an on-path attacker would.
 """
 import argparse
 import heapq
@@ -30,6 +32,7 @@ def main():
     parser.add_argument("--loss", type=float, default=0.1)
     parser.add_argument("--max-delay-ms", type=float, default=15.0)
     parser.add_argument("--lifetime", type=float, default=180.0)
+    parser.add_argument("--record")
     args = parser.parse_args()
 
     host, port = args.listen.rsplit(":", 1)
@@ -77,6 +80,10 @@ def main():
                 destination = client if source == target else target
                 if source != target:
                     client = source
+                    if args.record and data[:2] == b"\x02\x01" and not os.path.exists(args.record):
+                        with open(args.record + ".tmp", "wb") as f:
+                            f.write(data)
+                        os.replace(args.record + ".tmp", args.record)
                 if destination is None:
                     continue
                 if rng.random() < args.loss:

@@ -48,6 +48,7 @@ func seeds() -> [(name: String, bytes: [UInt8])] {
         ("tunnel-initiation", [0] + TunnelFrame.initiation(senderIndex: 7, message: [UInt8](repeating: 1, count: 106)).encoded),
         ("tunnel-response", [0] + TunnelFrame.response(senderIndex: 8, receiverIndex: 7, message: [UInt8](repeating: 2, count: 64)).encoded),
         ("tunnel-transport", [0] + transport),
+        ("tunnel-cookie-reply", [0] + TunnelFrame.cookieReply(receiverIndex: 7, nonce: [UInt8](repeating: 3, count: 12), sealed: [UInt8](repeating: 4, count: 32)).encoded),
         ("overlay-datagram", [1] + OverlayMessage(sourcePort: 40000, destinationPort: OverlayMessage.echoPort, data: Array("ping".utf8)).encoded),
         ("overlay-stream", [1] + OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 1, 1, 3, 0, 0, 0, 0]).encoded),
         ("beacon-hello", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000).encoded),
