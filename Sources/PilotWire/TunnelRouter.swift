@@ -107,6 +107,7 @@ public struct TunnelRouter: Sendable {
     public var isUnderLoad: Bool { handshakeGuard.isUnderLoad }
 
     public mutating func takeNotes() -> [Note] {
+        guard !notes.isEmpty else { return [] }
         defer { notes.removeAll() }
         return notes
     }
