@@ -276,8 +276,10 @@ public enum CommandTable {
                 'metrics/*' gets metrics/cpu/web-01 and 'metrics/*/web-01' every metric \
                 of one host. Output is flushed line by line for shell pipelines. With \
                 --durable NAME the hub keeps messages for NAME while it is away (within \
-                its retention bounds) and resumes after the last message printed. \
-                Duplicates from resends are discarded.
+                its retention bounds) and resumes after the last message printed; \
+                without it, messages this subscriber could not take (it fell behind, \
+                or its node lost the hub for a while) are lost, and their number is \
+                said on stderr. Duplicates from resends are discarded.
                 """,
             implementation: .parsable(SubscribeCommand.self)),
         CommandSpec(

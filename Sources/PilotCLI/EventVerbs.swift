@@ -196,7 +196,7 @@ struct SubscribeCommand: AsyncParsableCommand {
                 }
                 let text = String(decoding: line, as: UTF8.self)
                 if text.hasPrefix("DROP ") {
-                    Console.current.err("pilot subscribe: the hub dropped \(text.dropFirst(5)) messages this subscriber could not take in time")
+                    Console.current.err("pilot subscribe: \(text.dropFirst(5)) messages dropped before this subscriber could take them (it fell behind, or lost its connection to the hub)")
                 } else if text.hasPrefix("{"), let reply = try? JSONValue.parse(text), reply["ok"] == .bool(false) {
                     throw CLIError(reply["error"]?.stringValue ?? "the node ended the subscription")
                 }

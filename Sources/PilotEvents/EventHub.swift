@@ -9,7 +9,10 @@ public import PilotCore
 ///   only after `commit` has stored them.
 /// - Plain subscribers get live messages through a bounded queue: a slow
 ///   one loses its oldest undelivered messages, is told (`DROP n`) and
-///   counted, and never holds up the others.
+///   counted, and never holds up the others. One whose connection was lost
+///   (stopped so long that the tunnel gave up on it) says after its `SUB`s
+///   where it was (`RESUME id`), and is told and counted the same way what
+///   it missed meanwhile.
 /// - A durable subscriber (`SUB filter NAME`) resumes after its last `ACK`;
 ///   when it falls behind it reads from the log instead of a queue, so it
 ///   loses only what retention removes, which is counted and reported.
@@ -24,6 +27,11 @@ public final class EventHub<Connection: Hashable & Sendable> {
         public var queueBytesPerSubscriber = 32 << 20
         public var filtersPerConnection = 64
         public var replayBatch = 1_000
+        /// A plain subscriber's `RESUME` checks at most this many of the
+        /// newest messages it missed against its filters; any older ones
+        /// count as missed, whatever their topic (an upper bound, for a
+        /// subscriber away that long), so that no `RESUME` costs the hub more.
+        public var resumeScanLimit: UInt64 = 1_000_000
         public init() {}
     }
 
@@ -59,6 +67,12 @@ public final class EventHub<Connection: Hashable & Sendable> {
         var queuedBytes = 0
         var replies: [String] = []
         var droppedUnreported = 0
+        /// A plain subscriber back after a lost connection had everything up
+        /// to this id; settled (`DROP n`) once it has its filters.
+        var resumeAfter: UInt64?
+        var resumed = false
+        /// It took plain filters: tell it where its live messages begin.
+        var positionDue = false
         /// The highest publication to acknowledge after the next commit.
         var ackDue: UInt64 = 0
 
@@ -121,6 +135,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
     public func receive(_ bytes: [UInt8], from connection: Connection) {
         guard sessions[connection] != nil else { return }
         for line in EventLines.split(bytes) { handle(line, from: connection) }
+        settlePlainSubscription(connection)
         if sessions[connection]?.hasOutput == true { ready.insert(connection) }
     }
 
@@ -196,6 +211,11 @@ public final class EventHub<Connection: Hashable & Sendable> {
                 dirtyCursors.insert(name)
             }
             sessions[connection]?.replies.append(EventReply.unsubscribed(filter).line)
+        case .resume(let after):
+            // Once per connection, and only from a peer: counting reads the log.
+            guard let session = sessions[connection], !session.local, !session.resumed else { return }
+            sessions[connection]!.resumed = true
+            sessions[connection]!.resumeAfter = after
         case .ack(let id):
             guard let name = sessions[connection]?.durable, let cursor = cursors[name] else { return }
             let acked = min(id, sessions[connection]!.position)
@@ -243,6 +263,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             dirtyCursors.insert(name)
         }
         session.replies.append(EventReply.subscribed(filter).line)
+        if session.durable == nil, !session.local { session.positionDue = true }
     }
 
     /// The next frame for a connection (replies first, then messages), at

@@ -35,6 +35,7 @@ public final class EventLog {
     public private(set) var count = 0
     private let insert: SQLiteStatement
     private let readAfter: SQLiteStatement
+    private let countTopics: SQLiteStatement
     private let setWatermark: SQLiteStatement
 
     public init(path: String, retention: Retention = Retention()) throws(SQLiteError) {
@@ -49,6 +50,7 @@ public final class EventLog {
             """)
         insert = try database.prepare("INSERT INTO log(id, publisher, seq, topic, payload, at) VALUES(?, ?, ?, ?, ?, ?)")
         readAfter = try database.prepare("SELECT id, publisher, seq, topic, payload, at FROM log WHERE id > ? ORDER BY id LIMIT ?")
+        countTopics = try database.prepare("SELECT topic, COUNT(*) FROM log WHERE id > ? AND id <= ? GROUP BY topic")
         setWatermark = try database.prepare("INSERT INTO publishers(publisher, last_seq) VALUES(?, ?) ON CONFLICT(publisher) DO UPDATE SET last_seq = excluded.last_seq")
         let summary = try database.prepare("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0), COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM log").query()[0]
         // Ids never go back, even when the log was pruned empty.
@@ -100,6 +102,16 @@ public final class EventLog {
             guard let id = row[0].integer, let publisher = row[1].text, let seq = row[2].integer, let topicText = row[3].text,
                   let topic = try? Topic(topicText), let payload = row[4].text, let at = row[5].integer else { return nil }
             return Entry(id: UInt64(id), message: EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: UInt64(bitPattern: seq)), at: at)
+        }
+    }
+
+    /// How many entries of each topic the log holds with ids after `id` and
+    /// up to `upTo` (one pass over that range of the primary key).
+    public func topicCounts(after id: UInt64, upTo: UInt64) throws(SQLiteError) -> [(topic: String, count: Int)] {
+        guard upTo > id else { return [] }
+        return try countTopics.query(.integer(Int64(min(id, UInt64(Int64.max)))), .integer(Int64(min(upTo, UInt64(Int64.max))))).compactMap { row in
+            guard let topic = row[0].text, let count = row[1].integer else { return nil }
+            return (topic, Int(count))
         }
     }
 

@@ -11,6 +11,8 @@ public import PilotCore
 ///                    UNSUB <filter>
 ///                    PUB <seq> <topic> <payload>      (seq 0: fire and forget, no ack)
 ///                    ACK <id>                         (a durable subscriber has all up to id)
+///                    RESUME <id>                      (after its SUBs: a plain subscriber back after a
+///                                                      lost connection had everything up to id)
 ///                    PING
 ///     hub → client:  VERSION <n>                      (the first reply: this hub speaks n)
 ///                    OK SUB <filter> | OK UNSUB <filter>
@@ -18,6 +20,7 @@ public import PilotCore
 ///                    ERR <seq> <reason>               (seq 0: not about a publication)
 ///                    MSG <id> <publisher> <seq> <topic> <payload>
 ///                    DROP <count>                     (messages this subscriber lost)
+///                    POSITION <id>                    (a plain subscription's live messages follow id)
 ///                    PONG
 public enum EventRequest: Equatable, Sendable {
     /// The protocol this code speaks. 2: stream resets carry a code;
@@ -31,6 +34,11 @@ public enum EventRequest: Equatable, Sendable {
     case unsubscribe(TopicFilter)
     case publish(sequence: UInt64, topic: Topic, payload: String)
     case ack(UInt64)
+    /// A plain subscriber that lost its connection had every message it
+    /// asked for up to this id: the hub answers with `DROP` for what it
+    /// missed since. Sent after the `SUB` lines, so that a hub that does
+    /// not know it (an `ERR` once the filters are confirmed) costs nothing.
+    case resume(after: UInt64)
     case ping
 
     public var line: String {
@@ -41,6 +49,7 @@ public enum EventRequest: Equatable, Sendable {
         case .unsubscribe(let filter): "UNSUB \(filter)"
         case let .publish(sequence, topic, payload): "PUB \(sequence) \(topic) \(payload)"
         case .ack(let id): "ACK \(id)"
+        case .resume(let id): "RESUME \(id)"
         case .ping: "PING"
         }
     }
@@ -84,6 +93,9 @@ public enum EventRequest: Equatable, Sendable {
         case "ACK":
             guard let id = UInt64(fields.rest()) else { throw EventWireError(sequence: 0, "ACK needs a message id") }
             return .ack(id)
+        case "RESUME":
+            guard let id = UInt64(fields.rest()) else { throw EventWireError(sequence: 0, "RESUME needs a message id") }
+            return .resume(after: id)
         case "PING":
             return .ping
         case let other:
@@ -157,6 +169,9 @@ public enum EventReply: Equatable, Sendable {
     case error(sequence: UInt64, reason: String)
     case message(id: UInt64, EventMessage)
     case dropped(Int)
+    /// A plain subscription's live messages are those after this id: the
+    /// subscriber's position before any message came (what `RESUME` names).
+    case position(UInt64)
     case pong
 
     public var line: String {
@@ -168,6 +183,7 @@ public enum EventReply: Equatable, Sendable {
         case let .error(sequence, reason): "ERR \(sequence) \(Self.printable(reason))"
         case let .message(id, message): Self.messageLine(id: id, message)
         case .dropped(let count): "DROP \(count)"
+        case .position(let id): "POSITION \(id)"
         case .pong: "PONG"
         }
     }
@@ -243,6 +259,9 @@ public enum EventReply: Equatable, Sendable {
         case "DROP":
             guard let count = Int(fields.rest()) else { break }
             return .dropped(count)
+        case "POSITION":
+            guard let id = UInt64(fields.rest()) else { break }
+            return .position(id)
         case "PONG":
             return .pong
         default:

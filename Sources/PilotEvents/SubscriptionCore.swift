@@ -6,7 +6,9 @@ public import PilotCore
 /// duplicates a resend brings (by publisher and sequence), and decides what
 /// happens when its consumer cannot take more: a durable subscription
 /// pauses (the hub keeps the rest for it), a plain one drops and says how
-/// many when the consumer reads again. The shell owns the connection.
+/// many when the consumer reads again. A plain one that reconnects tells
+/// the hub where it was, so what it missed meanwhile comes as `DROP n`
+/// too. The shell owns the connection.
 public struct SubscriptionCore: Sendable {
     public enum Event: Equatable, Sendable {
         /// The hub took every filter: the subscription holds.
@@ -28,6 +30,9 @@ public struct SubscriptionCore: Sendable {
     public private(set) var duplicatesDiscarded = 0
     /// Plain subscriptions: messages dropped here while the consumer was full.
     public private(set) var droppedHere = 0
+    /// The hub's log id up to which this subscription has had (or counted
+    /// as dropped) every message: where a plain one resumes.
+    public private(set) var position: UInt64 = 0
     private var confirmedFilters: Set<TopicFilter> = []
     /// A new connection's first reply must be the hub's VERSION.
     private var awaitingVersion = false
@@ -44,9 +49,12 @@ public struct SubscriptionCore: Sendable {
         awaitingVersion = true
     }
 
-    /// What a subscription sends first on a connection.
+    /// What a subscription sends first on a connection: a plain one that
+    /// had messages before also says where it was (after the filters, so an
+    /// older hub's refusal of the line comes once they are confirmed).
     public func hello(durable name: String?) -> [UInt8] {
-        let lines = [EventRequest.version(EventRequest.protocolVersion)] + filters.sorted { $0.description < $1.description }.map { EventRequest.subscribe($0, durable: name) }
+        var lines = [EventRequest.version(EventRequest.protocolVersion)] + filters.sorted { $0.description < $1.description }.map { EventRequest.subscribe($0, durable: name) }
+        if !durable, position > 0 { lines.append(.resume(after: position)) }
         return Array(lines.map { $0.line + "\n" }.joined().utf8)
     }
 
@@ -56,6 +64,8 @@ public struct SubscriptionCore: Sendable {
         var events: [Event] = []
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
+        /// The messages `out` stands for: its MSG lines and the counts of its DROP lines.
+        var represented = 0
         var start = 0
         while start < bytes.count {
             let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
@@ -70,12 +80,14 @@ public struct SubscriptionCore: Sendable {
                 continue
             }
             if let message = MessageLine(line) {
+                position = max(position, message.id)
                 if message.sequence > 0, !duplicates.isNew(publisher: String(decoding: message.publisher, as: UTF8.self), sequence: message.sequence) {
                     duplicatesDiscarded += 1
                     continue
                 }
                 out.append(contentsOf: line)
                 out.append(0x0A)
+                represented += 1
                 continue
             }
             switch try? EventReply.parse(line) {
@@ -91,6 +103,9 @@ public struct SubscriptionCore: Sendable {
             case .dropped(let count)?:
                 out.append(contentsOf: EventReply.dropped(count).line.utf8)
                 out.append(0x0A)
+                represented += count
+            case .position(let id)?:
+                position = max(position, id)
             default:
                 break
             }
@@ -102,7 +117,8 @@ public struct SubscriptionCore: Sendable {
             // What arrived still goes (the consumer buffers it); the hub keeps the rest.
             events += [.deliver(out), .pause]
         } else {
-            droppedHere += out.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            // The hub's own DROP lines are not lost: their counts join the one owed.
+            droppedHere += represented
         }
         return events
     }

@@ -81,5 +81,33 @@ import Testing
         #expect(plain.consumerReady() == Array("DROP 2\n".utf8))
         #expect(plain.consumerReady() == nil)
         #expect(delivered(plain.received(lines([.dropped(7)]), consumerHasRoom: true)) == ["DROP 7"])
+        // The hub's DROP that arrives while the consumer is full joins the count owed.
+        _ = plain.received(lines([.dropped(5), try msg(3, "W/1", 3)]), consumerHasRoom: false)
+        #expect(plain.consumerReady() == Array("DROP 6\n".utf8))
+    }
+
+    /// A plain subscription that reconnects says where it was, after its
+    /// filters: from the hub's POSITION before any message came, then from
+    /// the last message it had or dropped. A durable one never does.
+    @Test func aPlainSubscriptionResumesWhereItWas() throws {
+        let filter = try TopicFilter("metrics/*")
+        var plain = SubscriptionCore(filters: [filter], durable: false)
+        plain.connected()
+        #expect(String(decoding: plain.hello(durable: nil), as: UTF8.self) == "VERSION \(EventRequest.protocolVersion)\nSUB metrics/*\n")
+        _ = plain.received(lines([.version(EventRequest.protocolVersion), .subscribed(filter), .position(40)]), consumerHasRoom: true)
+        plain.connected()
+        #expect(String(decoding: plain.hello(durable: nil), as: UTF8.self).hasSuffix("SUB metrics/*\nRESUME 40\n"))
+        _ = plain.received(lines([.version(EventRequest.protocolVersion), .subscribed(filter), .position(45), try msg(46, "W/1", 1)]), consumerHasRoom: true)
+        _ = plain.received(lines([try msg(47, "W/1", 2)]), consumerHasRoom: false) // dropped here, and counted
+        #expect(plain.position == 47)
+        #expect(String(decoding: plain.hello(durable: nil), as: UTF8.self).hasSuffix("RESUME 47\n"))
+        // An older hub refuses the line it does not know: after confirmation, that is a warning only.
+        plain.connected()
+        let events = plain.received(lines([.version(EventRequest.protocolVersion), .subscribed(filter), .error(sequence: 0, reason: "unknown request 'RESUME'")]), consumerHasRoom: true)
+        #expect(events == [.warning("unknown request 'RESUME'")])
+
+        var durable = SubscriptionCore(filters: [filter], durable: true)
+        _ = durable.received(lines([.subscribed(filter), try msg(9, "W/1", 1)]), consumerHasRoom: true)
+        #expect(!String(decoding: durable.hello(durable: "store"), as: UTF8.self).contains("RESUME"))
     }
 }

@@ -35,8 +35,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 func seeds() -> [(name: String, bytes: [UInt8])] {
     [
         ("publish", #"PUB 7 metrics/cpu/web-01 {"host":"web-01","cpu_pct":42.1,"load":0.52,"cores":4,"ts":1764100000}"# + "\n"),
-        ("subscribe", "EPOCH 1f2e\nSUB metrics/* store\nSUB alerts/*/db-01\nUNSUB metrics/*\nACK 12\nPING\n"),
-        ("replies", "OK SUB metrics/*\nPUBACK 9\nERR 3 invalid payload: nope\nDROP 5\nPONG\n"),
+        ("subscribe", "EPOCH 1f2e\nSUB metrics/* store\nSUB alerts/*/db-01\nUNSUB metrics/*\nACK 12\nRESUME 40\nPING\n"),
+        ("replies", "OK SUB metrics/*\nPOSITION 41\nPUBACK 9\nERR 3 invalid payload: nope\nDROP 5\nPONG\n"),
         ("message", #"MSG 12 AAAA/1f 4 alerts/disk_pct/db-01 {"severity":"critical","value":96.5}"# + "\n"),
         ("bad", "PUB x y\nPUB 1 a//b {}\nSUB cp*\nMSG 1\n\r\n"),
     ].map { ($0.0, Array($0.1.utf8)) }
