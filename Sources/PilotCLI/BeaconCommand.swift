@@ -28,6 +28,12 @@ struct BeaconCommand: AsyncParsableCommand {
     @Option(name: .customLong("relay-bytes-per-second"), help: ArgumentHelp("Relay budget of one sending node, bytes per second.", valueName: "n"))
     var relayBytes = 2_000_000.0
 
+    @Option(name: .customLong("relay-target-datagrams-per-second"), help: ArgumentHelp("Relay budget toward one node, from all senders together, datagrams per second.", valueName: "n"))
+    var targetDatagrams = 8000.0
+
+    @Option(name: .customLong("relay-target-bytes-per-second"), help: ArgumentHelp("Relay budget toward one node, from all senders together, bytes per second.", valueName: "n"))
+    var targetBytes = 8_000_000.0
+
     @Option(help: ArgumentHelp("Largest accepted difference between this clock and a node's timestamps or the registry's ticket times (e.g. 5m).", valueName: "duration"))
     var skew = Seconds(300)
 
@@ -36,7 +42,9 @@ struct BeaconCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseEndpoint(listen, flag: "--listen", listening: true)
-        guard relayDatagrams > 0, relayBytes >= 1280 else { throw ValidationError("relay budgets must be positive (bytes at least 1280)") }
+        guard relayDatagrams > 0, relayBytes >= 1280, targetDatagrams > 0, targetBytes >= 1280 else {
+            throw ValidationError("relay budgets must be positive (bytes at least 1280)")
+        }
         guard skew.value >= 1 else { throw ValidationError("--skew must be at least 1 second") }
         if let registry { _ = try parseEndpoint(registry, flag: "--registry", listening: false) }
         if let registryKey { _ = try parsePublicKey(registryKey, flag: "--registry-key") }
@@ -52,6 +60,8 @@ struct BeaconCommand: AsyncParsableCommand {
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.limits.relayDatagramsPerSecond = relayDatagrams
         options.limits.relayBytesPerSecond = relayBytes
+        options.limits.targetDatagramsPerSecond = targetDatagrams
+        options.limits.targetBytesPerSecond = targetBytes
         options.limits.skewMs = skew.milliseconds
         options.registry = try registry.map { try parseEndpoint($0, flag: "--registry", listening: false) }
         options.registryKey = try registryKey.map { try parsePublicKey($0, flag: "--registry-key") }

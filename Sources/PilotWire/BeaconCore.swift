@@ -9,7 +9,10 @@ public import PilotCrypto
 /// It serves only keys the registry vouches for: a hello must carry a
 /// `BeaconTicket` for its key, signed by `issuer` (the registry's key) and
 /// not expired; a node is served until its ticket expires or it stops
-/// saying hello, whichever comes first.
+/// saying hello, whichever comes first. Everything the beacon sends toward
+/// a node on another's behalf (relayed datagrams, introductions) is spent
+/// from two budgets: the sender's and the target's, so any number of
+/// senders together move at most the target's budget toward one node.
 public struct BeaconCore: Sendable {
     public struct Limits: Sendable {
         /// Tolerated difference between this clock and a node's timestamps,
@@ -21,6 +24,14 @@ public struct BeaconCore: Sendable {
         /// Relay budget per sending node: datagrams and bytes per second, with a one-second burst.
         public var relayDatagramsPerSecond = 2000.0
         public var relayBytesPerSecond = 2_000_000.0
+        /// Relay budget per target node, whoever sends, with a one-second
+        /// burst: four senders at their full budget. A hub behind symmetric
+        /// NAT with 5,000 relayed agents (8 topics every 30 s, with
+        /// acknowledgements, keepalives and probes: about 0.35 datagrams
+        /// and 120 bytes a second each) takes about 1,750 datagrams and
+        /// 0.6 MB a second.
+        public var targetDatagramsPerSecond = 8000.0
+        public var targetBytesPerSecond = 8_000_000.0
         public init() {}
     }
 
@@ -75,8 +86,9 @@ public struct BeaconCore: Sendable {
         var lastTimestamp: UInt64
         /// The newest ticket this node showed, already verified.
         var ticket: BeaconTicket
-        /// What it may send through the relay.
+        /// What it may send through the relay, and what may be sent to it.
         var sent: Budget
+        var received: Budget
     }
 
     public let limits: Limits
@@ -126,7 +138,8 @@ public struct BeaconCore: Sendable {
             if let old = nodes[node]?.endpoint, old != source, byEndpoint[old] == node { byEndpoint[old] = nil }
             var entry = nodes[node] ?? Node(
                 endpoint: source, seenAt: time.now, lastTimestamp: 0, ticket: ticket,
-                sent: Budget(datagramsPerSecond: limits.relayDatagramsPerSecond, bytesPerSecond: limits.relayBytesPerSecond, now: time.now))
+                sent: Budget(datagramsPerSecond: limits.relayDatagramsPerSecond, bytesPerSecond: limits.relayBytesPerSecond, now: time.now),
+                received: Budget(datagramsPerSecond: limits.targetDatagramsPerSecond, bytesPerSecond: limits.targetBytesPerSecond, now: time.now))
             entry.endpoint = source
             entry.seenAt = time.now
             entry.lastTimestamp = timestamp
@@ -142,13 +155,22 @@ public struct BeaconCore: Sendable {
             guard fresh(node: node, timestamp: timestamp, time: time), verified(message) else { return [] }
             entry.lastTimestamp = timestamp
             nodes[node] = entry
-            guard target != node, let peer = nodes[target], served(peer, time: time), peer.ticket.network == entry.ticket.network else {
+            guard target != node, var peer = nodes[target], served(peer, time: time), peer.ticket.network == entry.ticket.network else {
                 return [Outgoing(datagram: BeaconMessage.refused("the target is not connected to this beacon").encoded, to: source)]
             }
+            // The punch toward the target is traffic toward it on the sender's behalf.
+            let punch = BeaconMessage.punch(peer: node, endpoint: source).encoded
+            guard spend(punch.count, from: &entry, to: &peer, time: time) else {
+                nodes[node] = entry
+                nodes[target] = peer
+                return []
+            }
+            nodes[node] = entry
+            nodes[target] = peer
             counters.punches += 1
             return [
                 Outgoing(datagram: BeaconMessage.punch(peer: target, endpoint: peer.endpoint).encoded, to: source),
-                Outgoing(datagram: BeaconMessage.punch(peer: node, endpoint: source).encoded, to: peer.endpoint),
+                Outgoing(datagram: punch, to: peer.endpoint),
             ]
 
         case let .relay(target, inner):
@@ -157,10 +179,11 @@ public struct BeaconCore: Sendable {
                 return []
             }
             guard served(entry, time: time) else { drop("relay from a node no longer vouched for"); return [] }
-            guard target != sender, let peer = nodes[target], served(peer, time: time) else { drop("relay to an unknown node"); return [] }
+            guard target != sender, var peer = nodes[target], served(peer, time: time) else { drop("relay to an unknown node"); return [] }
             guard peer.ticket.network == entry.ticket.network else { drop("relay to another network"); return [] }
-            let spent = spend(inner.count, from: &entry, time: time)
+            let spent = spend(inner.count, from: &entry, to: &peer, time: time)
             nodes[sender] = entry
+            nodes[target] = peer
             guard spent else { return [] }
             counters.relayedDatagrams += 1
             counters.relayedBytes += inner.count
@@ -190,11 +213,14 @@ public struct BeaconCore: Sendable {
         return overflow ? (delta > 0 ? .max : .min) : sum
     }
 
-    /// Spends one datagram of `count` bytes from the sender's budget, if it has room.
-    private mutating func spend(_ count: Int, from sender: inout Node, time: TunnelTime) -> Bool {
+    /// Spends one datagram of `count` bytes from the sender's budget and the target's, or neither.
+    private mutating func spend(_ count: Int, from sender: inout Node, to target: inout Node, time: TunnelTime) -> Bool {
         sender.sent.refill(now: time.now, datagramsPerSecond: limits.relayDatagramsPerSecond, bytesPerSecond: limits.relayBytesPerSecond)
+        target.received.refill(now: time.now, datagramsPerSecond: limits.targetDatagramsPerSecond, bytesPerSecond: limits.targetBytesPerSecond)
         guard sender.sent.allows(count) else { drop("relay budget exceeded"); return false }
+        guard target.received.allows(count) else { drop("relay target budget exceeded"); return false }
         sender.sent.spend(count)
+        target.received.spend(count)
         return true
     }
 

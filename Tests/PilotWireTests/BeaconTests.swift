@@ -181,6 +181,55 @@ import Testing
         #expect(renewing.counters.dropped.isEmpty)
     }
 
+    @Test func manySendersTogetherMoveAtMostTheTargetsBudget() throws {
+        var limits = BeaconCore.Limits()
+        limits.relayDatagramsPerSecond = 100
+        limits.relayBytesPerSecond = 1_000_000
+        limits.targetDatagramsPerSecond = 200
+        limits.targetBytesPerSecond = 150_000
+        var beacon = beacon(limits)
+        _ = beacon.receive(hello(b), from: bNAT, time: time)
+        let senders = (0..<8).map { _ in SigningKey.generate() }
+        let sources = (0..<8).map { Endpoint(host: "100.64.1.\($0)", port: 4000) }
+        for (key, source) in zip(senders, sources) { _ = beacon.receive(hello(key), from: source, time: time) }
+        let inner = [UInt8](repeating: 0xEE, count: 500)
+        let relay = BeaconMessage.relay(target: b.publicKey, datagram: inner).encoded
+        var forwarded = 0
+        for _ in 0..<100 { for source in sources where !beacon.receive(relay, from: source, time: time).isEmpty { forwarded += 1 } }
+        // Each sender could push 100; together they get the target's 200 datagrams, and the bytes bound 150,000 / 500 = 300 is not hit.
+        #expect(forwarded == 200)
+        #expect(beacon.counters.dropped["relay target budget exceeded"] == 600)
+        // Half a second later: half the target's budget again, whoever sends.
+        var later = time
+        later.now += 500_000
+        for _ in 0..<100 { for source in sources where !beacon.receive(relay, from: source, time: later).isEmpty { forwarded += 1 } }
+        #expect(forwarded == 300)
+        // Another target has its own budget: it is not starved by the first one's.
+        let c = SigningKey.generate(), cNAT = Endpoint(host: "100.64.0.13", port: 5000)
+        _ = beacon.receive(hello(c), from: cNAT, time: later)
+        _ = beacon.receive(hello(a), from: aNAT, time: later)
+        #expect(!beacon.receive(BeaconMessage.relay(target: c.publicKey, datagram: inner).encoded, from: aNAT, time: later).isEmpty)
+    }
+
+    @Test func introductionsCountAgainstTheTargetsBudgetToo() throws {
+        var limits = BeaconCore.Limits()
+        limits.targetDatagramsPerSecond = 5
+        var beacon = beacon(limits)
+        _ = beacon.receive(hello(b), from: bNAT, time: time)
+        let senders = (0..<4).map { _ in SigningKey.generate() }
+        var punchesToB = 0
+        for (index, key) in senders.enumerated() {
+            let source = Endpoint(host: "100.64.2.\(index)", port: 4000)
+            _ = beacon.receive(hello(key), from: source, time: time)
+            for step in 1...5 {
+                let connect = BeaconMessage.signedConnect(key, to: b.publicKey, timestamp: UInt64(time.wall + Int64(step))).encoded
+                punchesToB += beacon.receive(connect, from: source, time: time).filter { $0.to == bNAT }.count
+            }
+        }
+        #expect(punchesToB == 5)
+        #expect(beacon.counters.dropped["relay target budget exceeded"] == 15)
+    }
+
     @Test func relayStaysWithinOneNetwork() {
         var beacon = beacon()
         _ = beacon.receive(hello(a), from: aNAT, time: time)
