@@ -54,7 +54,7 @@ struct BeaconCommand: AsyncParsableCommand {
         var options = BeaconService.Options(stateDirectory: state.resolved)
         // Here, not in validate(): that runs for `pilot beacon status` too.
         guard registry != nil || registryKey != nil || (try? LocalFile.readText(options.pinPath, maxBytes: 1024)) != nil else {
-            throw CLIError("the beacon serves only nodes its registry vouches for: give --registry HOST:PORT (its key is pinned on first contact) or --registry-key KEY",
+            throw CLIError("the beacon serves only nodes its registry vouches for: give --registry HOST:PORT (its key is pinned on first contact), --registry-key KEY, or put the key in \(options.pinPath)",
                            exitCode: ExitStatus.usage)
         }
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)

@@ -1,4 +1,3 @@
-public import PilotCore
 public import PilotCrypto
 
 /// The registry's word, for the beacon, that a key is a registered node:
