@@ -91,7 +91,6 @@ func runBeaconAttack(_ arguments: BeaconAttackArguments) async throws {
         client.start()
         clients.append(client)
     }
-    defer { clients.forEach { $0.stop() } }
     for _ in 0..<100 {
         let missing = try await loop.submit { registering.filter { $0.ticket == nil }.count }.get()
         if missing == 0 { break }
@@ -164,6 +163,8 @@ func runBeaconAttack(_ arguments: BeaconAttackArguments) async throws {
     try await Task.sleep(for: .milliseconds(200)) // let the beacon drain its socket
     print("keys \(all.count) welcomed \(welcomed) sent_datagrams \(sent) sent_bytes \(sent * relay.count) seconds \(fixed(elapsed, 2))")
     for attacker in all { try? await attacker.channel?.close() }
+    clients.forEach { $0.stop() }
+    try? await Task.sleep(for: .milliseconds(100)) // the stops run on the loop
     try? await group.shutdownGracefully()
 }
 

@@ -22,10 +22,11 @@ fi
 PER_SENDER=500 PER_TARGET=300 SECONDS_FLOOD=2 KEYS=8 RATE=600 SIZE=1000
 LIFETIME=6
 
-expect_status 64 "a beacon with no registry" -- "$PILOT" beacon --listen 127.0.0.1:0 --state-dir "$SCRATCH/nobeacon"
+# Bounded: a beacon that starts anyway (it would serve anyone) is stopped and fails the check.
+expect_status 64 "a beacon with no registry" -- timeout 10 "$PILOT" beacon --listen 127.0.0.1:0 --state-dir "$SCRATCH/nobeacon"
 expect_one_line_error "a beacon with no registry"
 printf '%s' "$ERR" | grep -q -- "--registry" || fail "the refusal does not name --registry: $ERR"
-expect_status 64 "a beacon with a malformed registry key" -- "$PILOT" beacon --listen 127.0.0.1:0 --state-dir "$SCRATCH/nobeacon" --registry-key nonsense
+expect_status 64 "a beacon with a malformed registry key" -- timeout 10 "$PILOT" beacon --listen 127.0.0.1:0 --state-dir "$SCRATCH/nobeacon" --registry-key nonsense
 expect_one_line_error "a beacon with a malformed registry key"
 
 start_bg "$SCRATCH/registry.log" "$PILOT" registry --listen 127.0.0.1:0 --http off --state-dir "$SCRATCH/registry" \
