@@ -1,6 +1,8 @@
 // pilot-bench: benchmarks kept out of the shipped binary (`make bench`).
 //
 //   pilot-bench registry [--pilot ./pilot] [--nodes 10000] [--interval 30] [--compress 10] [--window 30]
+//   pilot-bench beacon-attack --beacon HOST:PORT --target KEY [--mode strangers|registered] [--registry HOST:PORT] ...
+//     (an attacker for tests/system/test_beacon_abuse.sh; see BeaconAttack.swift)
 //
 // Starts `pilot registry` as a child process on loopback, connects N
 // simulated nodes (each its own key and encrypted channel, spread over
@@ -28,24 +30,27 @@ struct Arguments {
     var window = 30.0
 
     init(_ argv: [String]) throws {
-        var index = 0
-        func value() throws -> String {
-            index += 1
-            guard index < argv.count else { throw BenchError("\(argv[index - 1]) needs a value") }
-            return argv[index]
-        }
-        while index < argv.count {
-            switch argv[index] {
-            case "--pilot": pilot = try value()
-            case "--nodes": nodes = Int(try value()) ?? 0
-            case "--interval": interval = Double(try value()) ?? 0
-            case "--compress": compress = Double(try value()) ?? 0
-            case "--window": window = Double(try value()) ?? 0
-            default: throw BenchError("unknown option \(argv[index])")
+        try eachOption(argv) { flag, value in
+            switch flag {
+            case "--pilot": pilot = value
+            case "--nodes": nodes = Int(value) ?? 0
+            case "--interval": interval = Double(value) ?? 0
+            case "--compress": compress = Double(value) ?? 0
+            case "--window": window = Double(value) ?? 0
+            default: throw BenchError("unknown option \(flag)")
             }
-            index += 1
         }
         guard nodes > 0, interval > 0, compress >= 1, window > 0 else { throw BenchError("all numbers must be positive (compress at least 1)") }
+    }
+}
+
+/// `--flag value` pairs, in order; every flag takes a value.
+func eachOption(_ argv: [String], _ body: (_ flag: String, _ value: String) throws -> Void) throws {
+    var index = 0
+    while index < argv.count {
+        guard index + 1 < argv.count else { throw BenchError("\(argv[index]) needs a value") }
+        try body(argv[index], argv[index + 1])
+        index += 2
     }
 }
 
@@ -270,8 +275,9 @@ do {
     case "store": try runStoreBench(Array(argv.dropFirst()))
     case "seed-history": try runHistorySeed(Array(argv.dropFirst()))
     case "attack" where argv.count > 1 && argv[1] == "handshake-flood": try runHandshakeFlood(Array(argv.dropFirst(2)))
+    case "beacon-attack": try await runBeaconAttack(try BeaconAttackArguments(Array(argv.dropFirst())))
     default:
-        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S] | pilot-bench attack handshake-flood --to HOST:PORT --key BASE64 [--count N] [--sources N]")
+        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S] | pilot-bench attack handshake-flood --to HOST:PORT --key BASE64 [--count N] [--sources N] | pilot-bench beacon-attack --beacon HOST:PORT --target KEY [--mode strangers|registered] [--registry HOST:PORT] [--keys N] [--seconds S] [--rate N] [--size BYTES]")
     }
 } catch {
     let line = Array("pilot-bench: \(error)\n".utf8)

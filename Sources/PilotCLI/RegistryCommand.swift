@@ -44,6 +44,10 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: ArgumentHelp("Close a node connection silent this long (e.g. 5m).", valueName: "duration"))
     var idleTimeout = Seconds(300)
 
+    @Option(name: .customLong("beacon-ticket-lifetime"), help: ArgumentHelp(
+        "How long the ticket a node shows the beacon lasts (e.g. 30m); nodes renew it at half of that.", valueName: "duration"))
+    var beaconTicketLifetime = Seconds(1800)
+
     @OptionGroup var state: StateOptions
     @OptionGroup var log: LogOptions
 
@@ -56,6 +60,9 @@ struct RegistryCommand: AsyncParsableCommand {
             throw ValidationError("limits must be positive")
         }
         guard idleTimeout.value >= 5 else { throw ValidationError("--idle-timeout must be at least 5 seconds") }
+        guard (2...86_400).contains(beaconTicketLifetime.value) else {
+            throw ValidationError("--beacon-ticket-lifetime must be between 2 seconds and 1 day")
+        }
     }
 
     func run() async throws {
@@ -70,6 +77,7 @@ struct RegistryCommand: AsyncParsableCommand {
         options.engine.skewMs = skew.milliseconds
         options.engine.registrationBurst = registrationsBurst
         options.engine.registrationsPerMinute = registrationsPerMinute
+        options.engine.beaconTicketLifetimeMs = beaconTicketLifetime.milliseconds
         options.connectionsPerAddress = connectionsPerIP
         options.idleTimeoutSeconds = idleTimeout.wholeSeconds
         let logger = log.logger("pilot.registry")

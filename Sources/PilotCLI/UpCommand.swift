@@ -92,6 +92,7 @@ struct UpCommand: AsyncParsableCommand {
 
         var beaconOptions = BeaconService.Options(stateDirectory: directory + "/beacon")
         beaconOptions.listen = Endpoint(host: "127.0.0.1", port: 0)
+        beaconOptions.registryKey = registryKey.publicKey // in process: the key itself, nothing to learn
         try LocalFile.makeDirectory(beaconOptions.stateDirectory, mode: 0o700)
         let beacon = BeaconService(options: beaconOptions, logger: logger)
         do { try await beacon.start() } catch { throw CLIError("cannot start the beacon: \(error)") }

@@ -108,7 +108,10 @@ public final class Node: @unchecked Sendable {
             client.joinToken = options.joinToken
             client.registryKey = options.registryKey
             client.endpoints = endpoints.map(\.description)
+            client.wantsBeaconTicket = options.beacon != nil
             registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
+            // The beacon serves only nodes the registry vouches for: its ticket goes in every hello.
+            registry?.onBeaconTicket = { [tunnels] ticket in tunnels.renewBeaconTicket(ticket) }
             // Peers elsewhere reach us at our public mapping, which only the beacon can tell.
             let local = endpoints.map(\.description)
             tunnels.whenObservedEndpointChanges { [registry] observed in

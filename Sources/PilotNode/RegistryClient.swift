@@ -5,7 +5,7 @@ public import PilotCore
 public import PilotCrypto
 public import PilotRegistry
 public import PilotTransport
-internal import PilotWire
+public import PilotWire
 
 /// The node's side of the registry: connect, check or pin the registry's
 /// key, register, heartbeat every keepalive, re-register when the registry
@@ -25,6 +25,9 @@ public final class RegistryClient: @unchecked Sendable {
         /// pinned on first contact in `pinPath`.
         public var registryKey: PublicKey?
         public var pinPath: String
+        /// Ask for a beacon ticket (a beacon is configured): with each
+        /// registration, and again at half of each ticket's lifetime.
+        public var wantsBeaconTicket = false
 
         public init(registry: Endpoint, hostname: String, pinPath: String) {
             self.registry = registry
@@ -62,8 +65,11 @@ public final class RegistryClient: @unchecked Sendable {
     /// uses XX to learn which key the registry offers, so the refusal can
     /// name both fingerprints.
     private var diagnoseWithXX = false
+    private var ticketRenewal: Scheduled<Void>?
     public var onPresence: (@Sendable (PresenceEvent) -> Void)?
     public var onRegistered: (@Sendable (Address) -> Void)?
+    /// Called on the loop with each beacon ticket the registry issues (checked: for this key, signed by the registry).
+    public var onBeaconTicket: (@Sendable (BeaconTicket) -> Void)?
 
     public init(options: Options, identity: SigningKey, loop: any EventLoop, logger: Logger,
                 now: @escaping @Sendable () -> Int64 = WallClock.nowMilliseconds) {
@@ -84,6 +90,7 @@ public final class RegistryClient: @unchecked Sendable {
         loop.execute {
             self.stopped = true
             self.heartbeatTask?.cancel()
+            self.ticketRenewal?.cancel()
             self.stream?.close(reason: "node stopping", tellPeer: false)
         }
     }
@@ -181,6 +188,8 @@ public final class RegistryClient: @unchecked Sendable {
         status.lastError = reason
         heartbeatTask?.cancel()
         heartbeatTask = nil
+        ticketRenewal?.cancel()
+        ticketRenewal = nil
         for promise in pending.values { promise.fail(RegistryClientError(code: "disconnected", message: reason)) }
         pending = [:]
         registerID = nil
@@ -201,9 +210,11 @@ public final class RegistryClient: @unchecked Sendable {
         if let token = options.joinToken, let stream {
             body["join_proof"] = .string(RegistryProtocol.joinProof(token: token, handshakeHash: stream.handshakeHash))
         }
+        if options.wantsBeaconTicket { body["beacon_ticket"] = .bool(true) }
         send(.register, body).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let reply):
+                self.took(reply)
                 let address = reply["node"]?["address"]?.stringValue.flatMap { try? Address(parsing: $0) }
                 self.status.registered = true
                 self.status.address = address
@@ -218,6 +229,39 @@ public final class RegistryClient: @unchecked Sendable {
             case .failure(let error):
                 self.stream?.close(reason: "registration refused: \(error)", tellPeer: false)
                 self.status.lastError = "registration refused: \(error)"
+            }
+        }
+    }
+
+    /// A beacon ticket in a reply: checked, handed on, and renewed at half
+    /// its lifetime by this loop's clock (the registry's clock measured
+    /// the lifetime, so skew between the two does not move renewal).
+    private func took(_ reply: JSONObject) {
+        guard options.wantsBeaconTicket, let text = reply["beacon_ticket"]?.stringValue else { return }
+        let ticket: BeaconTicket
+        do {
+            ticket = try BeaconTicket(base64: text)
+            guard ticket.node == identity.publicKey else { throw WireError.malformed("the ticket is for another key") }
+            if let key = status.registryKey { try ticket.verify(issuer: key) }
+        } catch {
+            return logger.warning("ignored a malformed beacon ticket from the registry", metadata: ["error": "\(error)"])
+        }
+        onBeaconTicket?(ticket)
+        ticketRenewal?.cancel()
+        ticketRenewal = loop.assumeIsolated().scheduleTask(in: .milliseconds(max(1000, ticket.lifetimeMs / 2))) { self.renewTicket() }
+    }
+
+    private func renewTicket() {
+        guard !stopped, status.registered else { return }
+        send(.heartbeat, JSONObject([("beacon_ticket", .bool(true))])).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let reply): self.took(reply)
+            case .failure(let error):
+                // Disconnected: the next registration asks for one. Otherwise try again soon.
+                guard self.status.registered else { return }
+                self.logger.warning("cannot renew the beacon ticket; retrying", metadata: ["error": "\(error)"])
+                if let error = error as? RegistryClientError, error.code == "not_registered" { return self.register() }
+                self.ticketRenewal = self.loop.assumeIsolated().scheduleTask(in: .seconds(5)) { self.renewTicket() }
             }
         }
     }

@@ -203,6 +203,18 @@ public final class TunnelEndpoint: @unchecked Sendable {
         if let connect = beaconClient.connect(to: peer, route: router.path(to: peer, time: time), time: time) { sendToBeacon(connect) }
     }
 
+    /// The registry's newest ticket for this node, which the beacon asks
+    /// for in every hello: sent in a hello at once, before the old one expires.
+    public func renewBeaconTicket(_ ticket: BeaconTicket) {
+        loop.execute {
+            let time = TunnelTime.current()
+            guard self.beaconClient.renew(ticket, time: time) else {
+                return self.logger.warning("ignored a beacon ticket for another key", metadata: ["key": "\(ticket.node.fingerprint)"])
+            }
+            if let hello = self.beaconClient.hello(time: time) { self.sendToBeacon(hello) }
+        }
+    }
+
     /// Sends the hello that is due and wakes again when the next one is.
     private func sayHello() {
         let time = TunnelTime.current()

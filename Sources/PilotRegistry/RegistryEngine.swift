@@ -1,5 +1,6 @@
 public import PilotCore
 public import PilotCrypto
+internal import PilotWire
 
 /// Who is on the other end of a registry channel, as the handshake proved.
 public struct SessionContext: Sendable {
@@ -28,6 +29,10 @@ public struct RegistryEngine: Sendable {
         /// office behind one NAT starting at once), then a steady rate.
         public var registrationBurst = 1000
         public var registrationsPerMinute = 600
+        /// How long a beacon ticket lasts. Nodes renew at half of it, so the
+        /// registry may be away for that long without a node losing the
+        /// beacon; a key the registry forgets is served for at most this long.
+        public var beaconTicketLifetimeMs: Int64 = 1_800_000
         public init() {}
     }
 
@@ -39,12 +44,15 @@ public struct RegistryEngine: Sendable {
     }
 
     public let configuration: Configuration
+    /// The registry's identity, which signs beacon tickets (nil: none are issued).
+    let ticketIssuer: SigningKey?
     public private(set) var directory: Directory
     private var requestGuard: RequestGuard
     private var registrations: RateLimiter
 
-    public init(configuration: Configuration, records: [NodeRecord], now: Int64) {
+    public init(configuration: Configuration, records: [NodeRecord], now: Int64, ticketIssuer: SigningKey? = nil) {
         self.configuration = configuration
+        self.ticketIssuer = ticketIssuer
         directory = Directory(network: configuration.network, timing: .init(offlineAfterMs: configuration.offlineAfterMs),
                               records: records, now: now)
         requestGuard = RequestGuard(skewMs: configuration.skewMs)
@@ -124,10 +132,10 @@ public struct RegistryEngine: Sendable {
             let (record, events) = try directory.register(
                 key: key, hostname: try string(body, "hostname"), tags: try strings(body, "tags"),
                 endpoints: try strings(body, "endpoints"), now: now)
-            return Outcome(response: respond(id, key, now), changed: record, events: events)
+            return Outcome(response: respond(id, key, now, ticket: body["beacon_ticket"] == .bool(true)), changed: record, events: events)
         case .heartbeat:
             let events = try directory.heartbeat(key: key, now: now)
-            return Outcome(response: respond(id, key, now), events: events)
+            return Outcome(response: respond(id, key, now, ticket: body["beacon_ticket"] == .bool(true)), events: events)
         case .setTags:
             let record = try directory.setTags(key: key, tags: try strings(body, "tags"))
             return Outcome(response: respond(id, key, now), changed: record)
@@ -170,9 +178,17 @@ public struct RegistryEngine: Sendable {
         }
     }
 
-    private func respond(_ id: UInt64, _ key: PublicKey, _ now: Int64) -> [UInt8] {
+    /// The node as the registry now holds it, and a fresh beacon ticket
+    /// when the (signed) request asked for one: only a registered key gets here.
+    private func respond(_ id: UInt64, _ key: PublicKey, _ now: Int64, ticket: Bool = false) -> [UInt8] {
         guard let view = directory.view(key, now: now) else { return RegistryProtocol.response(id: id, body: JSONObject()) }
-        return RegistryProtocol.response(id: id, body: JSONObject([("node", RegistryProtocol.json(view))]))
+        var body = JSONObject([("node", RegistryProtocol.json(view))])
+        if ticket, let ticketIssuer {
+            let issued = BeaconTicket.issue(for: key, network: configuration.network, now: now,
+                                            lifetimeMs: configuration.beaconTicketLifetimeMs, by: ticketIssuer)
+            body["beacon_ticket"] = .string(issued.base64)
+        }
+        return RegistryProtocol.response(id: id, body: body)
     }
 
     private func string(_ body: JSONObject, _ field: String) throws(RegistryError) -> String {

@@ -55,7 +55,7 @@ public final class RegistryService: Service, @unchecked Sendable {
         self.now = now
         store = try RegistryStore(path: options.stateDirectory + "/registry.db")
         let records = try store.loadAll()
-        engine = RegistryEngine(configuration: options.engine, records: records, now: now())
+        engine = RegistryEngine(configuration: options.engine, records: records, now: now(), ticketIssuer: identity)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         logger.info("registry state loaded", metadata: ["nodes": "\(records.count)", "path": "\(options.stateDirectory)/registry.db"])

@@ -4,6 +4,10 @@ public import PilotCrypto
 /// The node's side of the beacon, as a pure policy with the time passed in:
 /// when to say hello, when to ask for an introduction to a peer, timestamps
 /// the beacon accepts, and what a datagram from the beacon asks of the node.
+/// Hellos carry the registry's newest `BeaconTicket` for this node; none go
+/// before the first ticket (the beacon would refuse them), and a renewed
+/// ticket goes out at once, so the beacon never holds an expiring one
+/// while a fresh one exists.
 /// `TunnelEndpoint` (PilotNode) only carries out what it returns. When to
 /// fall back to the beacon's relay, and how often to probe for a direct path
 /// past it, is the tunnels' own timing, in `TunnelRouter`.
@@ -47,6 +51,8 @@ public struct BeaconClient: Sendable {
     public private(set) var observed: Endpoint?
     /// When the next hello is due (monotonic µs); the first is due at once.
     public private(set) var nextHelloAt: Int64 = .min
+    /// The registry's newest ticket for this node (nil: none yet).
+    public private(set) var ticket: BeaconTicket?
     private var lastTimestamp: UInt64 = 0
     private var askedAt: [PublicKey: Int64] = [:]
 
@@ -60,11 +66,25 @@ public struct BeaconClient: Sendable {
     public var rememberedPeers: Int { askedAt.count }
 
     /// The hello due at `time`, if one is: the first at once, then one
-    /// every `helloEvery`. The caller wakes again at `nextHelloAt`.
+    /// every `helloEvery`. The caller wakes again at `nextHelloAt`. Without
+    /// a ticket nothing is due (the caller wakes every `helloEvery` to look
+    /// again); `renew` makes a hello due at once.
     public mutating func hello(time: TunnelTime) -> BeaconMessage? {
         guard beacon != nil, time.now >= nextHelloAt else { return nil }
         nextHelloAt = time.now + timing.helloEvery
-        return .signedHello(identity, timestamp: timestamp(time))
+        guard let ticket else { return nil }
+        return .signedHello(identity, timestamp: timestamp(time), ticket: ticket)
+    }
+
+    /// A ticket from the registry. One for another key is ignored (false);
+    /// a new one makes the next hello due at once.
+    @discardableResult
+    public mutating func renew(_ fresh: BeaconTicket, time: TunnelTime) -> Bool {
+        guard fresh.node == identity.publicKey else { return false }
+        guard fresh != ticket else { return true }
+        ticket = fresh
+        nextHelloAt = min(nextHelloAt, time.now)
+        return true
     }
 
     /// After a datagram went to `peer`, whose route is now `route`: a

@@ -5,7 +5,7 @@ public import PilotCrypto
 /// share the tunnel's version byte and use kinds from 16 up, so one node
 /// socket carries both.
 ///
-///     hello        16 | node key 32 | timestamp u64 (Unix ms) | signature 64
+///     hello        16 | node key 32 | timestamp u64 (Unix ms) | signature 64 | ticket 115
 ///     welcome      17 | observed endpoint
 ///     connect      18 | node key 32 | target key 32 | timestamp u64 | signature 64
 ///     punch        19 | peer key 32 | peer endpoint
@@ -18,9 +18,12 @@ public import PilotCrypto
 /// Hello and connect are signed by the node's identity, so nobody can
 /// place another node's key at their address; what is relayed is tunnel
 /// ciphertext the beacon cannot read. The beacon learns who talks to
-/// whom, as any relay must.
+/// whom, as any relay must. A hello carries the registry's `BeaconTicket`
+/// for the node's key (the beacon serves no one else); a hello without
+/// one (a node from before tickets) still parses, so the beacon can count
+/// it as such, and is refused.
 public enum BeaconMessage: Equatable, Sendable {
-    case hello(node: PublicKey, timestamp: UInt64, signature: [UInt8])
+    case hello(node: PublicKey, timestamp: UInt64, signature: [UInt8], ticket: BeaconTicket?)
     case welcome(observed: Endpoint)
     case connect(node: PublicKey, target: PublicKey, timestamp: UInt64, signature: [UInt8])
     case punch(peer: PublicKey, endpoint: Endpoint)
@@ -37,16 +40,19 @@ public enum BeaconMessage: Equatable, Sendable {
         datagram.count >= 2 && datagram[0] == TunnelFrame.version && (Kind.hello.rawValue...Kind.refused.rawValue).contains(datagram[1])
     }
 
-    public static func signedHello(_ key: SigningKey, timestamp: UInt64) -> BeaconMessage {
-        .hello(node: key.publicKey, timestamp: timestamp, signature: key.sign(helloBytes(key.publicKey, timestamp)))
+    public static func signedHello(_ key: SigningKey, timestamp: UInt64, ticket: BeaconTicket?) -> BeaconMessage {
+        .hello(node: key.publicKey, timestamp: timestamp, signature: key.sign(helloBytes(key.publicKey, timestamp, ticket)), ticket: ticket)
     }
 
     public static func signedConnect(_ key: SigningKey, to target: PublicKey, timestamp: UInt64) -> BeaconMessage {
         .connect(node: key.publicKey, target: target, timestamp: timestamp, signature: key.sign(connectBytes(key.publicKey, target, timestamp)))
     }
 
-    static func helloBytes(_ node: PublicKey, _ timestamp: UInt64) -> [UInt8] {
-        Array("pilot-beacon-hello/1".utf8) + node.bytes + timestamp.bigEndianBytes
+    /// What a hello's signature covers: the ticket too, so a hello is one
+    /// statement ("this key, now, vouched for by this ticket").
+    static func helloBytes(_ node: PublicKey, _ timestamp: UInt64, _ ticket: BeaconTicket?) -> [UInt8] {
+        guard let ticket else { return Array("pilot-beacon-hello/1".utf8) + node.bytes + timestamp.bigEndianBytes }
+        return Array("pilot-beacon-hello/2".utf8) + node.bytes + timestamp.bigEndianBytes + ticket.encoded
     }
 
     static func connectBytes(_ node: PublicKey, _ target: PublicKey, _ timestamp: UInt64) -> [UInt8] {
@@ -57,7 +63,7 @@ public enum BeaconMessage: Equatable, Sendable {
     public func verifySignature() throws(WireError) {
         do {
             switch self {
-            case let .hello(node, timestamp, signature): try node.verify(signature, for: Self.helloBytes(node, timestamp))
+            case let .hello(node, timestamp, signature, ticket): try node.verify(signature, for: Self.helloBytes(node, timestamp, ticket))
             case let .connect(node, target, timestamp, signature): try node.verify(signature, for: Self.connectBytes(node, target, timestamp))
             default: return
             }
@@ -85,8 +91,9 @@ public enum BeaconMessage: Equatable, Sendable {
             let node = try key(&reader)
             let timestamp = try reader.readUInt64("timestamp")
             let signature = try reader.read(64, "signature")
+            let ticket = reader.remaining == 0 ? nil : try BeaconTicket.read(&reader)
             guard reader.remaining == 0 else { throw .malformed("trailing bytes after hello") }
-            return .hello(node: node, timestamp: timestamp, signature: signature)
+            return .hello(node: node, timestamp: timestamp, signature: signature, ticket: ticket)
         case .welcome:
             return .welcome(observed: try readEndpoint(&reader))
         case .connect:
@@ -117,7 +124,8 @@ public enum BeaconMessage: Equatable, Sendable {
     public var encoded: [UInt8] {
         let header: (Kind) -> [UInt8] = { [TunnelFrame.version, $0.rawValue] }
         switch self {
-        case let .hello(node, timestamp, signature): return header(.hello) + node.bytes + timestamp.bigEndianBytes + signature
+        case let .hello(node, timestamp, signature, ticket):
+            return header(.hello) + node.bytes + timestamp.bigEndianBytes + signature + (ticket?.encoded ?? [])
         case let .welcome(observed): return header(.welcome) + Self.encode(observed)
         case let .connect(node, target, timestamp, signature):
             return header(.connect) + node.bytes + target.bytes + timestamp.bigEndianBytes + signature

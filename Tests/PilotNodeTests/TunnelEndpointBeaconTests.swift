@@ -13,10 +13,10 @@ import Testing
 /// made of `BeaconCore` on a loopback UDP socket.
 @Suite(.serialized) struct TunnelEndpointBeaconTests {
     /// A beacon on 127.0.0.1: `BeaconCore` answering on its own socket.
-    static func beacon(on group: MultiThreadedEventLoopGroup) async throws -> (any Channel, Endpoint) {
+    static func beacon(on group: MultiThreadedEventLoopGroup, registry: PublicKey) async throws -> (any Channel, Endpoint) {
         let channel = try await DatagramBootstrap(group: group).channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                var core = BeaconCore()
+                var core = BeaconCore(issuer: registry)
                 try channel.pipeline.syncOperations.addHandler(DatagramReader { bytes, source, channel in
                     guard let ip = source.ipAddress, let port = source.port else { return }
                     for out in core.receive(bytes, from: Endpoint(host: ip, port: UInt16(port)), time: TunnelTime.current()) {
@@ -31,7 +31,8 @@ import Testing
 
     @Test func helloAtStartThenAnIntroductionReachesAPeerWithNoKnownEndpoint() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let (beaconChannel, beacon) = try await Self.beacon(on: group)
+        let registry = SigningKey.generate()
+        let (beaconChannel, beacon) = try await Self.beacon(on: group, registry: registry.publicKey)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let aKey = SigningKey.generate(), bKey = SigningKey.generate()
@@ -42,7 +43,14 @@ import Testing
             endpoint.whenObservedEndpointChanges { seen in observed.withLock { $0[key] = seen } }
             try await endpoint.start(listen: Endpoint(host: "127.0.0.1", port: 0))
         }
-        // The first hellos go at start: the beacon tells each node where it sees it.
+        // No ticket yet: no hello, so the beacon knows neither node.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(observed.withLock { $0.isEmpty })
+        // The registry's tickets arrive (as RegistryClient hands them on): each goes in a hello at once.
+        for (endpoint, key) in [(a, aKey.publicKey), (b, bKey.publicKey)] {
+            endpoint.renewBeaconTicket(BeaconTicket.issue(for: key, network: 1, now: WallClock.nowMilliseconds(), lifetimeMs: 60_000, by: registry))
+        }
+        // The first hellos: the beacon tells each node where it sees it.
         for _ in 0..<300 where observed.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(observed.withLock { $0 } == [aKey.publicKey: a.boundAddress!, bKey.publicKey: b.boundAddress!])
         // a knows no endpoint of b: only the beacon's introduction (punches to both) opens the tunnel.

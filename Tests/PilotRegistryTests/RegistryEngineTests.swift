@@ -1,6 +1,7 @@
 import PilotCore
 import PilotCrypto
 import PilotRegistry
+import PilotWire
 import Testing
 
 /// A node talking to an engine directly, with the session a handshake would give.
@@ -57,6 +58,30 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(unknownKey["code"] == .string("not_found"))
         let garbage = try reply(engine.handle(other.request(.lookup, JSONObject([("public_key", .string("not a key"))]), now: t0), session: other.session, now: t0))
         #expect(garbage["code"] == .string("bad_request"))
+    }
+
+    @Test func aRegisteredNodeThatAsksGetsABeaconTicketSignedByTheRegistry() throws {
+        let registryKey = SigningKey.generate()
+        var configuration = RegistryEngine.Configuration()
+        configuration.beaconTicketLifetimeMs = 600_000
+        var engine = RegistryEngine(configuration: configuration, records: [], now: t0, ticketIssuer: registryKey)
+        var web = FakeNode()
+        // Not asked for: none (older nodes see the answers they always did).
+        #expect(try register(&engine, &web, "web-01")["body"]?["beacon_ticket"] == nil)
+        let asked = try register(&engine, &web, "web-01", extra: [("beacon_ticket", .bool(true))])
+        let ticket = try BeaconTicket(base64: try #require(asked["body"]?["beacon_ticket"]?.stringValue))
+        try ticket.verify(issuer: registryKey.publicKey)
+        #expect(ticket.node == web.key.publicKey && ticket.network == 1)
+        #expect(ticket.issued == t0 && ticket.expires == t0 + 600_000)
+        // Renewal rides on a heartbeat (signed, so only the node itself can ask).
+        let later = t0 + 300_000
+        let beat = try reply(engine.handle(web.request(.heartbeat, JSONObject([("beacon_ticket", .bool(true))]), now: later), session: web.session, now: later))
+        let renewed = try BeaconTicket(base64: try #require(beat["body"]?["beacon_ticket"]?.stringValue))
+        #expect(renewed.expires == later + 600_000)
+        // A key the registry does not list gets no ticket: its heartbeat is refused.
+        var stranger = FakeNode()
+        let refused = try reply(engine.handle(stranger.request(.heartbeat, JSONObject([("beacon_ticket", .bool(true))]), now: later), session: stranger.session, now: later))
+        #expect(refused["ok"] == .bool(false) && refused["body"]?["beacon_ticket"] == nil)
     }
 
     @Test func aForgedSignatureIsRefused() throws {

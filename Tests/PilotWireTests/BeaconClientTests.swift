@@ -8,17 +8,30 @@ import Testing
     let node = SigningKey.generate(), peer = SigningKey.generate().publicKey, other = SigningKey.generate().publicKey
     let beacon = Endpoint(host: "198.51.100.7", port: 9001)
     let start = TunnelTime(now: 50_000_000, wall: 1_764_100_000_000)
+    let registry = SigningKey.generate()
+
+    func ticket(at time: TunnelTime, for key: SigningKey? = nil) -> BeaconTicket {
+        BeaconTicket.issue(for: (key ?? node).publicKey, network: 1, now: time.wall, lifetimeMs: 1_800_000, by: registry)
+    }
+
+    /// A client that holds a ticket already.
+    func ticketed() -> BeaconClient {
+        var client = BeaconClient(identity: node, beacon: beacon)
+        client.renew(ticket(at: start), time: start)
+        return client
+    }
 
     func at(seconds: Double) -> TunnelTime {
         TunnelTime(now: start.now + Int64(seconds * 1_000_000), wall: start.wall + Int64(seconds * 1000))
     }
 
     @Test func theFirstHelloGoesAtOnceThenOneEveryTwentySeconds() throws {
-        var client = BeaconClient(identity: node, beacon: beacon)
+        var client = ticketed()
         let firstSent = client.hello(time: start)
         let first = try #require(firstSent)
-        guard case let .hello(key, timestamp, _) = first else { Issue.record("not a hello: \(first)"); return }
+        guard case let .hello(key, timestamp, _, sentTicket) = first else { Issue.record("not a hello: \(first)"); return }
         #expect(key == node.publicKey)
+        #expect(sentTicket == ticket(at: start))
         #expect(timestamp == UInt64(start.wall))
         try first.verifySignature()
         #expect(client.nextHelloAt == start.now + 20_000_000)
@@ -49,6 +62,30 @@ import Testing
         #expect(client.connect(to: peer, route: .relay, time: at(seconds: 5)) != nil)
     }
 
+    @Test func noHelloBeforeTheFirstTicketAndARenewedTicketGoesAtOnce() throws {
+        var client = BeaconClient(identity: node, beacon: beacon)
+        #expect(client.hello(time: start) == nil)
+        #expect(client.nextHelloAt == start.now + 20_000_000) // looks again later: no busy loop
+        // A ticket for another key is not taken.
+        let takenForeign = client.renew(ticket(at: start, for: SigningKey.generate()), time: start)
+        #expect(!takenForeign)
+        #expect(client.hello(time: at(seconds: 1)) == nil)
+        let taken = client.renew(ticket(at: at(seconds: 2)), time: at(seconds: 2))
+        #expect(taken)
+        let firstSent = client.hello(time: at(seconds: 2))
+        guard case let .hello(_, _, _, first)? = firstSent else { Issue.record("no hello with the first ticket"); return }
+        #expect(first == ticket(at: at(seconds: 2)))
+        #expect(client.hello(time: at(seconds: 3)) == nil)
+        // The same ticket again changes nothing; a renewed one goes in a hello at once, not 20 s later.
+        client.renew(ticket(at: at(seconds: 2)), time: at(seconds: 4))
+        #expect(client.hello(time: at(seconds: 4)) == nil)
+        client.renew(ticket(at: at(seconds: 900)), time: at(seconds: 900.5))
+        let renewedSent = client.hello(time: at(seconds: 900.5))
+        guard case let .hello(_, _, _, renewed)? = renewedSent else { Issue.record("no hello with the renewed ticket"); return }
+        #expect(renewed == ticket(at: at(seconds: 900)))
+        try renewedSent?.verifySignature()
+    }
+
     @Test func withoutABeaconNothingIsSentAndTheRouteIsNotEvenRead() {
         var client = BeaconClient(identity: node, beacon: nil)
         #expect(client.hello(time: start) == nil)
@@ -60,8 +97,8 @@ import Testing
     }
 
     @Test func timestampsStrictlyIncreaseSoTheBeaconAdmitsTwoMessagesInOneMillisecond() throws {
-        var client = BeaconClient(identity: node, beacon: beacon)
-        var core = BeaconCore()
+        var client = ticketed()
+        var core = BeaconCore(issuer: registry.publicKey)
         let source = Endpoint(host: "100.64.0.11", port: 40001)
         let helloSent = client.hello(time: start)
         let hello = try #require(helloSent)
@@ -73,7 +110,7 @@ import Testing
         let again = try #require(againSent)
         let stamps = [hello, connect, again].compactMap { message -> UInt64? in
             switch message {
-            case let .hello(_, timestamp, _), let .connect(_, _, timestamp, _): timestamp
+            case let .hello(_, timestamp, _, _), let .connect(_, _, timestamp, _): timestamp
             default: nil
             }
         }
@@ -111,7 +148,7 @@ import Testing
         #expect(client.receive(BeaconMessage.punch(peer: peer, endpoint: peerAt).encoded, from: beacon) == .punch(peer, peerAt))
         #expect(client.receive(BeaconMessage.relayed(source: peer, datagram: [1, 2, 3]).encoded, from: beacon) == .relayed([1, 2, 3]))
         #expect(client.receive(BeaconMessage.refused("no").encoded, from: beacon) == .refused("no"))
-        #expect(client.receive(BeaconMessage.signedHello(node, timestamp: 1).encoded, from: beacon) == .dropped("beacon message meant for the beacon"))
+        #expect(client.receive(BeaconMessage.signedHello(node, timestamp: 1, ticket: nil).encoded, from: beacon) == .dropped("beacon message meant for the beacon"))
         #expect(client.receive(BeaconMessage.relay(target: peer, datagram: [1]).encoded, from: beacon) == .dropped("beacon message meant for the beacon"))
         let malformed = Array(BeaconMessage.welcome(observed: mapped).encoded.prefix(5))
         #expect(client.receive(malformed, from: beacon) == .dropped("malformed beacon message"))

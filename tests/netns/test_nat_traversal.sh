@@ -1,8 +1,9 @@
 #!/bin/sh
-# Real pilot processes across network namespaces: a registry and a beacon on
-# the "internet", nodes behind two endpoint-independent NATs (a, b) and one
-# symmetric NAT (s). a and b reach each other directly after a beacon
-# introduction (the relay stays at zero); s is reached through the relay
+# Real pilot processes across network namespaces: a registry and a beacon
+# (serving the registry's nodes, on their tickets) on the "internet", nodes
+# behind two endpoint-independent NATs (a, b) and one symmetric NAT (s). a
+# and b reach each other directly after a beacon introduction (the relay
+# stays at zero); s is reached through the relay
 # (its counters rise); pilot ping works across both; with 10 % loss on a
 # link, 10,000 messages over a stream arrive complete and in order; a capture of the
 # internet segment holds the test's packets and none of a marker string
@@ -39,7 +40,7 @@ INET=$(netns_addr inet)
 
 netns_exec inet tcpdump -i br0 -w "$T/internet.pcap" -U udp > "$T/tcpdump.log" 2>&1 &
 netns_exec inet "$PILOT" registry --listen "$INET:9000" --http off --state-dir "$T/registry" --offline-after 30 --log-level warning 2> "$T/registry.log" &
-netns_exec inet "$PILOT" beacon --listen "$INET:9001" --state-dir "$T/beacon" --log-level warning > /dev/null 2> "$T/beacon.log" &
+netns_exec inet "$PILOT" beacon --listen "$INET:9001" --registry "$INET:9000" --state-dir "$T/beacon" --log-level warning > /dev/null 2> "$T/beacon.log" &
 netns_wait_file 10 "$T/registry/registry.addr" || fail "the registry did not start: $(cat "$T/registry.log")"
 netns_wait_file 10 "$T/beacon/beacon.addr" || fail "the beacon did not start: $(cat "$T/beacon.log")"
 
@@ -66,7 +67,9 @@ out=$("$PILOT" ping node-s --count 5 --interval 0.5 --state-dir "$T/a" || true)
 printf '%s\n' "$out" | grep -Eq "^5 sent, [3-5] received" || fail "ping a -> s: $out"
 printf '%s\n' "$out" | grep -q "via relay" || fail "a -> s did not use the relay: $out"
 [ "$(relayed)" -gt 0 ] || fail "the relay counters stayed at 0 for the symmetric NAT"
-ok "3 - a <-> s through the relay ($(relayed) datagrams relayed)"
+# Every node showed the registry's ticket: the beacon refused none of their hellos.
+"$PILOT" beacon status --json --state-dir "$T/beacon" | grep -q 'ticket' && fail "the beacon refused a node's ticket: $("$PILOT" beacon status --json --state-dir "$T/beacon")"
+ok "3 - a <-> s through the relay ($(relayed) datagrams relayed), every node served on its registry ticket"
 
 # 10 % random loss on a's link: 10,000 messages over one stream still arrive complete and in order.
 netns_loss a 10

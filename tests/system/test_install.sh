@@ -7,7 +7,7 @@ require_command shellcheck shellcheck
 require_command systemd-analyze systemd
 require_command curl curl
 
-(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/router.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh tests/system/test_store_*.sh tests/system/test_shutdown.sh tests/system/test_alert_router_*.sh tests/system/test_up_alerts.sh tests/system/test_dashboard.sh tests/system/test_join_token.sh tests/system/test_http_access.sh tests/system/test_tunnel_attacks.sh bench/dashboard.sh) || fail "shellcheck found problems"
+(cd "$REPO" && shellcheck -x install.sh packaging/build-image.sh bench/events.sh bench/agent.sh bench/aggregator.sh bench/router.sh bench/lib.sh tests/system/test_events_*.sh tests/system/test_agent_*.sh tests/system/test_aggregator_*.sh tests/system/test_up.sh tests/system/test_store_*.sh tests/system/test_shutdown.sh tests/system/test_alert_router_*.sh tests/system/test_up_alerts.sh tests/system/test_dashboard.sh tests/system/test_join_token.sh tests/system/test_http_access.sh tests/system/test_tunnel_attacks.sh tests/system/test_beacon_abuse.sh bench/dashboard.sh) || fail "shellcheck found problems"
 
 prefix="$SCRATCH/prefix"
 units="$SCRATCH/units"

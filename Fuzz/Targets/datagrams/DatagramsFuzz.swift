@@ -1,11 +1,12 @@
 // The datagram codecs of the overlay (PilotWire): TunnelFrame.parse (every
 // UDP datagram a node receives), BeaconMessage.parse (every datagram the
-// beacon and the nodes exchange) and OverlayMessage.parse (what a tunnel
-// delivers).
+// beacon and the nodes exchange), OverlayMessage.parse (what a tunnel
+// delivers) and BeaconTicket.parse (the registry's ticket, inside a hello
+// and in the registry's answers).
 //
-// Input: `codec u8 | datagram`. Checked (a violation traps): a tunnel frame
-// or an overlay message re-encodes to exactly the bytes it came from; a
-// beacon message re-encodes to bytes that parse to the same message.
+// Input: `codec u8 | datagram`. Checked (a violation traps): a tunnel frame,
+// an overlay message or a ticket re-encodes to exactly the bytes it came
+// from; a beacon message re-encodes to bytes that parse to the same message.
 import FuzzSupport
 import PilotCore
 import PilotCrypto
@@ -20,7 +21,7 @@ public func fuzzInitialize(_ argc: OpaquePointer?, _ argv: OpaquePointer?) -> In
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
-    let codec = input.byte() % 3
+    let codec = input.byte() % 4
     let datagram = input.rest()
     switch codec {
     case 0:
@@ -29,6 +30,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case 1:
         guard let message = try? OverlayMessage.parse(datagram) else { return 0 }
         guard sameBytes(message.encoded, datagram) else { violated("overlay message re-encodes differently") }
+    case 3:
+        guard let ticket = try? BeaconTicket.parse(datagram) else { return 0 }
+        guard sameBytes(ticket.encoded, datagram) else { violated("beacon ticket re-encodes differently") }
+        _ = try? ticket.verify(issuer: FuzzKeys.signing(0x53).publicKey)
+        guard (try? BeaconTicket(base64: ticket.base64)) == ticket else { violated("beacon ticket does not survive base64") }
     default:
         let isBeacon = BeaconMessage.isBeaconDatagram(datagram)
         guard let message = try? BeaconMessage.parse(datagram) else { return 0 }
@@ -43,6 +49,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
 func seeds() -> [(name: String, bytes: [UInt8])] {
     let key = FuzzKeys.signing(0x51), other = FuzzKeys.signing(0x52)
+    let ticket = BeaconTicket.issue(for: key.publicKey, network: 1, now: 1_764_100_000_000, lifetimeMs: 1_800_000, by: FuzzKeys.signing(0x53))
     let transport = TunnelFrame.transport(receiverIndex: 0xDEAD_BEEF, sealed: [UInt8](repeating: 0xAB, count: 40)).encoded
     return [
         ("tunnel-initiation", [0] + TunnelFrame.initiation(senderIndex: 7, message: [UInt8](repeating: 1, count: 106)).encoded),
@@ -51,7 +58,9 @@ func seeds() -> [(name: String, bytes: [UInt8])] {
         ("tunnel-cookie-reply", [0] + TunnelFrame.cookieReply(receiverIndex: 7, nonce: [UInt8](repeating: 3, count: 12), sealed: [UInt8](repeating: 4, count: 32)).encoded),
         ("overlay-datagram", [1] + OverlayMessage(sourcePort: 40000, destinationPort: OverlayMessage.echoPort, data: Array("ping".utf8)).encoded),
         ("overlay-stream", [1] + OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 1, 1, 3, 0, 0, 0, 0]).encoded),
-        ("beacon-hello", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000).encoded),
+        ("beacon-hello", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000, ticket: nil).encoded),
+        ("beacon-hello-ticket", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000, ticket: ticket).encoded),
+        ("beacon-ticket", [3] + ticket.encoded),
         ("beacon-connect", [2] + BeaconMessage.signedConnect(key, to: other.publicKey, timestamp: 1_764_100_000_001).encoded),
         ("beacon-welcome-v4", [2] + BeaconMessage.welcome(observed: Endpoint(host: "203.0.113.9", port: 4000)).encoded),
         ("beacon-punch-v6", [2] + BeaconMessage.punch(peer: other.publicKey, endpoint: Endpoint(host: "2001:db8::7", port: 4001)).encoded),

@@ -12,11 +12,14 @@
 // bit 2 a registration rate limit of one.
 // Checked (a violation traps): every response is a JSON object with a
 // boolean "ok"; the directory stays consistent (unique hostnames and
-// addresses, lookups by both agree with the listing).
+// addresses, lookups by both agree with the listing); a beacon ticket in
+// an answer is the registry's, for the asking key, and only for a key the
+// directory lists.
 import FuzzSupport
 import PilotCore
 import PilotCrypto
 import PilotRegistry
+import PilotWire
 
 let t0: Int64 = 1_764_100_000_000
 let nodeKeys = (0..<4).map { FuzzKeys.signing(0x51 + UInt8($0)) }
@@ -25,6 +28,7 @@ let sessions = nodeKeys.enumerated().map { index, key in
     SessionContext(identity: key.publicKey, handshakeHash: handshakeHash, clientAddress: index < 2 ? "192.0.2.1" : "198.51.100.\(index)")
 }
 let joinToken = "fleet-secret"
+let registryKey = FuzzKeys.signing(0x5F)
 let storedRecords = [
     NodeRecord(publicKey: nodeKeys[2].publicKey, address: Address(network: 1, node: 7), hostname: "db-01",
                tags: ["db"], endpoints: ["203.0.113.7:4000"], registeredAt: t0 / 1000 - 86_400),
@@ -49,7 +53,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     if flags & 1 != 0 { configuration.joinToken = joinToken }
     if flags & 4 != 0 { configuration.registrationBurst = 1; configuration.registrationsPerMinute = 1 }
     var now = t0
-    var engine = RegistryEngine(configuration: configuration, records: flags & 2 != 0 ? storedRecords : [], now: now)
+    var engine = RegistryEngine(configuration: configuration, records: flags & 2 != 0 ? storedRecords : [], now: now, ticketIssuer: registryKey)
     var id = 0
     while let chunk = input.chunk() {
         var request = FuzzInput(chunk)
@@ -77,6 +81,14 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         guard let response = try? JSONValue.parse(outcome.response, limits: .init(maxBytes: .max, maxDepth: 32)),
               case .bool? = response["ok"]
         else { violated("response is not a JSON object with \"ok\": \(String(decoding: outcome.response, as: UTF8.self))") }
+        if let text = response["body"]?["beacon_ticket"]?.stringValue {
+            guard let ticket = try? BeaconTicket(base64: text), (try? ticket.verify(issuer: registryKey.publicKey)) != nil else {
+                violated("a beacon ticket that does not parse or verify: \(text)")
+            }
+            guard ticket.node == session.identity, engine.directory.record(for: session.identity) != nil else {
+                violated("a beacon ticket for \(ticket.node), asked by \(session.identity), which the directory does not list")
+            }
+        }
         checkDirectory(engine.directory, now: now)
     }
     return 0
@@ -119,11 +131,15 @@ func seeds() -> [(name: String, bytes: [UInt8])] {
     let joined = [4 | 0, op(.register)] + signed("register", ts: t0, nonce: 7, #"{"hostname":"web-01","join_proof":"\#(proof)"}"#)
     let heartbeatStored = [4 | 2, op(.heartbeat)] + signed("heartbeat", ts: t0, nonce: 8, "{}")
     let renameStored = [4 | 2, op(.setHostname)] + signed("set_hostname", ts: t0, nonce: 9, #"{"hostname":"db-02"}"#)
+    let registerTicket = [4 | 0, op(.register)] + signed("register", ts: t0, nonce: 10, #"{"hostname":"web-01","beacon_ticket":true}"#)
+    let renewTicket = [(30 << 3) | 4 | 0, op(.heartbeat)] + signed("heartbeat", ts: t0 + 30_000, nonce: 11, #"{"beacon_ticket":true}"#)
+    let strangerTicket = [4 | 3, op(.heartbeat)] + signed("heartbeat", ts: t0 + 30_000, nonce: 12, #"{"beacon_ticket":true}"#)
     return [
         ("lifecycle", [0] + FuzzLayout.chunks([register, registerOther, heartbeat, setTags, search, lookup, lookupName, watch, rename, leave, [0xF8], search])),
         ("join-token", [1] + FuzzLayout.chunks([joined, search, heartbeat])),
         ("stored", [2] + FuzzLayout.chunks([heartbeatStored, renameStored, search, [0xFF], lookupName])),
         ("rate-limited", [4] + FuzzLayout.chunks([register, registerOther])),
+        ("beacon-ticket", [0] + FuzzLayout.chunks([registerTicket, renewTicket, strangerTicket])),
         ("replay", [0] + FuzzLayout.chunks([register, register, [0], [2] + Array(#"{"id":1e300,"op":"x"}"#.utf8)])),
     ]
 }
