@@ -57,6 +57,7 @@ public final class Node: @unchecked Sendable {
     public private(set) var events: EventService?
     public let controlPath: String
     private var control: (any Channel)?
+    private var controlFile: ControlServer.SocketFile?
     private(set) var roles: [any NodeRole] = []
     private var requests = ControlRequests()
 
@@ -145,6 +146,7 @@ public final class Node: @unchecked Sendable {
         let requests = self.requests
         control = try await ControlServer.start(group: group, path: controlPath, handler: { request in await requests.reply(to: request) },
                                                 streaming: ["publish": { [self] in self.publish($0, $1) }, "subscribe": { [self] in self.subscribe($0, $1) }])
+        controlFile = ControlServer.SocketFile(controlPath)
         logger.info("node started", metadata: [
             "hostname": "\(options.hostname)", "key": "\(identity.publicKey.fingerprint)", "control": "\(controlPath)",
             "registry": "\(options.registry?.description ?? "none")",
@@ -166,7 +168,7 @@ public final class Node: @unchecked Sendable {
         progress.waiting("node", "closing the control socket")
         try? await control?.close()
         control = nil
-        unlink(controlPath)
+        controlFile?.removeIfStillOurs()
         if let events { await events.shutdown(progress: progress) }
         progress.waiting("node", "closing the registry session and the tunnels")
         registry?.stop()

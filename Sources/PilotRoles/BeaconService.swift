@@ -40,6 +40,7 @@ public final class BeaconService: Service, @unchecked Sendable {
     private let initialIssuer: PublicKey?
     private var channel: (any Channel)?
     private var control: (any Channel)?
+    private var controlFile: ControlServer.SocketFile?
     public private(set) var boundAddress = ""
 
     public init(options: Options, logger: Logger) {
@@ -68,6 +69,7 @@ public final class BeaconService: Service, @unchecked Sendable {
         control = try await ControlServer.start(group: group, path: ControlSocket.path(stateDirectory: options.stateDirectory, name: "beacon.sock")) {
             [self] _ in await self.status()
         }
+        controlFile = ControlServer.SocketFile(ControlSocket.path(stateDirectory: options.stateDirectory, name: "beacon.sock"))
         loop.scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { [self] _ in self.core.expire(time: TunnelTime.current()) }
         logger.info("beacon listening", metadata: ["address": "\(boundAddress)", "registry_key": "\(initialIssuer?.fingerprint ?? "not known yet")"])
         if initialIssuer == nil, let registry = options.registry { loop.execute { self.learnRegistryKey(from: registry, attempt: 1) } }
@@ -102,7 +104,7 @@ public final class BeaconService: Service, @unchecked Sendable {
         ShutdownProgress.shared.waiting("beacon")
         try? await channel?.close()
         try? await control?.close()
-        unlink(ControlSocket.path(stateDirectory: options.stateDirectory, name: "beacon.sock"))
+        controlFile?.removeIfStillOurs()
         try? await group.shutdownGracefully()
         ShutdownProgress.shared.finished("beacon")
     }

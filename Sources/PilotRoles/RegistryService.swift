@@ -47,6 +47,7 @@ public final class RegistryService: Service, @unchecked Sendable {
     private var connectionsByAddress: [String: Int] = [:]
     private var watchers: [ObjectIdentifier: SecureStreamHandler] = [:]
     private var channels: [any Channel] = []
+    private var controlFile: ControlServer.SocketFile?
 
     public init(options: Options, identity: SigningKey, logger: Logger, now: @escaping @Sendable () -> Int64 = WallClock.nowMilliseconds) throws {
         self.options = options
@@ -97,6 +98,7 @@ public final class RegistryService: Service, @unchecked Sendable {
 
         let controlPath = ControlSocket.path(stateDirectory: options.stateDirectory, name: "registry.sock")
         channels.append(try await ControlServer.start(group: group, path: controlPath) { [self] request in await self.control(request) })
+        controlFile = ControlServer.SocketFile(controlPath)
 
         loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             self.publish(self.engine.sweep(now: self.now()))
@@ -119,7 +121,7 @@ public final class RegistryService: Service, @unchecked Sendable {
 
     public func shutdown() async throws {
         for channel in channels { try? await channel.close() }
-        unlink(ControlSocket.path(stateDirectory: options.stateDirectory, name: "registry.sock"))
+        controlFile?.removeIfStillOurs()
         try await group.shutdownGracefully()
     }
 

@@ -54,9 +54,62 @@ public enum ControlServer {
                     try channel.pipeline.syncOperations.addHandler(LineHandler(handler: handler, streaming: streaming))
                 }
             }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-        chmod(path, 0o660)
+            .withBoundSocket(try bindSocket(path)).get()
         return channel
+    }
+
+    /// Binds and listens on `path` (mode 0660), replacing a stale socket
+    /// file. Bound here rather than by NIO's `bind(unixDomainSocketPath:)`,
+    /// whose channel unlinks the path when it closes: a node stopping after
+    /// its successor bound the same path would delete the successor's
+    /// socket. The owner removes the file (`SocketFile.removeIfStillOurs`).
+    static func bindSocket(_ path: String) throws -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ControlSocketBindError("control socket path \(path) is longer than \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+            raw[bytes.count] = 0
+        }
+        var info = stat()
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlSocketBindError("cannot create the control socket: \(String(cString: strerror(errno)))") }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, chmod(path, 0o660) == 0, listen(fd, 128) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw ControlSocketBindError("cannot listen on \(path): \(reason)")
+        }
+        return fd
+    }
+
+    /// Which file a bound socket is (device and inode), so that stopping
+    /// removes it only if it is still this server's: a node stopping after
+    /// its successor bound the same path must not delete the successor's.
+    public struct SocketFile: Sendable, Equatable {
+        public let path: String
+        let device: UInt64
+        let inode: UInt64
+
+        /// The file at `path` now, if there is one.
+        public init?(_ path: String) {
+            var info = stat()
+            guard lstat(path, &info) == 0 else { return nil }
+            self.path = path
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+        }
+
+        /// Unlinks the path if it is still this file.
+        public func removeIfStillOurs() {
+            if SocketFile(path) == self { unlink(path) }
+        }
     }
 
     final class LineHandler: ChannelInboundHandler {
@@ -312,4 +365,9 @@ public enum ControlError: Error, CustomStringConvertible {
         case .timedOut: "no answer from the node in time"
         }
     }
+}
+
+public struct ControlSocketBindError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
