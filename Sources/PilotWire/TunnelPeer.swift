@@ -238,8 +238,13 @@ public struct TunnelPeer: Sendable {
             // Again at once, now with mac2 (at most 4 a retry period, whatever arrives).
             return retry ? startHandshake(time: time, index: attempt.localIndex) : []
         case let .transport(receiverIndex, sealed):
-            for slot in [0, 1, 2] {
-                guard var session = [current, previous, next][slot], session.localIndex == receiverIndex else { continue }
+            for slot in 0..<3 {
+                let candidate = switch slot {
+                case 0: current
+                case 1: previous
+                default: next
+                }
+                guard var session = candidate, session.localIndex == receiverIndex else { continue }
                 guard time.now - session.createdAt < timing.rejectAfter else { return [.dropped("frame for an expired session")] }
                 do {
                     let payload = try session.receiver.open(sealed)
