@@ -58,7 +58,7 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// Lookups in flight, with the initiation that asked (answered as soon
     /// as the registry vouches, instead of at the initiator's next retry).
     var vouching: [PublicKey: (datagram: [UInt8], route: Route)] = [:]
-    var lookupBudget = (tokens: TunnelEndpoint.lookupBurst, at: Int64.min)
+    var lookupBudget = TokenBucket(burst: TunnelEndpoint.lookupBurst, perSecond: TunnelEndpoint.lookupsPerSecond)
     var floorsFile: HandshakeFloors?
     public private(set) var boundAddress: Endpoint?
 
@@ -306,13 +306,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
     private func vouch(for key: PublicKey, asked: (datagram: [UInt8], route: Route), now: Int64) {
         guard case .known(let voucher?) = admission, vouching[key] == nil, vouching.count < 256,
               unvouchedUntil[key].map({ $0 <= now }) ?? true else { return }
-        let elapsed = lookupBudget.at == .min ? 0 : Double(max(0, now - lookupBudget.at))
-        lookupBudget = (min(Self.lookupBurst, lookupBudget.tokens + elapsed * Self.lookupsPerSecond / 1_000_000), now)
-        guard lookupBudget.tokens >= 1 else {
+        guard lookupBudget.take(now: now) else {
             router.countExternal("unknown key not looked up (lookup budget spent)")
             return
         }
-        lookupBudget.tokens -= 1
         vouching[key] = asked
         loop.makeFutureWithTask { await voucher(key) }.assumeIsolated().whenSuccess { listed in
             let asked = self.vouching.removeValue(forKey: key)

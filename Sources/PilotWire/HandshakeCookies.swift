@@ -91,7 +91,7 @@ public enum HandshakeCookies {
         private var previousSecret: [UInt8]
         private var secretSince: Int64?
         private var window: (second: Int64, count: Int, previous: Int) = (.min, 0, 0)
-        private var sources: [String: (tokens: Double, at: Int64)] = [:]
+        private var sources: [String: TokenBucket] = [:]
 
         public init(responder: PublicKey, limits: Limits = .init()) {
             self.responder = responder
@@ -152,22 +152,12 @@ public enum HandshakeCookies {
         }
 
         private mutating func admitSource(_ host: String, now: Int64) -> Bool {
-            var bucket = sources[host] ?? (limits.perSourceBurst, now)
-            bucket.tokens = min(limits.perSourceBurst, bucket.tokens + Double(max(0, now - bucket.at)) * limits.perSourcePerSecond / 1_000_000)
-            bucket.at = now
-            guard bucket.tokens >= 1 else {
-                sources[host] = bucket
-                return false
-            }
-            bucket.tokens -= 1
             if sources[host] == nil, sources.count >= limits.maxSources {
                 // Forget sources whose bucket is full again: they lose nothing.
-                let refill = Int64(limits.perSourceBurst / limits.perSourcePerSecond * 1_000_000)
-                sources = sources.filter { now - $0.value.at < refill }
+                sources = sources.filter { !$0.value.isFull(now: now) }
                 if sources.count >= limits.maxSources { return false }
             }
-            sources[host] = bucket
-            return true
+            return sources[host, default: TokenBucket(burst: limits.perSourceBurst, perSecond: limits.perSourcePerSecond)].take(now: now)
         }
     }
 }
