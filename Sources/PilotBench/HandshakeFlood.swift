@@ -15,21 +15,14 @@ func runHandshakeFlood(_ argv: [String]) throws {
     var key: PublicKey?
     var count = 10_000
     var sources = 50
-    var index = 0
-    func value() throws -> String {
-        index += 1
-        guard index < argv.count else { throw BenchError("\(argv[index - 1]) needs a value") }
-        return argv[index]
-    }
-    while index < argv.count {
-        switch argv[index] {
-        case "--to": target = try Endpoint(parsing: try value())
-        case "--key": key = try PublicKey(base64: try value())
-        case "--count": count = Int(try value()) ?? 0
-        case "--sources": sources = Int(try value()) ?? 0
-        default: throw BenchError("unknown option \(argv[index])")
+    try eachOption(argv) { flag, value in
+        switch flag {
+        case "--to": target = try Endpoint(parsing: value)
+        case "--key": key = try PublicKey(base64: value)
+        case "--count": count = Int(value) ?? 0
+        case "--sources": sources = Int(value) ?? 0
+        default: throw BenchError("unknown option \(flag)")
         }
-        index += 1
     }
     guard let target, let key else { throw BenchError("handshake-flood needs --to HOST:PORT and --key BASE64") }
     guard (1...1_000_000).contains(count), (1...250).contains(sources) else { throw BenchError("--count 1…1000000 and --sources 1…250") }
