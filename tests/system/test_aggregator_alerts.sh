@@ -94,6 +94,9 @@ sleep 3
 seen "disk_pct db-01 resolved critical /" && fail "the disk alert resolved while the disk is still full"
 # db-01's disks back to normal: the disk alert resolves.
 kill "$db_01_PID"
+# A restart waits for the old process, as systemd does: until it has gone,
+# its control socket still answers for db-01.
+wait "$db_01_PID" 2>/dev/null || true
 start_agent db-01 --metric-override disk_pct=40
 wait_until 40 "disk_pct on db-01 resolved" -- seen "disk_pct db-01 resolved critical /"
 sleep 2
