@@ -257,12 +257,15 @@ public enum CommandTable {
         CommandSpec(
             name: "publish", kind: .command,
             abstract: "Publish events to the hub: one JSON object, or one a line from stdin.",
-            usage: "pilot publish TOPIC (--data JSON | --stdin) [--to HUB] [--no-ack] [--state-dir DIR]   |   pilot publish --stdin (lines of TOPIC JSON)",
+            usage: "pilot publish TOPIC (--data JSON | --stdin) [--to HUB] [--no-ack] [--no-wait] [--state-dir DIR]   |   pilot publish --stdin (lines of TOPIC JSON)",
             details: """
                 The local node numbers each message and keeps it in its on-disk spool \
-                until the hub has stored it, so a hub restart or an outage loses nothing; \
-                this command returns once the messages are spooled. --no-ack sends at \
-                most once, without the spool. A payload is a JSON object of at most \
+                until the hub has stored it, so a hub restart or an outage loses nothing. \
+                This command waits up to 5 s for the hub's verdict: it exits 1 with the \
+                hub's reason when the hub refuses a message (e.g. a topic naming another \
+                host), and 0 when the hub took them all or has not answered yet (then it \
+                says they stay spooled). --no-wait returns once the messages are spooled; \
+                --no-ack sends at most once, without the spool. A payload is a JSON object of at most \
                 --max-payload-bytes (64 KiB); a topic is '/'-separated printable levels \
                 without empty ones.
                 """,

@@ -42,6 +42,8 @@ struct PublishCommand: AsyncParsableCommand {
     @Flag(help: "Read payloads from standard input, one JSON object a line.") var stdin = false
     @Option(help: ArgumentHelp("The hub (default: the one set by 'pilot init --hub').", valueName: "hub")) var to: String?
     @Flag(name: .customLong("no-ack"), help: "Fire and forget: no spool, no acknowledgement (may be lost).") var noAck = false
+    @Flag(name: .customLong("no-wait"), help: "Return once the messages are spooled, without waiting up to 5 s for the hub's verdict.")
+    var noWait = false
     @Option(name: .customLong("max-payload-bytes"), help: ArgumentHelp("Refuse payloads larger than this.", valueName: "n"))
     var maxPayloadBytes = 64 * 1024
     @OptionGroup var state: StateOptions
@@ -58,7 +60,7 @@ struct PublishCommand: AsyncParsableCommand {
     func run() async throws {
         var limits = EventMessage.Limits()
         limits.maxPayloadBytes = maxPayloadBytes
-        var request = JSONObject([("cmd", .string("publish")), ("ack", .bool(!noAck))])
+        var request = JSONObject([("cmd", .string("publish")), ("ack", .bool(!noAck)), ("wait", .bool(!noAck && !noWait))])
         if let topic { request["topic"] = .string(topic) }
         if let to { request["to"] = .string(to) }
         if let data {
@@ -66,7 +68,7 @@ struct PublishCommand: AsyncParsableCommand {
             do { payload = try EventMessage.validate(payload: data, limits: limits) } catch { throw CLIError("--data: \(error)") }
             let connection = try openNodeStream(state, request)
             try send(connection, Array((payload + "\nEND\n").utf8))
-            _ = try readNodeAnswer(connection)
+            reportSpooled(try readNodeAnswer(connection))
             return
         }
         let connection = try openNodeStream(state, request)
@@ -112,6 +114,17 @@ struct PublishCommand: AsyncParsableCommand {
             let published = reply["published"]?.int64Value ?? Int64(sent)
             throw CLIError("\(failure); nothing from that line on was published (\(published) before it were)")
         }
+        reportSpooled(reply)
+    }
+
+    /// A hub that did not answer in time is not an error: the messages wait
+    /// in the spool, and the user is told so.
+    private func reportSpooled(_ reply: JSONValue) {
+        guard reply["spooled"] == .bool(true) else { return }
+        let count = reply["published"]?.int64Value ?? 0
+        let hub = reply["hub"]?.stringValue ?? "the hub"
+        let why = reply["hub_error"]?.stringValue.map { " (\($0))" } ?? ""
+        Console.current.err("pilot publish: spooled: \(hub) has not confirmed \(count == 1 ? "the message" : "the \(count) messages") within 5 s\(why); they go out when it answers")
     }
 
     private func send(_ connection: ControlConnection, _ bytes: [UInt8]) throws {

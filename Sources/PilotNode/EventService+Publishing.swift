@@ -22,7 +22,19 @@ extension EventService {
     /// node yet, and go out once it does, instead of being dropped.
     public func publish(to hubName: String, messages: [(topic: Topic, payload: String)], acknowledged: Bool = true,
                         spoolWhileRefused: Bool = false) async throws {
-        if selfNames.contains(hubName) { return await publishLocally(messages) }
+        _ = try await publish(to: hubName, messages: messages, acknowledged: acknowledged, spoolWhileRefused: spoolWhileRefused, verdictBy: nil)
+    }
+
+    /// As above; with `verdictBy`, also the hub's verdict on these messages
+    /// (spooled ones only), settled by that deadline at the latest.
+    func publish(to hubName: String, messages: [(topic: Topic, payload: String)], acknowledged: Bool,
+                 spoolWhileRefused: Bool = false, verdictBy deadline: NIODeadline?) async throws -> EventLoopFuture<PublishVerdicts.Verdict>? {
+        if selfNames.contains(hubName) {
+            await publishLocally(messages)
+            var verdict = PublishVerdicts.Verdict(messages: messages.count)
+            verdict.confirmed = true
+            return deadline == nil ? nil : loop.makeSucceededFuture(verdict)
+        }
         // Before the first message to a hub, find out whether it takes them
         // at all: a refusal (not trusted, no such node) is the publisher's
         // error, while a hub that is merely away gets them from the spool later.
@@ -32,16 +44,25 @@ extension EventService {
             }.get()
             if let refusal { throw EventServiceError(refusal) }
         }
-        try await loop.submit { [self] in
+        return try await loop.submit { [self] () -> EventLoopFuture<PublishVerdicts.Verdict>? in
             guard !stopping else { throw EventServiceError("the node is stopping") }
             let forwarder = try forwarder(for: hubName)
+            var verdict: EventLoopFuture<PublishVerdicts.Verdict>?
             if acknowledged {
-                try forwarder.spool.append(messages)
+                let range = try forwarder.spool.append(messages)
+                // Registered before the hub can answer: its answers come through this loop.
+                if let range, let deadline { verdict = forwarder.verdict(on: range, by: deadline) }
             } else {
                 forwarder.sendUnacknowledged(messages)
             }
             forwarder.pump()
+            return verdict
         }.get()
+    }
+
+    /// Why the hub was last unreachable or refused, if it was.
+    func lastError(of hubName: String) async -> String? {
+        try? await loop.submit { [self] in forwarders[hubName]?.lastError }.get()
     }
 
     func forwarder(for hubName: String) throws -> Forwarder {

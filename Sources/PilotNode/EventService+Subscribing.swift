@@ -150,6 +150,7 @@ extension EventService {
         progress.waiting("node", "committing the event log")
         try? await loop.submit { [self] in
             maintenance?.cancel()
+            for forwarder in forwarders.values { forwarder.abandonVerdicts() }
             for (name, forwarder) in forwarders where forwarder.spool.count > 0 {
                 logger.notice("messages stay spooled for the next start", metadata: ["hub": "\(name)", "messages": "\(forwarder.spool.count)"])
             }

@@ -24,12 +24,34 @@ final class Forwarder: @unchecked Sendable {
     var contactWaiters: [EventLoopPromise<String?>] = []
     /// Connected, and the hub has not said its protocol version yet.
     var awaitingVersion = false
+    /// `pilot publish` waiting for the hub's word on what it spooled.
+    var verdicts = PublishVerdicts()
+    var verdictPromises: [PublishVerdicts.ID: EventLoopPromise<PublishVerdicts.Verdict>] = [:]
 
     init(hubName: String, spool: EventSpool, service: EventService) {
         self.hubName = hubName
         self.spool = spool
         self.service = service
         window = SpoolWindow(acknowledged: spool.acknowledged)
+    }
+
+    /// The hub's verdict on `range` (just spooled), or the verdict so far
+    /// once `deadline` passes: the messages then stay spooled.
+    func verdict(on range: ClosedRange<UInt64>, by deadline: NIODeadline) -> EventLoopFuture<PublishVerdicts.Verdict> {
+        let promise = service.loop.makePromise(of: PublishVerdicts.Verdict.self)
+        let (id, evicted) = verdicts.expect(range)
+        if let evicted { verdictPromises.removeValue(forKey: evicted.id)?.succeed(evicted.verdict) }
+        verdictPromises[id] = promise
+        service.loop.scheduleTask(deadline: deadline) { [self] in
+            if let verdict = verdicts.giveUp(id) { verdictPromises.removeValue(forKey: id)?.succeed(verdict) }
+        }
+        return promise.futureResult
+    }
+
+    /// The node stops: whoever waits hears that the messages stay spooled.
+    func abandonVerdicts() {
+        for (id, promise) in verdictPromises { promise.succeed(verdicts.giveUp(id) ?? .init(messages: 0)) }
+        verdictPromises = [:]
     }
 
     func sendUnacknowledged(_ messages: [(topic: Topic, payload: String)]) {
@@ -156,8 +178,10 @@ final class Forwarder: @unchecked Sendable {
                     do { try spool.acknowledge(upTo: upTo) } catch {
                         service.logger.error("cannot update the spool", metadata: ["error": "\(error)"])
                     }
+                    for (id, verdict) in verdicts.acknowledged(upTo: upTo) { verdictPromises.removeValue(forKey: id)?.succeed(verdict) }
                 case let .error(sequence, reason)?:
                     refused += 1
+                    verdicts.refused(sequence, reason: reason)
                     service.logger.error("the hub refused a publication", metadata: ["hub": "\(hubName)", "seq": "\(sequence)", "reason": "\(reason)"])
                 default:
                     break

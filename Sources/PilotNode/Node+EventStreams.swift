@@ -16,7 +16,10 @@ extension Node {
     /// `pilot publish`: payload lines after the request, then `END`; without
     /// a topic in the request, each line is `TOPIC PAYLOAD`. Each burst of
     /// lines is spooled in one transaction; the answer comes after `END`,
-    /// once everything is spooled (or at the first error).
+    /// once everything is spooled (or at the first error). With `wait`, it
+    /// comes once the hub has handled what was spooled, or 5 s after the
+    /// lines arrived at the latest (they stay spooled): a refusal is an error
+    /// naming the hub's reason.
     func publish(_ request: JSONValue, _ stream: ControlStream) {
         guard let events else { stream.send(ControlSocket.failure("the event service is not running")); return stream.close() }
         let hub: String, topic: Topic?
@@ -28,6 +31,7 @@ extension Node {
             return stream.close()
         }
         let acknowledged = request["ack"] != .bool(false)
+        let wait = acknowledged && request["wait"] == .bool(true)
         let maxBytes = options.events.limits.maxPayloadBytes
         final class State: @unchecked Sendable {
             var batch: [(topic: Topic, payload: String)] = []
@@ -39,6 +43,9 @@ extension Node {
             var inFlight = false
             /// A bad line ends the publication after what came before it is spooled.
             var badLine: String?
+            /// When the first line of the batch being read arrived, plus 5 s.
+            var verdictBy = NIODeadline.now()
+            var verdicts: [EventLoopFuture<PublishVerdicts.Verdict>] = []
         }
         let state = State()
         @Sendable func finish(_ reply: JSONValue) {
@@ -55,6 +62,18 @@ extension Node {
                 guard state.ended else { return }
                 if let bad = state.badLine {
                     finish(ControlSocket.failure(bad + " (\(state.count) messages before it were published)"))
+                } else if wait {
+                    state.inFlight = true
+                    let verdicts = state.verdicts
+                    stream.eventLoop.makeFutureWithTask { () -> JSONValue in
+                        var all: [PublishVerdicts.Verdict] = []
+                        for verdict in verdicts { all.append(try await verdict.get()) }
+                        let verdict = PublishVerdicts.Verdict.merged(all)
+                        return Self.answer(verdict, published: state.count, hub: hub, lastError: verdict.confirmed ? nil : await events.lastError(of: hub))
+                    }.whenComplete { result in
+                        state.inFlight = false
+                        finish((try? result.get()) ?? ControlSocket.failure("the node stopped before the hub answered"))
+                    }
                 } else {
                     finish(ControlSocket.ok(JSONObject([("published", .number(Double(state.count))), ("hub", .string(hub))])))
                 }
@@ -62,10 +81,14 @@ extension Node {
             }
             state.inFlight = true
             let loop = stream.eventLoop
-            loop.makeFutureWithTask { try await events.publish(to: hub, messages: batch, acknowledged: acknowledged) }.whenComplete { result in
+            let verdictBy = wait ? state.verdictBy : nil
+            loop.makeFutureWithTask {
+                try await events.publish(to: hub, messages: batch, acknowledged: acknowledged, verdictBy: verdictBy)
+            }.whenComplete { result in
                 state.inFlight = false
                 switch result {
-                case .success:
+                case .success(let verdict):
+                    if let verdict { state.verdicts.append(verdict) }
                     state.count += batch.count
                     flush()
                 case .failure(let error):
@@ -97,9 +120,28 @@ extension Node {
                 return flush()
             }
             state.batch.append((lineTopic, String(decoding: payload, as: UTF8.self)))
-            if state.batch.count == 1 { stream.eventLoop.execute { flush() } } // once per burst of lines
+            if state.batch.count == 1 { // once per burst of lines
+                state.verdictBy = .now() + .seconds(5)
+                stream.eventLoop.execute { flush() }
+            }
             if state.batch.count >= 5_000 { flush() }
         }
+    }
+
+    /// The answer to a `pilot publish` that waited: an error naming the
+    /// hub's reason when it refused any message, else how many the hub
+    /// confirmed and how many stay spooled (and why, when known).
+    static func answer(_ verdict: PublishVerdicts.Verdict, published: Int, hub: String, lastError: String?) -> JSONValue {
+        if let refusal = verdict.firstRefusal {
+            let which = verdict.messages == 1 ? "the message" : "\(verdict.refused) of \(verdict.messages) messages"
+            return ControlSocket.failure("hub \(hub) refused \(which): \(refusal.reason)")
+        }
+        var reply = JSONObject([("published", .number(Double(published))), ("hub", .string(hub))])
+        if !verdict.confirmed {
+            reply["spooled"] = .bool(true)
+            if let lastError { reply["hub_error"] = .string(lastError) }
+        }
+        return ControlSocket.ok(reply)
     }
 
     /// `pilot subscribe`: confirmation, then message lines; the CLI sends acks.

@@ -151,11 +151,22 @@ wait_until 20 "ops-02's refusal cleared once approved (nothing spooled)" -- clea
 # A trusted node speaks for itself only: web-01's forged metrics of db-01 and its
 # forged alert are refused at the hub, naming the rule, and nothing fires.
 hub_refused() { "$PILOT" status --json --state-dir "$SCRATCH/hub-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['events']['hub']['refused_authority'])"; }
-"$PILOT" publish metrics/cpu/db-01 --data '{"host":"db-01","cpu_pct":99.5}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
-"$PILOT" publish metrics/memory/web-01 --data '{"host":"db-01","mem_pct":99.5}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
-"$PILOT" publish alerts/cpu_pct/db-01 --data '{"host":"db-01","metric":"cpu_pct","status":"firing","severity":"critical"}' --state-dir "$SCRATCH/web-01" > /dev/null 2>&1 || true
-refused_three() { [ "$(hub_refused)" -ge 3 ]; }
-wait_until 15 "the hub refusing web-01's three forgeries" -- refused_three
+# `pilot publish` waits for the hub's verdict: exit 1, the hub's reason on stderr.
+expect_status 1 "a forged topic" -- "$PILOT" publish metrics/cpu/db-01 --data '{"host":"db-01","cpu_pct":99.5}' --state-dir "$SCRATCH/web-01"
+expect_one_line_error "a forged topic"
+case "$ERR" in *"hub hub-01 refused the message: metrics/cpu/db-01: metrics/*/HOST must name the publisher (web-01), not db-01"*) ;;
+    *) fail "publish of a forged topic did not give the hub's reason: $ERR" ;; esac
+expect_status 1 "a forged host field" -- "$PILOT" publish metrics/memory/web-01 --data '{"host":"db-01","mem_pct":99.5}' --state-dir "$SCRATCH/web-01"
+case "$ERR" in *"refused the message: metrics/memory/web-01:"*"db-01"*) ;; *) fail "publish of a forged host field: $ERR" ;; esac
+expect_status 1 "a forged alert" -- "$PILOT" publish alerts/cpu_pct/db-01 --data '{"host":"db-01","metric":"cpu_pct","status":"firing","severity":"critical"}' --state-dir "$SCRATCH/web-01"
+case "$ERR" in *"only the hub's own node publishes alerts"*) ;; *) fail "publish of a forged alert: $ERR" ;; esac
+# Of a batch, the refused ones are named and counted; the rest are taken.
+printf 'metrics/uptime/web-01 {"host":"web-01","uptime_sec":7}\nalerts/x/web-01 {"host":"web-01"}\n' > "$SCRATCH/mixed"
+expect_status 1 "a batch with one forgery" -- sh -c "\"$PILOT\" publish --stdin --state-dir \"$SCRATCH/web-01\" < \"$SCRATCH/mixed\""
+case "$ERR" in *"refused 1 of 2 messages: alerts/x/web-01:"*) ;; *) fail "a batch with one forgery: $ERR" ;; esac
+expect_status 0 "--no-wait" -- "$PILOT" publish alerts/cpu_pct/db-01 --no-wait --data '{"host":"db-01"}' --state-dir "$SCRATCH/web-01"
+refused_five() { [ "$(hub_refused)" -ge 5 ]; }
+wait_until 15 "the hub refusing web-01's five forgeries" -- refused_five
 grep -q "metrics/\*/HOST must name the publisher (web-01), not db-01" "$SCRATCH/web-01.log" || fail "web-01 was not told which rule its publication broke"
 grep -q "only the hub's own node publishes alerts" "$SCRATCH/web-01.log" || fail "web-01 was not told why its alert was refused"
 sleep 3
