@@ -6,8 +6,10 @@ passed=0; failed=0; skipped=0; failures=""
 for test in "$dir"/test_*.sh; do
     name=$(basename "$test" .sh)
     printf '== %s\n' "$name"
+    started=$(date +%s)
     sh "$test"
     status=$?
+    printf '== %s: exit %d after %d s\n' "$name" "$status" "$(( $(date +%s) - started ))"
     case $status in
         0) passed=$((passed + 1)) ;;
         77) skipped=$((skipped + 1)) ;;
