@@ -127,6 +127,7 @@ let package = Package(
             name: "pilot-bench",
             dependencies: [
                 "PilotCore", "PilotCrypto", "PilotWire", "PilotRegistry", "PilotTransport", "PilotNode", "PilotAgent", "PilotStore", "PilotSQLite", "PilotRemoteWrite",
+                "PilotRoles",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -35,6 +35,8 @@ public final class Node: @unchecked Sendable {
         public var beacon: Endpoint?
         /// The fleet's event hub (a hostname) that publish and subscribe use by default.
         public var hub: String?
+        /// The registry connection's source address (see `RegistryClient.Options`).
+        public var registrySource: String?
         public var events = EventService.Options()
 
         public init(stateDirectory: String, configPath: String, hostname: String) {
@@ -49,8 +51,10 @@ public final class Node: @unchecked Sendable {
     public let logger: Logger
     /// One thread: the tunnels, the broker, the control socket and every
     /// role on this node share it, so their state needs no locks.
-    public let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    public var loop: any EventLoop { tunnels.loop }
+    public let group: any EventLoopGroup
+    public let loop: any EventLoop
+    /// The group this node made for itself, and shuts down when it stops.
+    private let ownGroup: MultiThreadedEventLoopGroup?
     public private(set) var registry: RegistryClient?
     public let tunnels: TunnelEndpoint
     public private(set) var trust: TrustService?
@@ -61,12 +65,17 @@ public final class Node: @unchecked Sendable {
     private(set) var roles: [any NodeRole] = []
     private var requests = ControlRequests()
 
-    public init(options: Options, identity: SigningKey, logger: Logger) {
+    /// A node on a thread of its own; or on `loop`, a thread it shares with
+    /// other nodes of one process (the fleet simulator in pilot-bench).
+    public init(options: Options, identity: SigningKey, logger: Logger, loop shared: (any EventLoop)? = nil) {
         self.options = options
         self.identity = identity
         self.logger = logger
+        ownGroup = shared == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        group = shared ?? ownGroup!
+        loop = group.next()
         controlPath = ControlSocket.path(stateDirectory: options.stateDirectory)
-        tunnels = TunnelEndpoint(identity: identity, loop: group.next(), logger: logger, beacon: options.beacon, maxPeers: options.maxPeers)
+        tunnels = TunnelEndpoint(identity: identity, loop: loop, logger: logger, beacon: options.beacon, maxPeers: options.maxPeers)
         registerNodeRequests(&requests)
     }
 
@@ -110,7 +119,8 @@ public final class Node: @unchecked Sendable {
             client.registryKey = options.registryKey
             client.endpoints = endpoints.map(\.description)
             client.wantsBeaconTicket = options.beacon != nil
-            registry = RegistryClient(options: client, identity: identity, loop: group.next(), logger: logger)
+            client.sourceAddress = options.registrySource
+            registry = RegistryClient(options: client, identity: identity, loop: loop, logger: logger)
             // The beacon serves only nodes the registry vouches for: its ticket goes in every hello.
             registry?.onBeaconTicket = { [tunnels] ticket in tunnels.renewBeaconTicket(ticket) }
             // Peers elsewhere reach us at our public mapping, which only the beacon can tell.
@@ -144,7 +154,7 @@ public final class Node: @unchecked Sendable {
         events.selfNames = [options.hostname]
         events.resumeSpools()
         let requests = self.requests
-        control = try await ControlServer.start(group: group, path: controlPath, handler: { request in await requests.reply(to: request) },
+        control = try await ControlServer.start(group: loop, path: controlPath, handler: { request in await requests.reply(to: request) },
                                                 streaming: ["publish": { [self] in self.publish($0, $1) }, "subscribe": { [self] in self.subscribe($0, $1) }])
         controlFile = ControlServer.SocketFile(controlPath)
         logger.info("node started", metadata: [
@@ -173,7 +183,7 @@ public final class Node: @unchecked Sendable {
         progress.waiting("node", "closing the registry session and the tunnels")
         registry?.stop()
         await tunnels.stop()
-        try? await group.shutdownGracefully()
+        try? await ownGroup?.shutdownGracefully()
         logger.info("node stopped", metadata: ["hostname": "\(options.hostname)"])
         progress.finished("node")
     }

@@ -28,6 +28,9 @@ public final class RegistryClient: @unchecked Sendable {
         /// Ask for a beacon ticket (a beacon is configured): with each
         /// registration, and again at half of each ticket's lifetime.
         public var wantsBeaconTicket = false
+        /// The source address of the connection (the fleet simulator's
+        /// nodes, each on its own loopback address); nil lets the kernel pick.
+        public var sourceAddress: String?
 
         public init(registry: Endpoint, hostname: String, pinPath: String) {
             self.registry = registry
@@ -168,7 +171,9 @@ public final class RegistryClient: @unchecked Sendable {
         }
         stream = handler
         let bound = NIOLoopBound(handler, eventLoop: loop) // the initializer runs on this same loop
-        ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
+        if let source = options.sourceAddress, let address = try? SocketAddress(ipAddress: source, port: 0) { bootstrap = bootstrap.bind(to: address) }
+        bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in

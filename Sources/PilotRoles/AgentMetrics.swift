@@ -1,3 +1,4 @@
+public import NIOPosix
 public import PilotCore
 public import PilotNode
 
@@ -9,7 +10,12 @@ public final class AgentMetrics: NodeRole, @unchecked Sendable {
     let options: MetricsLoop.Options
     private var loop: MetricsLoop?
 
-    public init(options: MetricsLoop.Options) { self.options = options }
+    let pool: NIOThreadPool?
+
+    public init(options: MetricsLoop.Options, pool: NIOThreadPool? = nil) {
+        self.options = options
+        self.pool = pool
+    }
 
     public func start(on node: Node) async throws {
         guard let hub = node.options.hub else {
@@ -17,7 +23,7 @@ public final class AgentMetrics: NodeRole, @unchecked Sendable {
             return
         }
         let events = node.events, logger = node.logger
-        let loop = MetricsLoop(options: options, loop: node.loop, logger: logger) { messages in
+        let loop = MetricsLoop(options: options, loop: node.loop, logger: logger, pool: pool) { messages in
             let batch = messages.compactMap { message in (try? Topic(message.topic)).map { (topic: $0, payload: message.json) } }
             // Spooled even while the hub does not trust this node yet: they
             // go out once a handshake is approved.

@@ -3,7 +3,7 @@ internal import Glibc
 #endif
 public import Logging
 public import NIOCore
-internal import NIOPosix
+public import NIOPosix
 public import PilotAgent
 internal import PilotCore
 internal import PilotTransport
@@ -40,17 +40,23 @@ public final class MetricsLoop: @unchecked Sendable {
     /// Cycles done, and the CPU time the last built-in collection took.
     public private(set) var cycles = 0
 
-    public init(options: Options, loop: any EventLoop, logger: Logger, publish: @escaping Publish) {
+    /// Whether `pool` is this loop's own (started and shut down with it).
+    private let ownsPool: Bool
+
+    /// `pool`: threads shared with other loops of one process (the fleet
+    /// simulator), else the loop starts its own.
+    public init(options: Options, loop: any EventLoop, logger: Logger, pool shared: NIOThreadPool? = nil, publish: @escaping Publish) {
         self.options = options
         self.loop = loop
         self.logger = logger
         self.publish = publish
         collector = Collector(host: options.host)
-        pool = NIOThreadPool(numberOfThreads: max(1, min(options.checkConcurrency, 8)))
+        pool = shared ?? NIOThreadPool(numberOfThreads: max(1, min(options.checkConcurrency, 8)))
+        ownsPool = shared == nil
     }
 
     public func start() {
-        pool.start()
+        if ownsPool { pool.start() }
         // A first reading now, so the first cycle (after a second) has CPU and rate deltas.
         _ = collect()
         schedule(after: 1)
@@ -123,7 +129,7 @@ public final class MetricsLoop: @unchecked Sendable {
             return current
         }.get()
         if let running { try? await running.get() }
-        try? await pool.shutdownGracefully()
+        if ownsPool { try? await pool.shutdownGracefully() }
     }
 }
 
