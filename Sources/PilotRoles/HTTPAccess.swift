@@ -1,3 +1,4 @@
+internal import Logging
 internal import NIOCore
 internal import NIOSSL
 public import PilotCore
@@ -85,8 +86,9 @@ public struct HTTPAccess: Sendable {
 
     static func same(_ a: String, _ b: String) -> Bool { ConstantTime.equal(Array(a.utf8), Array(b.utf8)) }
 
-    /// The TLS server context, nil without TLS; errors name the file.
-    func serverContext() throws -> NIOSSLContext? {
+    /// The TLS server context, nil without TLS; errors name the file. The
+    /// log says which certificate, with the fingerprint a client can pin.
+    func serverContext(logger: Logger) throws -> NIOSSLContext? {
         guard let tls else { return nil }
         let chain: [NIOSSLCertificate], key: NIOSSLPrivateKey
         do { chain = try NIOSSLCertificate.fromPEMFile(tls.certificate) } catch {
@@ -94,6 +96,9 @@ public struct HTTPAccess: Sendable {
         }
         do { key = try NIOSSLPrivateKey(file: tls.key, format: .pem) } catch {
             throw ParseError("--tls-key", tls.key, "is not a readable PEM private key (\(error))")
+        }
+        if let leaf = chain.first, let der = try? leaf.toDERBytes() {
+            logger.info("HTTPS certificate", metadata: ["file": "\(tls.certificate)", "sha256": "\(SelfSignedCertificate.fingerprint(der))"])
         }
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
