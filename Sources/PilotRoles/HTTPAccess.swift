@@ -27,11 +27,13 @@ public struct HTTPAccess: Sendable {
     public enum Grant: Sendable, Equatable { case read, write }
 
     /// Refuses what would serve the fleet in clear, or to anyone, beyond
-    /// this host; `flag` names the listening flag in the error.
-    public func validate(_ endpoint: Endpoint, flag: String) throws(ParseError) {
+    /// this host; `flag` names the listening flag in the error, and
+    /// `stateDirectory` where `pilot init` would have put a certificate.
+    public func validate(_ endpoint: Endpoint, flag: String, stateDirectory: String? = nil) throws(ParseError) {
         guard !Self.isLoopback(endpoint.host) else { return }
         if tls == nil {
-            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs TLS: give --tls-cert FILE and --tls-key FILE (an ECDSA P-256 certificate)")
+            let made = stateDirectory.map { ", or run 'pilot init --state-dir \($0)' to make \(SelfSignedCertificate.files(in: $0).certificate) and its key" } ?? ""
+            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs TLS: give --tls-cert FILE and --tls-key FILE (an ECDSA P-256 certificate)\(made)")
         }
         if token == nil {
             throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs a token: give --http-token @FILE")
