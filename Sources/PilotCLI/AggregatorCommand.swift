@@ -33,7 +33,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     var tableInterval = Seconds(60)
 
     func validate() throws {
-        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
         _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
         _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
         guard (0...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
@@ -56,7 +56,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
         var aggregator = AggregatorService.Options()
         aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        aggregator.access = try httpAccess.access(for: aggregator.http, admin: admin)
+        aggregator.access = try httpAccess.access(for: aggregator.http, stateDirectory: options.stateDirectory, admin: admin)
         aggregator.engine.rules = try engineRules()
         aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
         aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")

@@ -75,7 +75,8 @@ public enum CommandTable {
                 alerts/METRIC/HOST; the alert state survives a restart. Serves the \
                 dashboard (/), its API (/api/v1/..., docs/API.md), /api/hosts, \
                 /api/alerts and Prometheus /metrics on 127.0.0.1:9190 by default; beyond \
-                loopback only with --tls-cert, --tls-key and --http-token @FILE. It \
+                loopback only with TLS (--tls-cert and --tls-key, else pilot init's \
+                STATE/tls.crt) and --http-token @FILE. It \
                 prints the fleet table every --table-interval. Unless \
                 --no-metrics it also collects this host's metrics, as pilot agent does. \
                 \(stopping)
@@ -173,13 +174,16 @@ public enum CommandTable {
             implementation: .parsable(UpCommand.self)),
         CommandSpec(
             name: "init", kind: .command,
-            abstract: "Create this node's identity and config file, and print its public key.",
+            abstract: "Create this node's identity, config file and HTTPS certificate, and print its public key.",
             usage: "pilot init [--hostname NAME] [--registry HOST:PORT] [--beacon HOST:PORT] [--hub NAME] [--tag TAG]... [--state-dir DIR]",
             details: """
                 Creates the state directory (mode 0700), an Ed25519 identity (mode 0600) \
                 and a config file of one flag a line, which the node daemons (agent, \
-                aggregator, store) read. Running it again keeps the identity and updates \
-                the config with the flags given.
+                aggregator, store) read, and a self-signed ECDSA P-256 certificate for \
+                HTTPS beyond loopback (tls.crt, and tls.key mode 0600) for the hostname, \
+                localhost and 127.0.0.1, valid ten years; it prints its SHA-256 \
+                fingerprint. Running it again keeps the identity and the certificate and \
+                updates the config with the flags given.
                 """,
             implementation: .parsable(InitCommand.self)),
         CommandSpec(

@@ -12,10 +12,12 @@ internal import PilotRoles
 /// beyond loopback.
 struct HTTPFlags: ParsableArguments {
     @Option(name: .customLong("http-token"), help: ArgumentHelp(
-        "The token every HTTP request needs, as @FILE or env:NAME (required with --tls-* on a non-loopback --http).", valueName: "@file"))
+        "The token every HTTP request needs, as @FILE or env:NAME (required, with TLS, on a non-loopback --http).", valueName: "@file"))
     var token: String?
 
-    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate (chain) for HTTPS, e.g. ECDSA P-256.", valueName: "file"))
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp(
+        "PEM certificate (chain) for HTTPS, e.g. ECDSA P-256 (default beyond loopback: STATE/tls.crt and STATE/tls.key, which pilot init makes).",
+        valueName: "file"))
     var tlsCertificate: String?
 
     @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
@@ -30,19 +32,29 @@ struct HTTPFlags: ParsableArguments {
         if (tlsCertificate == nil) != (tlsKey == nil) { throw ValidationError("give --tls-cert and --tls-key together") }
     }
 
+    /// `--tls-cert`/`--tls-key`, else, beyond loopback, the pair `pilot
+    /// init` made in the state directory (`pilot up` makes its own first).
+    func tlsFiles(for endpoint: Endpoint, stateDirectory: String?) -> (certificate: String, key: String)? {
+        if let tlsCertificate, let tlsKey { return (tlsCertificate, tlsKey) }
+        guard !HTTPAccess.isLoopback(endpoint.host), let stateDirectory else { return nil }
+        return SelfSignedCertificate.existing(in: stateDirectory)
+    }
+
     /// What `validate` can say before any file is read: a bind beyond
-    /// loopback without TLS or a token.
-    func check(_ endpoint: Endpoint, flag: String = "--http") throws {
-        let planned = HTTPAccess(token: token == nil ? nil : "-", tls: tlsCertificate.flatMap { cert in tlsKey.map { (cert, $0) } })
-        do { try planned.validate(endpoint, flag: flag) } catch { throw ValidationError("\(error)") }
+    /// loopback without TLS or a token. `makesCertificate`: the command
+    /// makes the pair in its state directory when there is none.
+    func check(_ endpoint: Endpoint, flag: String = "--http", stateDirectory: String?, makesCertificate: Bool = false) throws {
+        let planned = HTTPAccess(token: token == nil ? nil : "-", tls: tlsFiles(for: endpoint, stateDirectory: stateDirectory) ?? (makesCertificate ? ("", "") : nil))
+        do { try planned.validate(endpoint, flag: flag, stateDirectory: stateDirectory) } catch { throw ValidationError("\(error)") }
     }
 
     /// The access rules with the tokens read, checked against the bind.
-    func access(for endpoint: Endpoint?, flag: String = "--http", admin: AdminTokenFlag? = nil, generatedAdminToken: String? = nil) throws -> HTTPAccess {
+    func access(for endpoint: Endpoint?, flag: String = "--http", stateDirectory: String?, admin: AdminTokenFlag? = nil,
+                generatedAdminToken: String? = nil) throws -> HTTPAccess {
         var access = HTTPAccess(token: try Self.read(token, "--http-token"), adminToken: try Self.read(admin?.adminToken, "--http-admin-token") ?? generatedAdminToken)
-        if let tlsCertificate, let tlsKey { access.tls = (tlsCertificate, tlsKey) }
         if let endpoint {
-            do { try access.validate(endpoint, flag: flag) } catch { throw CLIError("\(error)", exitCode: ExitStatus.usage) }
+            access.tls = tlsFiles(for: endpoint, stateDirectory: stateDirectory)
+            do { try access.validate(endpoint, flag: flag, stateDirectory: stateDirectory) } catch { throw CLIError("\(error)", exitCode: ExitStatus.usage) }
         }
         return access
     }

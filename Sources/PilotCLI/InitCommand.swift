@@ -2,6 +2,7 @@ internal import ArgumentParser
 internal import PilotCore
 internal import PilotCrypto
 internal import PilotRegistry
+internal import PilotRoles
 
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "init")
@@ -50,12 +51,18 @@ struct InitCommand: AsyncParsableCommand {
         if let hub = settings.hub { config.set("--hub", hub) }
         if !settings.tags.isEmpty { config.setAll("--tag", try Tags.validate(settings.tags)) }
         try LocalFile.writeAtomically(configPath, Array(config.rendered(header: ConfigFile.nodeHeader).utf8), mode: 0o600)
+        // For a role's HTTPS beyond loopback; the fingerprint is what a client pins.
+        let tls = SelfSignedCertificate.files(in: directory)
+        let certificate: (fingerprint: String, created: Bool)
+        do { certificate = try SelfSignedCertificate.ensure(in: directory, hostname: name) } catch { throw CLIError("HTTPS certificate: \(error)") }
 
         Console.current.out("""
             \(created ? "Initialized" : "Updated") pilot node '\(name)' in \(directory)
               identity:    \(identityPath) (\(created ? "new" : "existing") Ed25519 key, mode 0600)
               config:      \(configPath)
               fingerprint: \(key.publicKey.fingerprint)
+              tls:         \(tls.certificate) and \(tls.key) (\(certificate.created ? "new self-signed ECDSA P-256, key mode 0600" : "existing"))
+              tls sha256:  \(certificate.fingerprint)
             public key: \(key.publicKey.base64)
             """)
     }

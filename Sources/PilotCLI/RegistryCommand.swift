@@ -53,7 +53,7 @@ struct RegistryCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseEndpoint(listen, flag: "--listen", listening: true)
-        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: state.resolved) }
         guard offlineAfter.value >= 1 else { throw ValidationError("--offline-after must be at least 1 second") }
         guard skew.value >= 1 else { throw ValidationError("--skew must be at least 1 second") }
         guard connectionsPerIP >= 1, registrationsBurst >= 1, registrationsPerMinute >= 0 else {
@@ -71,7 +71,7 @@ struct RegistryCommand: AsyncParsableCommand {
         var options = RegistryService.Options(stateDirectory: directory)
         options.listen = try parseEndpoint(listen, flag: "--listen", listening: true)
         options.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        options.httpAccess = try httpAccess.access(for: options.http)
+        options.httpAccess = try httpAccess.access(for: options.http, stateDirectory: directory)
         options.engine.joinToken = try JoinToken.resolve(joinToken)
         options.engine.offlineAfterMs = offlineAfter.milliseconds
         options.engine.skewMs = skew.milliseconds

@@ -37,7 +37,7 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     var remoteWriteHeaders: [String] = []
 
     func validate() throws {
-        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
         for header in remoteWriteHeaders {
             do { _ = try RemoteWriteTarget.header(header) } catch { throw ValidationError("--remote-write-header: \(error)") }
         }
@@ -55,7 +55,7 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
         let logger = node.log.logger("pilot.store")
         let endpoint = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        let access = try httpAccess.access(for: endpoint)
+        let access = try httpAccess.access(for: endpoint, stateDirectory: options.stateDirectory)
         let service: StoreService
         do {
             var kept = StoreService.Retention()

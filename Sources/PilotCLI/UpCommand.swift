@@ -54,7 +54,7 @@ struct UpCommand: AsyncParsableCommand {
 
     func validate() throws {
         try log.validate()
-        if let http { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true)) }
+        if let http { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: nil, makesCertificate: true) }
         guard interval.value >= 1, interval.value <= 3600 else { throw ValidationError("--interval must be between 1 and 3600 seconds") }
         guard (1...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 1 and 86400 seconds") }
         if let duration, !(duration.value > 0) { throw ValidationError("--for must be more than 0 seconds") }
@@ -120,7 +120,17 @@ struct UpCommand: AsyncParsableCommand {
         // Silences from the dashboard need the admin token: one is made in the
         // state directory unless --http-admin-token gives another.
         let adminToken = admin.adminToken == nil ? try HTTPFlags.adminTokenFile(in: nodeDirectory) : nil
-        settings.access = try httpAccess.access(for: settings.http, admin: admin, generatedAdminToken: adminToken?.token)
+        // Beyond loopback without --tls-cert: a certificate of its own, made once there too.
+        if let endpoint = settings.http, !HTTPAccess.isLoopback(endpoint.host), httpAccess.tlsCertificate == nil {
+            do { _ = try SelfSignedCertificate.ensure(in: nodeDirectory, hostname: hostname) } catch { throw CLIError("HTTPS certificate: \(error)") }
+        }
+        settings.access = try httpAccess.access(for: settings.http, stateDirectory: nodeDirectory, admin: admin, generatedAdminToken: adminToken?.token)
+        var certificate = ""
+        if let files = settings.access.tls {
+            do { certificate = "\n  certificate \(files.certificate)  (SHA-256 \(try SelfSignedCertificate.fingerprint(ofFile: files.certificate)))" } catch {
+                throw CLIError("--tls-cert: \(error)", exitCode: ExitStatus.usage)
+            }
+        }
         let node = Node(options: options, identity: identity, logger: logger)
         let aggregator: AggregatorService, store: StoreService
         do {
@@ -145,7 +155,7 @@ struct UpCommand: AsyncParsableCommand {
               beacon      \(beacon.boundAddress)
               aggregator  hub '\(hostname)', this host's metrics every \(interval)
               dashboard   \(scheme)://\(aggregator.httpAddress ?? "-")/\(adminToken.map { "  (to set silences there, the admin token in \($0.path))" } ?? "")
-              fleet API   \(scheme)://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/v1/hosts, /api/alerts, /metrics for Prometheus)
+              fleet API   \(scheme)://\(aggregator.httpAddress ?? "-")/api/hosts  (and /api/v1/hosts, /api/alerts, /metrics for Prometheus)\(certificate)
               history     http://\(store.httpAddress ?? "-")/api/v1/query_range  (Prometheus's read API, for Grafana)
               alerts to   \(router.isConfigured ? router.receivers.map { $0.split(separator: "=").first.map(String.init) ?? $0 }.joined(separator: ", ") : "nobody yet: add --receiver webhook:NAME=URL (or slack, pagerduty, email, exec)")
               try         pilot subscribe 'metrics/*' --state-dir \(nodeDirectory)

@@ -90,7 +90,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
             })
         }
         if let endpoint = options.http {
-            let tls = try options.access.serverContext()
+            let tls = try options.access.serverContext(logger: logger)
             http = try await StatusPage.start(group: node.loop, at: endpoint, tls: tls) { [self] request, _ in self.serve(request) }
             if let address = http?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }

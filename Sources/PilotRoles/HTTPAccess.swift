@@ -1,3 +1,4 @@
+internal import Logging
 internal import NIOCore
 internal import NIOSSL
 public import PilotCore
@@ -26,11 +27,13 @@ public struct HTTPAccess: Sendable {
     public enum Grant: Sendable, Equatable { case read, write }
 
     /// Refuses what would serve the fleet in clear, or to anyone, beyond
-    /// this host; `flag` names the listening flag in the error.
-    public func validate(_ endpoint: Endpoint, flag: String) throws(ParseError) {
+    /// this host; `flag` names the listening flag in the error, and
+    /// `stateDirectory` where `pilot init` would have put a certificate.
+    public func validate(_ endpoint: Endpoint, flag: String, stateDirectory: String? = nil) throws(ParseError) {
         guard !Self.isLoopback(endpoint.host) else { return }
         if tls == nil {
-            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs TLS: give --tls-cert FILE and --tls-key FILE (an ECDSA P-256 certificate)")
+            let made = stateDirectory.map { ", or run 'pilot init --state-dir \($0)' to make \(SelfSignedCertificate.files(in: $0).certificate) and its key" } ?? ""
+            throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs TLS: give --tls-cert FILE and --tls-key FILE (an ECDSA P-256 certificate)\(made)")
         }
         if token == nil {
             throw ParseError(flag, endpoint.description, "is not a loopback address, so it needs a token: give --http-token @FILE")
@@ -85,8 +88,9 @@ public struct HTTPAccess: Sendable {
 
     static func same(_ a: String, _ b: String) -> Bool { ConstantTime.equal(Array(a.utf8), Array(b.utf8)) }
 
-    /// The TLS server context, nil without TLS; errors name the file.
-    func serverContext() throws -> NIOSSLContext? {
+    /// The TLS server context, nil without TLS; errors name the file. The
+    /// log says which certificate, with the fingerprint a client can pin.
+    func serverContext(logger: Logger) throws -> NIOSSLContext? {
         guard let tls else { return nil }
         let chain: [NIOSSLCertificate], key: NIOSSLPrivateKey
         do { chain = try NIOSSLCertificate.fromPEMFile(tls.certificate) } catch {
@@ -94,6 +98,9 @@ public struct HTTPAccess: Sendable {
         }
         do { key = try NIOSSLPrivateKey(file: tls.key, format: .pem) } catch {
             throw ParseError("--tls-key", tls.key, "is not a readable PEM private key (\(error))")
+        }
+        if let leaf = chain.first, let der = try? leaf.toDERBytes() {
+            logger.info("HTTPS certificate", metadata: ["file": "\(tls.certificate)", "sha256": "\(SelfSignedCertificate.fingerprint(der))"])
         }
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12

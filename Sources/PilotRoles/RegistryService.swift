@@ -89,7 +89,7 @@ public final class RegistryService: Service, @unchecked Sendable {
             let closed = options.engine.joinToken != nil && options.httpAccess.token == nil
                 ? "this registry admits only nodes with the join token, so its HTTP view needs --http-token @FILE" : nil
             let handler = options.httpAccess.guarding(closed: closed) { [self] request, loop in loop.makeSucceededFuture(self.statusResponse(request.path)) }
-            let status = try await StatusPage.start(group: group, at: http, tls: try options.httpAccess.serverContext(), handler: handler)
+            let status = try await StatusPage.start(group: group, at: http, tls: try options.httpAccess.serverContext(logger: logger), handler: handler)
             channels.append(status)
             httpAddress = status.localAddress?.endpointDescription
             reportAddress(httpAddress ?? "?", to: options.stateDirectory + "/registry-http.addr")

@@ -107,7 +107,7 @@ public final class StoreService: NodeRole, @unchecked Sendable {
         if let http {
             // On the node's one thread, like the store: no locks.
             let handler = httpAccess.guarding { [self] request, loop in loop.makeSucceededFuture(self.api(request.path, request.parameters)) }
-            httpChannel = try await StatusPage.start(group: node.loop, at: http, tls: try httpAccess.serverContext(), handler: handler)
+            httpChannel = try await StatusPage.start(group: node.loop, at: http, tls: try httpAccess.serverContext(logger: logger), handler: handler)
             if let address = httpChannel?.localAddress, let ip = address.ipAddress, let port = address.port { httpAddress = "\(ip):\(port)" }
         }
         if let remoteWriter {

@@ -2,6 +2,7 @@ import Glibc
 @testable import PilotCLI
 import PilotCore
 import PilotCrypto
+import PilotRoles
 import Testing
 
 @Suite struct InitCommandTests {
@@ -64,5 +65,28 @@ import Testing
         #expect(result.err == "pilot init: state directory: \(directory)/file exists and is not a directory\n")
         let nested = await run(["pilot", "init", "--hostname", "a", "--state-dir", directory + "/file/sub"])
         #expect(nested.err == "pilot init: state directory: \(directory)/file exists and is not a directory\n")
+    }
+
+    @Test func makesAnHTTPSCertificatePrintsItsFingerprintAndKeepsIt() async throws {
+        let first = await run(["pilot", "init", "--hostname", "web-01", "--state-dir", directory])
+        let fingerprint = try SelfSignedCertificate.fingerprint(ofFile: directory + "/tls.crt")
+        #expect(first.out.contains("  tls sha256:  \(fingerprint)\n"), "\(first.out)")
+        var info = stat()
+        #expect(stat(directory + "/tls.key", &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let again = await run(["pilot", "init", "--state-dir", directory])
+        #expect(again.out.contains("(existing)\n  tls sha256:  \(fingerprint)\n"), "\(again.out)")
+    }
+
+    @Test func beyondLoopbackARoleWithoutTLSFlagsTakesInitsPair() async throws {
+        let wide = Endpoint(host: "0.0.0.0", port: 9190), loopback = Endpoint(host: "127.0.0.1", port: 9190)
+        let flags = try HTTPFlags.parse(["--http-token", "@/dev/null"])
+        #expect(throws: (any Error).self) { try flags.check(wide, stateDirectory: directory) }
+        #expect(flags.tlsFiles(for: wide, stateDirectory: directory) == nil)
+        _ = await run(["pilot", "init", "--hostname", "web-01", "--state-dir", directory])
+        try flags.check(wide, stateDirectory: directory)
+        #expect(flags.tlsFiles(for: wide, stateDirectory: directory)?.certificate == directory + "/tls.crt")
+        #expect(flags.tlsFiles(for: loopback, stateDirectory: directory) == nil) // loopback stays plain HTTP
+        let given = try HTTPFlags.parse(["--tls-cert", "/c.pem", "--tls-key", "/k.pem"])
+        #expect(given.tlsFiles(for: wide, stateDirectory: directory)?.certificate == "/c.pem")
     }
 }

@@ -36,6 +36,9 @@ import Glibc
             #expect("\(error)".contains("--http-token"))
         }
         try HTTPAccess(token: "t", tls: ("c", "k")).validate(wide, flag: "--http")
+        #expect { try HTTPAccess(token: "t").validate(wide, flag: "--http", stateDirectory: "/var/lib/pilot") } throws: {
+            "\($0)".contains("or run 'pilot init --state-dir /var/lib/pilot' to make /var/lib/pilot/tls.crt")
+        }
     }
 
     @Test func theTokenReadsTheAdminTokenWritesAndACookieNeverWrites() {

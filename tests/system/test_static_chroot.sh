@@ -29,6 +29,9 @@ key=$(printf '%s\n' "$OUT" | sed -n 's/^public key: //p')
 [ "$(stat -c %a "$root/state")" = 700 ] || fail "state dir mode is $(stat -c %a "$root/state")"
 grep -qx -- "--hostname chroot-01" "$root/state/config" || fail "config lacks the hostname: $(cat "$root/state/config")"
 grep -q "ed25519-public $key" "$root/state/identity.key" || fail "printed key is not the stored identity"
+# The HTTPS certificate: BoringSSL's P-256 key generation works in the static binary too.
+[ "$(stat -c %a "$root/state/tls.key")" = 600 ] || fail "tls.key mode is $(stat -c %a "$root/state/tls.key" 2>&1)"
+printf '%s\n' "$OUT" | grep -Eq '^  tls sha256:  ([0-9A-F]{2}:){31}[0-9A-F]{2}$' || fail "init printed no certificate fingerprint: $OUT"
 
 # Running a role through a link inside the chroot works too.
 ln -s pilot "$root/pilot-beacon"
