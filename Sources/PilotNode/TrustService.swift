@@ -136,8 +136,17 @@ public final class TrustService: @unchecked Sendable {
             let sameFleet = joinToken.map { token in json["proof"]?.stringValue.map { TrustProof.verify($0, token: token, from: peer, to: identity.publicKey) } ?? false } ?? false
             // The claimed hostname must be the one the registry knows for this key.
             let lookup = self.lookup
-            loop.makeFutureWithTask { try? await lookup(claimed) }.assumeIsolated().whenSuccess { view in
-                guard let view, view.record.publicKey == peer else {
+            loop.makeFutureWithTask { try await lookup(claimed) }.assumeIsolated().whenComplete { result in
+                let view: NodeView
+                switch result {
+                case .failure(let error):
+                    // Not a verdict on the peer: the registry could not be asked.
+                    self.logger.warning("cannot check a trust request at the registry", metadata: ["peer": "\(claimed)", "error": "\(error)"])
+                    self.answer(peer, ["t": "rejected", "reason": "the registry could not confirm hostname '\(claimed)' (\(error)); try again"])
+                    return
+                case .success(let found): view = found
+                }
+                guard view.record.publicKey == peer else {
                     self.answer(peer, ["t": "rejected", "reason": "hostname '\(claimed)' does not belong to this key at the registry"])
                     return
                 }
