@@ -20,6 +20,7 @@ import PilotCrypto
 import PilotNode
 import PilotRoles
 import PilotTransport
+import Synchronization
 
 struct FleetArguments {
     var pilot = "./pilot"
@@ -70,6 +71,25 @@ struct Child {
     }
 }
 
+/// Each cycle's delay from spooling to the hub's acknowledgement, kept
+/// while `measuring` (from every node's loop).
+final class DelayRecorder: Sendable {
+    private let state = Mutex<(measuring: Bool, delays: [Double], unconfirmed: Int)>((false, [], 0))
+    func record(_ delay: Double?) {
+        state.withLock { state in
+            guard state.measuring else { return }
+            if let delay { state.delays.append(delay) } else { state.unconfirmed += 1 }
+        }
+    }
+    func measure(_ on: Bool) { state.withLock { $0.measuring = on } }
+    func take() -> (delays: [Double], unconfirmed: Int) {
+        state.withLock { state in
+            defer { state.delays = []; state.unconfirmed = 0 }
+            return (state.delays.sorted(), state.unconfirmed)
+        }
+    }
+}
+
 func runFleetBench(_ arguments: FleetArguments) async throws {
     raiseOpenFileLimit()
     var limit = rlimit()
@@ -94,12 +114,19 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     let registryAddress = try await waitForFile(directory + "/registry/registry.addr", what: "the registry's address")
     _ = try captureOutput([arguments.pilot, "init", "--hostname", "hub-01", "--registry", registryAddress, "--join-token", "@" + directory + "/token",
                            "--state-dir", directory + "/hub"])
-    let hub = Child(name: "hub", pid: try spawn([
-        arguments.pilot, "aggregator", "--state-dir", directory + "/hub", "--tunnel-listen", "127.0.0.1:0", "--http", "off",
-        "--no-metrics", "--no-default-rules", "--table-interval", "0", "--log-level", "error",
-    ]))
+    func startHub(port: Int) throws -> Child {
+        Child(name: "hub", pid: try spawn([
+            arguments.pilot, "aggregator", "--state-dir", directory + "/hub", "--tunnel-listen", "127.0.0.1:\(port)", "--http", "off",
+            "--no-metrics", "--no-default-rules", "--table-interval", "0", "--log-level", "error",
+        ]))
+    }
+    var hub = try startHub(port: 0)
     defer { hub.stop() }
     try await waitUntil(seconds: 30, "the hub to register") { hubStatus(arguments.pilot, directory)?["registered"] == .bool(true) }
+    // Restarted on the same port, as a hub's unit would.
+    guard let hubPort = hubStatus(arguments.pilot, directory)?["tunnel"]?.stringValue.flatMap({ try? Endpoint(parsing: $0) })?.port else {
+        throw BenchError("the hub's status has no tunnel address")
+    }
     let hubBaseRSS = hub.rss
     print("fleet: \(arguments.nodes) nodes, one collection every \(fixed(arguments.interval, 0)) s; registry pid \(registry.pid), hub pid \(hub.pid); state in \(directory)")
 
@@ -108,6 +135,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     pool.start()
     let logger = { var logger = Logger(label: "fleet"); logger.logLevel = .critical; return logger }()
     let registryEndpoint = try Endpoint(parsing: registryAddress)
+    let recorder = DelayRecorder()
 
     // Start everyone, a bounded number at a time, as a fleet booting would.
     let startBegan = nowSeconds()
@@ -119,7 +147,8 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
             for index in batch..<min(batch + arguments.startConcurrency, arguments.nodes) {
                 tasks.addTask {
                     do { return .success(try await startMember(index, directory: directory, registry: registryEndpoint, token: token,
-                                                               interval: arguments.interval, loop: group.next(), pool: pool, logger: logger)) }
+                                                               interval: arguments.interval, loop: group.next(), pool: pool, logger: logger,
+                                                               recorder: recorder)) }
                     catch { return .failure(BenchError("\(error)")) }
                 }
             }
@@ -134,7 +163,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
             }
         }
     }
-    for (reason, count) in failures { print("  \(count) nodes did not start: \(reason)") }
+    for (reason, count) in failures.sorted(by: { $0.value > $1.value }).prefix(10) { print("  \(count) nodes did not start: \(reason)") }
     guard !members.isEmpty else { throw BenchError("no node started") }
     print("started \(members.count) nodes in \(fixed(nowSeconds() - startBegan, 1)) s")
 
@@ -151,10 +180,31 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     // The steady window: whole cycles, everyone publishing.
     let window = Double(arguments.cycles) * arguments.interval
     let hubCPU0 = hub.cpu, registryCPU0 = registry.cpu, wall0 = nowSeconds()
+    recorder.measure(true)
     try await Task.sleep(for: .seconds(window))
+    recorder.measure(false)
     let wall = nowSeconds() - wall0
     let hubCPU = (hub.cpu - hubCPU0) / wall * 100, registryCPU = (registry.cpu - registryCPU0) / wall * 100
-    let hubRSS = hub.rss
+    let hubRSS = hub.rss, hubPeakRSS = hub.peakRSS
+    let (delays, unconfirmed) = recorder.take()
+    print("steady window done: hub CPU \(fixed(hubCPU, 1)) %, \(delays.count) cycles acknowledged")
+
+    // The hub is killed with the fleet running, and comes back on its port:
+    // every node reconnects and delivers what it spooled meanwhile.
+    let atKill = await spoolTotals(members)
+    let killed = nowSeconds()
+    kill(hub.pid, SIGKILL)
+    var status: Int32 = 0
+    waitpid(hub.pid, &status, 0)
+    hub = try startHub(port: Int(hubPort))
+    var recovered = Double.nan
+    while nowSeconds() - killed < 300 {
+        try await Task.sleep(for: .seconds(1))
+        let now = await spoolTotals(members, caughtUpTo: atKill.perNode)
+        if now.caughtUp == members.count { recovered = nowSeconds() - killed; break }
+    }
+    let recoveryCPU = hub.cpu
+    print("hub killed and restarted: every node back and drained after \(fixed(recovered, 1)) s (hub CPU \(fixed(recoveryCPU, 1)) s meanwhile)")
 
     // Stop collecting, let every spool drain, and count.
     for member in members { await member.metrics.stop() }
@@ -164,29 +214,33 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         try await Task.sleep(for: .seconds(1))
         spools = await spoolTotals(members)
     }
-    let stored = hubStatus(arguments.pilot, directory)?["events"]?["hub"]?["stored"]?.int64Value ?? -1
+    let inLog = hubStatus(arguments.pilot, directory)?["events"]?["hub"]?["log_messages"]?.int64Value ?? -1
     let lost = spools.published - spools.acknowledged
+    if lost > 0 { print("nodes with messages the hub has not acknowledged, by state:"); await printStuck(members) }
 
     print("")
     print("fleet benchmark (\(members.count) nodes, measured over \(fixed(wall, 0)) s = \(arguments.cycles) cycles of \(fixed(arguments.interval, 0)) s)")
-    print("  all nodes delivering after   \(fixed(joinSeconds, 1)) s")
+    print("  all nodes delivering after   \(fixed(joinSeconds, 1)) s from the first start")
     print("  hub CPU                      \(fixed(hubCPU, 1)) % of one core; aim at 10,000 nodes < 15 %")
-    print("  hub RSS, peak                \(fixed(Double(hub.peakRSS) / 1024, 1)) MB (now \(fixed(Double(hubRSS) / 1024, 1)) MB, \(fixed(Double(hubBaseRSS) / 1024, 1)) MB before the fleet); aim < 256 MB")
+    print("  hub RSS, peak                \(fixed(Double(hubPeakRSS) / 1024, 1)) MB (\(fixed(Double(hubRSS) / 1024, 1)) MB at the end of the window, \(fixed(Double(hubBaseRSS) / 1024, 1)) MB before the fleet); aim < 256 MB")
     print("  hub memory per node          \(fixed(Double(hubRSS - hubBaseRSS) / Double(max(1, members.count)), 1)) kB")
+    print("  spool to hub acknowledgement p50 \(fixed(percentile(delays, 0.5) * 1000, 1)) ms, p99 \(fixed(percentile(delays, 0.99) * 1000, 1)) ms (\(delays.count) cycles, \(unconfirmed) not acknowledged within 5 min)")
     print("  registry CPU                 \(fixed(registryCPU, 2)) % of one core; aim < 5 %")
     print("  registry RSS, peak           \(fixed(Double(registry.peakRSS) / 1024, 1)) MB; aim < 64 MB")
-    print("  messages published           \(spools.published), acknowledged by the hub \(spools.acknowledged), stored at the hub \(stored)")
+    print("  hub kill -9: back and drained \(fixed(recovered, 1)) s; aim < 60 s")
+    print("  messages published           \(spools.published), acknowledged by the hub \(spools.acknowledged), in the hub's log \(inLog)")
     print("  messages lost                \(lost) (must be 0)")
 
     for member in members { await member.node.shutdown() }
     try? await pool.shutdownGracefully()
     try? await group.shutdownGracefully()
     if members.count < arguments.nodes { throw BenchError("\(arguments.nodes - members.count) of \(arguments.nodes) nodes did not start") }
-    if lost != 0 || Int64(spools.published) != stored { throw BenchError("\(lost) messages not acknowledged, \(spools.published) published against \(stored) stored") }
+    if lost != 0 || Int64(spools.published) != inLog { throw BenchError("\(lost) messages not acknowledged, \(spools.published) published against \(inLog) in the hub's log") }
+    if !recovered.isFinite { throw BenchError("the fleet had not recovered 300 s after the hub's kill -9") }
 }
 
 private func startMember(_ index: Int, directory: String, registry: Endpoint, token: String, interval: Double,
-                         loop: any EventLoop, pool: NIOThreadPool, logger: Logger) async throws -> FleetMember {
+                         loop: any EventLoop, pool: NIOThreadPool, logger: Logger, recorder: DelayRecorder) async throws -> FleetMember {
     let host = "sim-" + String(repeating: "0", count: max(0, 5 - String(index).count)) + String(index)
     let state = directory + "/nodes/" + host
     try LocalFile.makeDirectory(state, mode: 0o700)
@@ -201,7 +255,16 @@ private func startMember(_ index: Int, directory: String, registry: Endpoint, to
     var metricsOptions = MetricsLoop.Options(host: host)
     metricsOptions.intervalSeconds = interval
     let metrics = AgentMetrics(options: metricsOptions, pool: pool)
+    metrics.onConfirmed = { recorder.record($0) }
     node.attach(metrics)
+    do { try await startAndJoin(node) } catch {
+        await node.shutdown()
+        throw error
+    }
+    return FleetMember(node: node, metrics: metrics)
+}
+
+private func startAndJoin(_ node: Node) async throws {
     try await node.start()
     let began = nowSeconds()
     while await node.registry?.currentStatus().registered != true {
@@ -210,20 +273,41 @@ private func startMember(_ index: Int, directory: String, registry: Endpoint, to
     }
     let answer = await node.request("handshake", JSONObject([("host", .string("hub-01")), ("why", .string("fleet"))]))
     guard answer["ok"] == .bool(true) else { throw BenchError("handshake: \(answer["error"]?.stringValue ?? "refused")") }
-    return FleetMember(node: node, metrics: metrics)
 }
 
-/// Sums over every node's spool for the hub.
-private func spoolTotals(_ members: [FleetMember]) async -> (published: Int, acknowledged: Int, delivering: Int) {
-    var published = 0, acknowledged = 0, delivering = 0
-    for member in members {
-        guard let status = await member.node.events?.status(), case .array(let spools)? = status["spools"], let spool = spools.first else { continue }
-        let sent = Int(spool["published"]?.int64Value ?? 0), acked = Int(spool["acknowledged"]?.int64Value ?? 0)
+/// Sums over every node's spool for the hub; with `caughtUpTo`, also how
+/// many nodes have had acknowledged what they had published by then.
+private func spoolTotals(_ members: [FleetMember], caughtUpTo: [Int]? = nil)
+    async -> (published: Int, acknowledged: Int, delivering: Int, caughtUp: Int, perNode: [Int]) {
+    var published = 0, acknowledged = 0, delivering = 0, caughtUp = 0
+    var perNode: [Int] = []
+    perNode.reserveCapacity(members.count)
+    for (index, member) in members.enumerated() {
+        var sent = 0, acked = 0
+        if let status = await member.node.events?.status(), case .array(let spools)? = status["spools"], let spool = spools.first {
+            sent = Int(spool["published"]?.int64Value ?? 0)
+            acked = Int(spool["acknowledged"]?.int64Value ?? 0)
+        }
         published += sent
         acknowledged += acked
+        perNode.append(sent)
         if acked > 0 { delivering += 1 }
+        if let caughtUpTo, acked >= caughtUpTo[index] { caughtUp += 1 }
     }
-    return (published, acknowledged, delivering)
+    return (published, acknowledged, delivering, caughtUp, perNode)
+}
+
+/// Why spools did not drain: the nodes that still hold messages, by
+/// connection state and last error.
+private func printStuck(_ members: [FleetMember]) async {
+    var states: [String: Int] = [:]
+    for member in members {
+        guard let status = await member.node.events?.status(), case .array(let spools)? = status["spools"], let spool = spools.first,
+              (spool["spooled"]?.int64Value ?? 0) > 0 else { continue }
+        let state = "connected \(spool["connected"] == .bool(true)), retransmissions \((spool["retransmissions"]?.int64Value ?? 0) > 0 ? ">0" : "0"), last error: \(spool["last_error"]?.stringValue ?? "none")"
+        states[state, default: 0] += 1
+    }
+    for (state, count) in states.sorted(by: { $0.value > $1.value }).prefix(10) { print("  \(count) × \(state)") }
 }
 
 private func hubStatus(_ pilot: String, _ directory: String) -> JSONValue? {

@@ -25,6 +25,20 @@ extension EventService {
         _ = try await publish(to: hubName, messages: messages, acknowledged: acknowledged, spoolWhileRefused: spoolWhileRefused, verdictBy: nil)
     }
 
+    /// As above (acknowledged), then `confirmed` with the seconds until the
+    /// hub had handled them all, or nil when it had not within `timeout`:
+    /// how the fleet simulator measures the delay to the hub's log.
+    public func publish(to hubName: String, messages: [(topic: Topic, payload: String)], spoolWhileRefused: Bool = false,
+                        timeout: Double = 300, confirmed: @escaping @Sendable (Double?) -> Void) async throws {
+        let began = NIODeadline.now()
+        let verdict = try await publish(to: hubName, messages: messages, acknowledged: true, spoolWhileRefused: spoolWhileRefused,
+                                        verdictBy: began + .milliseconds(Int64(timeout * 1000)))
+        guard let verdict else { return confirmed(nil) }
+        verdict.whenSuccess { verdict in
+            confirmed(verdict.confirmed ? Double((NIODeadline.now() - began).nanoseconds) / 1e9 : nil)
+        }
+    }
+
     /// As above; with `verdictBy`, also the hub's verdict on these messages
     /// (spooled ones only), settled by that deadline at the latest.
     func publish(to hubName: String, messages: [(topic: Topic, payload: String)], acknowledged: Bool,

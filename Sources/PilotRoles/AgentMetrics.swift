@@ -11,6 +11,9 @@ public final class AgentMetrics: NodeRole, @unchecked Sendable {
     private var loop: MetricsLoop?
 
     let pool: NIOThreadPool?
+    /// Called with each cycle's delay until the hub acknowledged it (nil:
+    /// not within 5 minutes); set before the node starts (pilot-bench fleet).
+    public var onConfirmed: (@Sendable (Double?) -> Void)?
 
     public init(options: MetricsLoop.Options, pool: NIOThreadPool? = nil) {
         self.options = options
@@ -22,12 +25,18 @@ public final class AgentMetrics: NodeRole, @unchecked Sendable {
             node.logger.notice("no hub configured (pilot init --hub NAME): metrics and checks are not collected")
             return
         }
-        let events = node.events, logger = node.logger
+        let events = node.events, logger = node.logger, onConfirmed = self.onConfirmed
         let loop = MetricsLoop(options: options, loop: node.loop, logger: logger, pool: pool) { messages in
             let batch = messages.compactMap { message in (try? Topic(message.topic)).map { (topic: $0, payload: message.json) } }
             // Spooled even while the hub does not trust this node yet: they
             // go out once a handshake is approved.
-            do { try await events?.publish(to: hub, messages: batch, spoolWhileRefused: true) } catch {
+            do {
+                if let onConfirmed {
+                    try await events?.publish(to: hub, messages: batch, spoolWhileRefused: true, confirmed: onConfirmed)
+                } else {
+                    try await events?.publish(to: hub, messages: batch, spoolWhileRefused: true)
+                }
+            } catch {
                 logger.error("cannot publish metrics", metadata: ["hub": "\(hub)", "error": "\(error)"])
             }
         }
