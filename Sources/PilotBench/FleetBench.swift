@@ -190,7 +190,10 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     print("steady window done: hub CPU \(fixed(hubCPU, 1)) %, \(delays.count) cycles acknowledged")
 
     // The hub is killed with the fleet running, and comes back on its port:
-    // every node reconnects and delivers what it spooled meanwhile.
+    // every node reconnects and delivers what it spooled meanwhile. A node
+    // is back once the new hub acknowledged a message it published after
+    // the kill (so this includes waiting for its next cycle, at most one
+    // interval), and with it everything before.
     let atKill = await spoolTotals(members)
     let killed = nowSeconds()
     kill(hub.pid, SIGKILL)
@@ -200,7 +203,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     var recovered = Double.nan
     while nowSeconds() - killed < 300 {
         try await Task.sleep(for: .seconds(1))
-        let now = await spoolTotals(members, caughtUpTo: atKill.perNode)
+        let now = await spoolTotals(members, caughtUpTo: atKill.perNode.map { $0 + 1 })
         if now.caughtUp == members.count { recovered = nowSeconds() - killed; break }
     }
     let recoveryCPU = hub.cpu
@@ -227,7 +230,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     print("  spool to hub acknowledgement p50 \(fixed(percentile(delays, 0.5) * 1000, 1)) ms, p99 \(fixed(percentile(delays, 0.99) * 1000, 1)) ms (\(delays.count) cycles, \(unconfirmed) not acknowledged within 5 min)")
     print("  registry CPU                 \(fixed(registryCPU, 2)) % of one core; aim < 5 %")
     print("  registry RSS, peak           \(fixed(Double(registry.peakRSS) / 1024, 1)) MB; aim < 64 MB")
-    print("  hub kill -9: back and drained \(fixed(recovered, 1)) s; aim < 60 s")
+    print("  hub kill -9: back and drained \(fixed(recovered, 1)) s (including each node's next cycle, ≤ \(fixed(arguments.interval, 0)) s); aim < 60 s")
     print("  messages published           \(spools.published), acknowledged by the hub \(spools.acknowledged), in the hub's log \(inLog)")
     print("  messages lost                \(lost) (must be 0)")
 
