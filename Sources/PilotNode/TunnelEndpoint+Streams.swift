@@ -34,7 +34,7 @@ extension TunnelEndpoint {
     public func sendOnStream(_ message: [UInt8], on connection: StreamMux.ConnectionID) -> Bool {
         loop.preconditionInEventLoop()
         guard (try? streams.send(message, on: connection)) != nil else { return false }
-        pollStreams()
+        sendStream(streams.poll(connection, now: TunnelTime.current().now))
         return true
     }
 
@@ -204,7 +204,7 @@ extension TunnelEndpoint {
     }
 
     private func scheduleStreamPoll() {
-        guard let next = streams.nextDeadline else { return }
+        guard let next = streams.nextDeadline() else { return }
         guard next < streamPollAt else { return }
         streamPoll?.cancel()
         streamPollAt = next

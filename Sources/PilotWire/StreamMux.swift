@@ -1,4 +1,5 @@
 public import PilotCrypto
+internal import PilotCore
 
 /// Reliable, ordered connections between virtual ports, multiplexed over
 /// the tunnels, as a pure state machine. Each connection is a
@@ -56,6 +57,9 @@ public struct StreamMux: Sendable {
     public var unansweredTimeout: Int64 = 20_000_000
     public var maxConnections = 1024
     private var connections: [ConnectionID: Connection] = [:]
+    /// When each connection next needs a poll: its channel's deadline (ack,
+    /// retransmission, new data), or its idle or unanswered timeout.
+    private var schedule = DeadlineQueue<ConnectionID>()
     private var listening: Set<UInt16> = []
     private var idState: UInt64
 
@@ -80,12 +84,16 @@ public struct StreamMux: Sendable {
         } while connections[id] != nil || id.id == 0
         connections[id] = Connection(channel: ReliableChannel(configuration: configuration), localPort: 0xFF00 | UInt16(id.id & 0xFF),
                                      remotePort: port, initiatedHere: true, lastHeard: now)
+        reschedule(id)
         return id
     }
 
+    /// Queues a message; it goes out at the connection's next poll (at once
+    /// with `poll(_:now:)`, else at the next `poll(now:)`).
     public mutating func send(_ message: [UInt8], on connection: ConnectionID) throws(ReliableChannelError) {
         guard connections[connection] != nil else { throw .sendBufferFull }
         try connections[connection]!.channel.send(message)
+        schedule.schedule(connection, noLaterThan: .min)
     }
 
     public func canSend(on connection: ConnectionID) -> Bool { connections[connection]?.channel.canSend ?? false }
@@ -101,6 +109,7 @@ public struct StreamMux: Sendable {
 
     mutating func reset(_ connection: ConnectionID, _ why: StreamReset) -> [Outgoing] {
         guard let state = connections.removeValue(forKey: connection) else { return [] }
+        schedule.remove(connection)
         return [Outgoing(peer: connection.peer, payload: Self.frame(state, connection.id, flags: Self.resetFlag | Self.codedFlag, why.body))]
     }
 
@@ -115,6 +124,7 @@ public struct StreamMux: Sendable {
         let key = ConnectionID(peer: peer, id: id)
         if flags & Self.resetFlag != 0 {
             guard connections.removeValue(forKey: key) != nil else { return ([], []) }
+            schedule.remove(key)
             return ([], [.reset(key, StreamReset(body: body[...], coded: flags & Self.codedFlag != 0))])
         }
         var events: [Event] = []
@@ -147,19 +157,21 @@ public struct StreamMux: Sendable {
         return (poll(key, now: now), events)
     }
 
-    /// Segments due now on every connection (new data, retransmissions,
-    /// acks), and resets for connections silent past the idle timeout.
+    /// Segments due now on the connections whose deadline has come (new
+    /// data, retransmissions, acks), and resets for connections silent past
+    /// the idle timeout or unanswered past `unansweredTimeout`.
     public mutating func poll(now: Int64) -> (outgoing: [Outgoing], events: [Event]) {
         var outgoing: [Outgoing] = []
         var events: [Event] = []
-        for key in Array(connections.keys) {
-            if let state = connections[key], now - state.lastHeard >= idleTimeout, state.channel.isIdle || now - state.lastHeard >= idleTimeout * 2 {
+        for key in schedule.takeDue(now: now) {
+            guard let state = connections[key] else { continue }
+            if now - state.lastHeard >= idleTimeout, state.channel.isIdle || now - state.lastHeard >= idleTimeout * 2 {
                 let why = StreamReset(.idleTimeout, "idle timeout")
                 outgoing += reset(key, why)
                 events.append(.reset(key, why))
                 continue
             }
-            if let since = connections[key]?.waitingSince, now - since >= unansweredTimeout {
+            if let since = state.waitingSince, now - since >= unansweredTimeout {
                 let reason = "the peer did not answer for \(unansweredTimeout / 1_000_000) s"
                 let why = StreamReset(.unanswered, reason)
                 outgoing += reset(key, why)
@@ -172,17 +184,29 @@ public struct StreamMux: Sendable {
     }
 
     /// The earliest time `poll` has work.
-    public var nextDeadline: Int64? { connections.values.compactMap(\.channel.nextDeadline).min() }
+    public mutating func nextDeadline() -> Int64? { schedule.next() }
 
-    private mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
+    /// Segments due now on one connection (after sending on it).
+    public mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
         guard let state = connections[key] else { return [] }
         let segments = connections[key]!.channel.poll(now: now)
         if connections[key]!.waitingSince == nil, connections[key]!.channel.hasUnacknowledged { connections[key]!.waitingSince = now }
+        reschedule(key)
         // Only until the peer has answered: a peer that restarted since then
         // must refuse the segments ("no such connection"), not take them
         // for a new connection that would wait for data sent long ago.
         let flags = state.initiatedHere && !state.heardFromPeer ? Self.openFlag : 0
         return segments.map { Outgoing(peer: key.peer, payload: Self.frame(state, key.id, flags: flags, $0)) }
+    }
+
+    /// Schedules `key`'s next poll: the earliest of its channel's deadline,
+    /// its idle timeout and its unanswered timeout.
+    private mutating func reschedule(_ key: ConnectionID) {
+        guard let state = connections[key] else { return schedule.remove(key) }
+        var at = state.lastHeard + (state.channel.isIdle ? idleTimeout : idleTimeout * 2)
+        if let channel = state.channel.nextDeadline { at = min(at, channel) }
+        if let since = state.waitingSince { at = min(at, since + unansweredTimeout) }
+        schedule.schedule(key, at: at)
     }
 
     static func frame(_ state: Connection, _ id: UInt32, flags: UInt8, _ segment: [UInt8]) -> [UInt8] {

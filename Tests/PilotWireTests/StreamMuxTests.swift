@@ -24,8 +24,10 @@ struct MuxPair {
     }
 
     mutating func step() {
-        let deadlines = inFlight.map(\.at) + [a.nextDeadline, b.nextDeadline].compactMap { $0 }
-        now = max(now + 1, deadlines.min() ?? now + 1_000)
+        let deadlines = inFlight.map(\.at) + [a.nextDeadline(), b.nextDeadline()].compactMap { $0 }
+        // The muxes' deadlines include idle timeouts (minutes): time moves
+        // to the next event, but by at most a second a step.
+        now = max(now + 1, min(deadlines.min() ?? now + 1_000, now + 1_000_000))
         let due = inFlight.filter { $0.at <= now }
         inFlight.removeAll { $0.at <= now }
         for item in due {
@@ -159,5 +161,50 @@ struct MuxPair {
         }
         let after = try #require(resetAt) - lostAt
         #expect(after >= 20_000_000 && after < 25_000_000, "reset \(after) µs after the peer went away")
+    }
+}
+
+@Suite struct StreamMuxScheduleTests {
+    /// The idle timeout is a deadline of its own: a quiet connection is
+    /// reset at its time by the timer's poll, with no other traffic.
+    @Test func aQuietConnectionIsResetAtItsIdleDeadline() throws {
+        var mux = StreamMux(idSeed: 9)
+        let peer = SigningKey.generate().publicKey
+        let connection = try mux.open(to: peer, port: 1002, now: 0)
+        _ = mux.poll(connection, now: 0)
+        let first = mux.nextDeadline()
+        let deadline = try #require(first)
+        #expect(deadline == mux.idleTimeout)
+        // Nothing is due before the deadline, and nothing is polled.
+        let early = mux.poll(now: 1_000)
+        #expect(early.events.isEmpty && early.outgoing.isEmpty)
+        var now: Int64 = 1_000
+        var reset: StreamReset?
+        for _ in 0..<20 where reset == nil {
+            now = max(now + 1, mux.nextDeadline() ?? now + 1)
+            for case .reset(connection, let why) in mux.poll(now: now).events { reset = why }
+        }
+        #expect(reset == StreamReset(.idleTimeout, "idle timeout"))
+        #expect(now == mux.idleTimeout)
+        #expect(!mux.isOpen(connection))
+        let after = mux.nextDeadline()
+        #expect(after == nil)
+    }
+
+    /// Of many connections, only those due are polled; one sent on is due at once.
+    @Test func onlyDueConnectionsArePolled() throws {
+        var mux = StreamMux(idSeed: 11)
+        let peer = SigningKey.generate().publicKey
+        var connections: [StreamMux.ConnectionID] = []
+        for _ in 0..<1_000 { connections.append(try mux.open(to: peer, port: 1002, now: 0)) }
+        _ = mux.poll(now: 0) // every opening segment-less connection scheduled at its timeouts
+        let quiet = mux.poll(now: 1).outgoing
+        #expect(quiet.isEmpty)
+        try mux.send([42], on: connections[500])
+        let due = mux.nextDeadline()
+        #expect(due == .min)
+        let out = mux.poll(now: 2).outgoing
+        #expect(out.count == 1)
+        #expect(out.first?.peer == peer)
     }
 }
