@@ -14,14 +14,17 @@ extension EventHub {
             watermarks = (try? log.watermarks()) ?? watermarks
             let affected = Set(batch.map(\.connection))
             for connection in affected { sessions[connection]?.ackDue = 0 }
+            acksDue.subtract(affected)
             throw CommitError(reason: "cannot store events: \(error)", connections: Array(affected))
         }
         statistics.stored += batch.count
-        for (connection, session) in sessions where session.ackDue > 0 {
-            sessions[connection]!.replies.append(EventReply.published(upTo: session.ackDue).line)
+        for connection in acksDue {
+            guard let due = sessions[connection]?.ackDue, due > 0 else { continue }
+            sessions[connection]!.replies.append(EventReply.published(upTo: due).line)
             sessions[connection]!.ackDue = 0
             ready.insert(connection)
         }
+        acksDue = []
         if !dirtyCursors.isEmpty {
             do { try log.save(cursors: cursors.filter { dirtyCursors.contains($0.key) }) } catch {
                 throw CommitError(reason: "cannot store subscriber positions: \(error)", connections: [])
@@ -31,7 +34,7 @@ extension EventHub {
         guard !ids.isEmpty else { return }
         // Only the filters: a copy of the sessions would share their queues
         // and make every append below copy a whole queue.
-        let subscribers = sessions.compactMap { $0.value.filters.isEmpty ? nil : ($0.key, $0.value.filters, $0.value.local) }
+        let subscribers = subscribing.compactMap { connection in sessions[connection].map { (connection, $0.filters, $0.local) } }
         guard !subscribers.isEmpty else { return }
         for (index, id) in ids.enumerated() {
             let message = batch[index].message

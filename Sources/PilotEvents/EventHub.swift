@@ -49,7 +49,14 @@ public final class EventHub<Connection: Hashable & Sendable> {
 
     struct Session {
         var peer: String
-        var epoch = "0"
+        var epoch = "0" { didSet { publisher = peer + "/" + epoch } }
+        /// Who its publications are from: `peer/epoch` (made once, not per message).
+        private(set) var publisher: String
+
+        init(peer: String) {
+            self.peer = peer
+            publisher = peer + "/0"
+        }
         var filters: [TopicFilter] = []
         var durable: String?
         /// Durable: the id of the last message queued or sent.
@@ -76,7 +83,6 @@ public final class EventHub<Connection: Hashable & Sendable> {
         /// The highest publication to acknowledge after the next commit.
         var ackDue: UInt64 = 0
 
-        var publisher: String { peer + "/" + epoch }
         var queued: Int { (local ? deliveries.count : queue.count) - head }
         var hasOutput: Bool { !replies.isEmpty || droppedUnreported > 0 || queued > 0 || replaying }
     }
@@ -92,6 +98,10 @@ public final class EventHub<Connection: Hashable & Sendable> {
     var durableOwners: [String: Connection] = [:]
     /// Connections with something to send.
     public internal(set) var ready: Set<Connection> = []
+    /// Connections with publications to acknowledge after the next commit,
+    /// and those with filters: a commit visits these, not every session.
+    var acksDue: Set<Connection> = []
+    var subscribing: Set<Connection> = []
     /// Whether a peer (over the tunnel, not in process) may publish a
     /// topic: nil, or why not (`TopicAuthority`, with the peer's hostname
     /// and grants). Unset, every publication is taken. It gets the
@@ -108,7 +118,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
     }
 
     public var connections: Int { sessions.count }
-    public var needsCommit: Bool { !pending.isEmpty || !dirtyCursors.isEmpty || sessions.values.contains { $0.ackDue > 0 } }
+    public var needsCommit: Bool { !pending.isEmpty || !dirtyCursors.isEmpty || !acksDue.isEmpty }
     public var durableNames: [String: UInt64] { cursors.mapValues(\.position) }
 
     /// A peer opened a connection; `peer` is its key as the tunnel proved it.
@@ -125,6 +135,8 @@ public final class EventHub<Connection: Hashable & Sendable> {
 
     public func close(_ connection: Connection) {
         guard let session = sessions.removeValue(forKey: connection) else { return }
+        acksDue.remove(connection)
+        subscribing.remove(connection)
         if let name = session.durable, durableOwners[name] == connection { durableOwners[name] = nil }
         // Its pending publications are still stored at the next commit (the
         // watermark already counts them); their resend is then a duplicate.
@@ -140,8 +152,8 @@ public final class EventHub<Connection: Hashable & Sendable> {
     }
 
     private func handle(_ line: ArraySlice<UInt8>, from connection: Connection) {
-        guard let session = sessions[connection], !session.wrongVersion else { return }
-        if session.awaitingVersion {
+        guard let wrongVersion = sessions[connection]?.wrongVersion, !wrongVersion else { return }
+        if sessions[connection]!.awaitingVersion {
             sessions[connection]!.awaitingVersion = false
             let ours = EventRequest.protocolVersion
             guard case .version(let theirs)? = try? EventRequest.parse(line), theirs == ours else {
@@ -161,7 +173,10 @@ public final class EventHub<Connection: Hashable & Sendable> {
             sessions[connection]?.replies.append(EventReply.error(sequence: error.sequence, reason: error.reason).line)
             // Acknowledged as handled: it will never be taken, and the
             // publisher's spool must not stall behind it.
-            if error.sequence > 0, let due = sessions[connection]?.ackDue { sessions[connection]?.ackDue = max(due, error.sequence) }
+            if error.sequence > 0, let due = sessions[connection]?.ackDue {
+                sessions[connection]?.ackDue = max(due, error.sequence)
+                acksDue.insert(connection)
+            }
             return
         }
         apply(request, from: connection)
@@ -181,16 +196,20 @@ public final class EventHub<Connection: Hashable & Sendable> {
         case .ping:
             sessions[connection]?.replies.append(EventReply.pong.line)
         case let .publish(sequence, topic, payload):
-            guard let session = sessions[connection] else { return }
-            if !session.local, let authorize, let reason = authorize(connection, topic, payload) {
+            // Fields, not a copy of the session (which would retain each of its queues).
+            guard let local = sessions[connection]?.local else { return }
+            if !local, let authorize, let reason = authorize(connection, topic, payload) {
                 statistics.refused += 1
                 statistics.refusedAuthority += 1
                 sessions[connection]!.replies.append(EventReply.error(sequence: sequence, reason: "\(topic): \(reason)").line)
                 // Handled: never taken, and the publisher's spool must not stall behind it.
-                if sequence > 0 { sessions[connection]!.ackDue = max(session.ackDue, sequence) }
+                if sequence > 0 {
+                    sessions[connection]!.ackDue = max(sessions[connection]!.ackDue, sequence)
+                    acksDue.insert(connection)
+                }
                 return
             }
-            let publisher = session.publisher
+            let publisher = sessions[connection]!.publisher
             if sequence > 0 {
                 if sequence <= watermarks[publisher] ?? 0 {
                     statistics.duplicates += 1
@@ -198,7 +217,8 @@ public final class EventHub<Connection: Hashable & Sendable> {
                     watermarks[publisher] = sequence
                     pending.append((connection, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: sequence)))
                 }
-                sessions[connection]!.ackDue = max(session.ackDue, sequence)
+                sessions[connection]!.ackDue = max(sessions[connection]!.ackDue, sequence)
+                acksDue.insert(connection)
             } else {
                 pending.append((connection, EventMessage(topic: topic, payload: payload, publisher: publisher, sequence: 0)))
             }
@@ -206,6 +226,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
             subscribe(connection, filter, durable: durable)
         case .unsubscribe(let filter):
             sessions[connection]?.filters.removeAll { $0 == filter }
+            if sessions[connection]?.filters.isEmpty == true { subscribing.remove(connection) }
             if let name = sessions[connection]?.durable {
                 cursors[name]?.filters.removeAll { $0 == filter }
                 dirtyCursors.insert(name)
@@ -238,6 +259,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
                 // The newest connection under a name takes over (a restarted subscriber).
                 sessions[previous]?.durable = nil
                 sessions[previous]?.filters = []
+                subscribing.remove(previous)
                 sessions[previous]?.replies.append(EventReply.error(sequence: 0, reason: "durable subscriber \(durable) was taken over by a new connection").line)
                 ready.insert(previous)
             }
@@ -257,6 +279,7 @@ public final class EventHub<Connection: Hashable & Sendable> {
                 return
             }
             session.filters.append(filter)
+            subscribing.insert(connection)
         }
         if let name = session.durable, cursors[name]?.filters.contains(filter) == false {
             cursors[name]!.filters.append(filter)

@@ -95,6 +95,36 @@ func pub(_ seq: Int, _ topic: String, _ n: Int? = nil) -> String { #"PUB \#(seq)
         #expect(try h.messages("s").isEmpty)
     }
 
+    /// A commit visits the connections that published and those that
+    /// subscribe, not every session: each publisher gets its own
+    /// acknowledgement, one that closed gets none, and a subscriber that
+    /// dropped its filters and took one again is served again.
+    @Test func aCommitAcknowledgesEachPublisherAndServesCurrentSubscribersOnly() throws {
+        let h = try HubHarness()
+        for index in 0..<50 { h.hub.open("p\(index)", peer: "P\(index)") }
+        h.hub.open("s", peer: "S")
+        h.send("s", "SUB metrics/*", "UNSUB metrics/*", "SUB metrics/cpu/*")
+        _ = try h.drain("s")
+        for index in 0..<50 { h.send("p\(index)", pub(index + 1, "metrics/cpu/h\(index)")) }
+        h.hub.close("p7")
+        #expect(h.hub.needsCommit)
+        try h.commit()
+        #expect(!h.hub.needsCommit)
+        for index in 0..<50 where index != 7 { #expect(try h.drain("p\(index)") == [.published(upTo: UInt64(index + 1))]) }
+        #expect(try h.drain("p7").isEmpty)
+        #expect(try h.messages("s").count == 50) // p7's publication was taken before it closed
+        h.send("s", "UNSUB metrics/cpu/*")
+        h.send("p1", "EPOCH 5", pub(1, "metrics/cpu/h1"))
+        try h.commit()
+        #expect(try h.messages("s").isEmpty)
+        #expect(try h.drain("p1") == [.published(upTo: 1)])
+        h.send("s", "SUB metrics/*")
+        _ = try h.drain("s")
+        h.send("p1", pub(2, "metrics/cpu/h1"))
+        try h.commit()
+        #expect(try h.messages("s").map(\.publisher) == ["P1/5"])
+    }
+
     @Test func nothingIsAcknowledgedBeforeItIsCommittedAndResendsAreDuplicates() throws {
         let h = try HubHarness()
         h.hub.open("p", peer: "P")
