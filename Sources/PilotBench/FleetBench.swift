@@ -91,12 +91,18 @@ final class DelayRecorder: Sendable {
 }
 
 func runFleetBench(_ arguments: FleetArguments) async throws {
+    // Per node: a UDP socket, a registry connection, a control socket, and
+    // two SQLite databases (the broker's log and the spool: file, WAL, shm).
+    let needed = arguments.nodes * 10 + 1_000
     raiseOpenFileLimit()
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    // Per node: a UDP socket, a registry connection, a control socket, a spool (SQLite: db and WAL).
-    guard Int(limit.rlim_cur) > arguments.nodes * 6 + 100 else {
-        throw BenchError("\(arguments.nodes) nodes need about \(arguments.nodes * 6) open files; the limit is \(limit.rlim_cur) (ulimit -n)")
+    if Int(limit.rlim_cur) < needed { // root may raise the hard limit too (the children inherit it)
+        var raised = rlimit(rlim_cur: rlim_t(needed), rlim_max: max(limit.rlim_max, rlim_t(needed)))
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+    }
+    guard Int(limit.rlim_cur) >= needed else {
+        throw BenchError("\(arguments.nodes) nodes need about \(needed) open files; the limit is \(limit.rlim_cur) (ulimit -n, or run as root)")
     }
     let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
     var template = Array("\(base)/pilot-fleet-XXXXXX".utf8CString)
