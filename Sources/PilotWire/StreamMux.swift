@@ -60,6 +60,8 @@ public struct StreamMux: Sendable {
     /// When each connection next needs a poll: its channel's deadline (ack,
     /// retransmission, new data), or its idle or unanswered timeout.
     private var schedule = DeadlineQueue<ConnectionID>()
+    /// The latest time the owner gave (a send, which takes none, is due then).
+    private var latest: Int64 = 0
     private var listening: Set<UInt16> = []
     private var idState: UInt64
 
@@ -76,6 +78,7 @@ public struct StreamMux: Sendable {
 
     /// Opens a connection to `port` of `peer`; messages can be sent at once.
     public mutating func open(to peer: PublicKey, port: UInt16, now: Int64) throws(ReliableChannelError) -> ConnectionID {
+        latest = max(latest, now)
         guard connections.count < maxConnections else { throw .sendBufferFull }
         var id: ConnectionID
         repeat {
@@ -93,7 +96,7 @@ public struct StreamMux: Sendable {
     public mutating func send(_ message: [UInt8], on connection: ConnectionID) throws(ReliableChannelError) {
         guard connections[connection] != nil else { throw .sendBufferFull }
         try connections[connection]!.channel.send(message)
-        schedule.schedule(connection, noLaterThan: .min)
+        schedule.schedule(connection, noLaterThan: latest)
     }
 
     public func canSend(on connection: ConnectionID) -> Bool { connections[connection]?.channel.canSend ?? false }
@@ -117,6 +120,7 @@ public struct StreamMux: Sendable {
     /// whether this peer may open a connection to that port.
     public mutating func receive(_ message: OverlayMessage, from peer: PublicKey, now: Int64,
                                  accepts: (UInt16) -> Bool) -> (outgoing: [Outgoing], events: [Event]) {
+        latest = max(latest, now)
         guard message.kind == .stream, message.data.count >= 5 else { return ([], []) }
         let id = UInt32(message.data[0]) << 24 | UInt32(message.data[1]) << 16 | UInt32(message.data[2]) << 8 | UInt32(message.data[3])
         let flags = message.data[4]
@@ -161,6 +165,7 @@ public struct StreamMux: Sendable {
     /// data, retransmissions, acks), and resets for connections silent past
     /// the idle timeout or unanswered past `unansweredTimeout`.
     public mutating func poll(now: Int64) -> (outgoing: [Outgoing], events: [Event]) {
+        latest = max(latest, now)
         var outgoing: [Outgoing] = []
         var events: [Event] = []
         for key in schedule.takeDue(now: now) {
@@ -188,6 +193,7 @@ public struct StreamMux: Sendable {
 
     /// Segments due now on one connection (after sending on it).
     public mutating func poll(_ key: ConnectionID, now: Int64) -> [Outgoing] {
+        latest = max(latest, now)
         guard let state = connections[key] else { return [] }
         let segments = connections[key]!.channel.poll(now: now)
         if connections[key]!.waitingSince == nil, connections[key]!.channel.hasUnacknowledged { connections[key]!.waitingSince = now }

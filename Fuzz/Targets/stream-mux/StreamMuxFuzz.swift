@@ -64,7 +64,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         default:
             if let current { check(mux.reset(current, reason: "fuzz")) }
         }
-        if let next = mux.nextDeadline, next < now - 3_600_000_000 { violated("a deadline an hour in the past") }
+        if let next = mux.nextDeadline(), next < now - 3_600_000_000 { violated("a deadline an hour in the past") }
     }
     return 0
 }
