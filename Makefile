@@ -57,9 +57,6 @@ build: deps $(DASHBOARD_ASM)
 debug: deps $(DASHBOARD_ASM)
 	$(SWIFT) build --product pilot
 
-# The embedded default. `pilot up` (registry, beacon, aggregator and an agent
-# in one process) lands with the aggregator; until then this initialises a
-# node in $(RUN_DIR) and shows what the binary offers.
 # The embedded default: a fleet of one on loopback (Ctrl-C stops it;
 # RUN_FOR=SECONDS stops it by itself).
 run: build

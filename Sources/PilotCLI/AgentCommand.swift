@@ -32,7 +32,8 @@ struct NodeDaemonOptions: ParsableArguments {
     var advertise: [String] = []
 
     @Option(name: .customLong("max-peers"), help: ArgumentHelp(
-        "Tunnel peers this node holds at most (only keys it knows get one, and idle ones are forgotten).", valueName: "n"))
+        "Tunnel peers this node holds at most (only keys it knows get one, and idle ones are forgotten); stream connections too.",
+        valueName: "n"))
     var maxPeers = 100_000
 
     @Option(help: ArgumentHelp("Time between keepalives to the registry (e.g. 30s).", valueName: "duration"))

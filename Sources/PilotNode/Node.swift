@@ -240,6 +240,10 @@ public final class Node: @unchecked Sendable {
         let table = await tunnels.peerTable
         body["tunnel_peers"] = .number(Double(table.peers))
         body["handshakes_under_load"] = .bool(table.underLoad)
+        // Stream connections open, and those turned away as they opened (a full table, an untrusted peer).
+        let streams = await tunnels.streamTable
+        body["streams"] = .number(Double(streams.connections))
+        body["streams_refused"] = .object(JSONObject(streams.refused.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) }))
         body["hub"] = options.hub.map { .string($0) } ?? .null
         if let events { body["events"] = .object(await events.status()) }
         body["roles"] = .array(roles.map { .string($0.name) })

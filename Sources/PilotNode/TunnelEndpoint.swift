@@ -88,6 +88,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
         limits.relayAvailable = beacon != nil
         limits.maxPeers = maxPeers
         router = TunnelRouter(identity: identity, preference: preference, limits: limits)
+        // A hub holds a stream per node: as many as it holds peers.
+        streams.maxConnections = max(1024, maxPeers)
         self.beaconClient = BeaconClient(identity: identity, beacon: beacon)
         streams.listen(on: OverlayMessage.echoPort)
         streams.listen(on: OverlayMessage.discardPort)
@@ -176,6 +178,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
 
     public var droppedCounts: [String: Int] {
         get async { (try? await loop.submit { self.router.dropped }.get()) ?? [:] }
+    }
+
+    /// Stream connections open now, and those refused as they opened, by code.
+    public var streamTable: (connections: Int, refused: [String: Int]) {
+        get async { (try? await loop.submit { (self.streams.connectionCount, self.streams.refused) }.get()) ?? (0, [:]) }
     }
 
     /// Peers in the tunnel table now, and whether handshakes need cookies.

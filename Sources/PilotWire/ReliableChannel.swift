@@ -398,11 +398,14 @@ public struct ReliableChannel: Sendable {
 public enum ReliableChannelError: Error, Equatable, CustomStringConvertible {
     case sendBufferFull
     case messageTooLarge(Int, limit: Int)
+    /// The stream multiplexer holds as many connections as it takes.
+    case tooManyConnections(limit: Int)
 
     public var description: String {
         switch self {
         case .sendBufferFull: "the send buffer is full; wait until the peer has acknowledged more"
         case let .messageTooLarge(size, limit): "message of \(size) bytes exceeds the limit of \(limit) bytes"
+        case let .tooManyConnections(limit): "too many stream connections are open (limit \(limit))"
         }
     }
 }

@@ -55,8 +55,19 @@ public struct StreamMux: Sendable {
     /// (a hub restarted elsewhere), instead of resending into the void.
     /// Longer than the tunnel's own recovery (a new handshake after 5 s).
     public var unansweredTimeout: Int64 = 20_000_000
-    public var maxConnections = 1024
+    /// Connections held at most, in all and with one peer. Storage grows
+    /// with the connections in use; these are ceilings against a peer (or
+    /// many keys) opening connections until memory runs out. A hub holds
+    /// one connection per publishing node, so the total is sized like the
+    /// peer table (`TunnelEndpoint` sets it to `--max-peers`).
+    public var maxConnections = 100_000
+    public var maxConnectionsPerPeer = 256
     private var connections: [ConnectionID: Connection] = [:]
+    private var connectionsPerPeer: [PublicKey: Int] = [:]
+    /// Connections refused when they opened, by code, since the start (for status).
+    public private(set) var refused: [String: Int] = [:]
+    public var connectionCount: Int { connections.count }
+    var connectionIDs: Dictionary<ConnectionID, Connection>.Keys { connections.keys }
     /// When each connection next needs a poll: its channel's deadline (ack,
     /// retransmission, new data), or its idle or unanswered timeout.
     private var schedule = DeadlineQueue<ConnectionID>()
@@ -79,14 +90,15 @@ public struct StreamMux: Sendable {
     /// Opens a connection to `port` of `peer`; messages can be sent at once.
     public mutating func open(to peer: PublicKey, port: UInt16, now: Int64) throws(ReliableChannelError) -> ConnectionID {
         latest = max(latest, now)
-        guard connections.count < maxConnections else { throw .sendBufferFull }
+        guard connections.count < maxConnections else { throw .tooManyConnections(limit: maxConnections) }
+        guard connectionsPerPeer[peer, default: 0] < maxConnectionsPerPeer else { throw .tooManyConnections(limit: maxConnectionsPerPeer) }
         var id: ConnectionID
         repeat {
             idState &+= 0x9E37_79B9_7F4A_7C15
             id = ConnectionID(peer: peer, id: UInt32(truncatingIfNeeded: (idState ^ (idState >> 29)) &* 0xBF58_476D_1CE4_E5B9 >> 32))
         } while connections[id] != nil || id.id == 0
-        connections[id] = Connection(channel: ReliableChannel(configuration: configuration), localPort: 0xFF00 | UInt16(id.id & 0xFF),
-                                     remotePort: port, initiatedHere: true, lastHeard: now)
+        insert(Connection(channel: ReliableChannel(configuration: configuration), localPort: 0xFF00 | UInt16(id.id & 0xFF),
+                          remotePort: port, initiatedHere: true, lastHeard: now), as: id)
         reschedule(id)
         return id
     }
@@ -111,8 +123,7 @@ public struct StreamMux: Sendable {
     }
 
     mutating func reset(_ connection: ConnectionID, _ why: StreamReset) -> [Outgoing] {
-        guard let state = connections.removeValue(forKey: connection) else { return [] }
-        schedule.remove(connection)
+        guard let state = remove(connection) else { return [] }
         return [Outgoing(peer: connection.peer, payload: Self.frame(state, connection.id, flags: Self.resetFlag | Self.codedFlag, why.body))]
     }
 
@@ -127,8 +138,7 @@ public struct StreamMux: Sendable {
         let body = Array(message.data[5...])
         let key = ConnectionID(peer: peer, id: id)
         if flags & Self.resetFlag != 0 {
-            guard connections.removeValue(forKey: key) != nil else { return ([], []) }
-            schedule.remove(key)
+            guard remove(key) != nil else { return ([], []) }
             return ([], [.reset(key, StreamReset(body: body[...], coded: flags & Self.codedFlag != 0))])
         }
         var events: [Event] = []
@@ -140,14 +150,19 @@ public struct StreamMux: Sendable {
                 flags & Self.openFlag == 0 ? StreamReset(.noSuchConnection, "no such connection") :
                 !listening.contains(port) ? StreamReset(.portClosed, "port \(port) is closed") :
                 !accepts(port) ? StreamReset(.notTrusted, "not trusted for port \(port)") :
-                connections.count >= maxConnections ? StreamReset(.tooManyConnections, "too many connections") : nil
+                connections.count >= maxConnections ? StreamReset(.tooManyConnections, "too many connections (limit \(maxConnections))") :
+                connectionsPerPeer[peer, default: 0] >= maxConnectionsPerPeer ?
+                    StreamReset(.tooManyConnections, "too many connections from this peer (limit \(maxConnectionsPerPeer))") : nil
             if let refuse {
+                // Stale segments after a restart are routine; count only
+                // what this side turned away.
+                if flags & Self.openFlag != 0 { refused[refuse.code.label, default: 0] += 1 }
                 let frame = OverlayMessage(kind: .stream, sourcePort: message.destinationPort, destinationPort: message.sourcePort,
                                            data: id.bigEndianBytes + [Self.resetFlag | Self.codedFlag] + refuse.body)
                 return ([Outgoing(peer: peer, payload: frame.encoded)], [])
             }
-            connections[key] = Connection(channel: ReliableChannel(configuration: configuration), localPort: message.destinationPort,
-                                          remotePort: message.sourcePort, initiatedHere: false, lastHeard: now)
+            insert(Connection(channel: ReliableChannel(configuration: configuration), localPort: message.destinationPort,
+                              remotePort: message.sourcePort, initiatedHere: false, lastHeard: now), as: key)
             events.append(.accepted(key, port: message.destinationPort))
         }
         connections[key]!.lastHeard = now
@@ -203,6 +218,19 @@ public struct StreamMux: Sendable {
         // for a new connection that would wait for data sent long ago.
         let flags = state.initiatedHere && !state.heardFromPeer ? Self.openFlag : 0
         return segments.map { Outgoing(peer: key.peer, payload: Self.frame(state, key.id, flags: flags, $0)) }
+    }
+
+    private mutating func insert(_ connection: Connection, as key: ConnectionID) {
+        connections[key] = connection
+        connectionsPerPeer[key.peer, default: 0] += 1
+    }
+
+    private mutating func remove(_ key: ConnectionID) -> Connection? {
+        guard let state = connections.removeValue(forKey: key) else { return nil }
+        schedule.remove(key)
+        let left = connectionsPerPeer[key.peer, default: 1] - 1
+        connectionsPerPeer[key.peer] = left > 0 ? left : nil
+        return state
     }
 
     /// Schedules `key`'s next poll: the earliest of its channel's deadline,

@@ -19,6 +19,19 @@ public struct StreamReset: Error, Equatable, Sendable, CustomStringConvertible {
         case idleTimeout = 6
         /// Data waited for an acknowledgement and the peer said nothing.
         case unanswered = 7
+
+        /// A short name for counts in status.
+        public var label: String {
+            switch self {
+            case .closed: "closed"
+            case .portClosed: "port closed"
+            case .notTrusted: "not trusted"
+            case .tooManyConnections: "too many connections"
+            case .noSuchConnection: "no such connection"
+            case .idleTimeout: "idle timeout"
+            case .unanswered: "unanswered"
+            }
+        }
     }
 
     public var code: Code

@@ -195,8 +195,10 @@ struct MuxPair {
     @Test func onlyDueConnectionsArePolled() throws {
         var mux = StreamMux(idSeed: 11)
         let peer = SigningKey.generate().publicKey
+        mux.maxConnectionsPerPeer = 1_000
         var connections: [StreamMux.ConnectionID] = []
         for _ in 0..<1_000 { connections.append(try mux.open(to: peer, port: 1002, now: 0)) }
+        #expect(throws: ReliableChannelError.tooManyConnections(limit: 1_000)) { try mux.open(to: peer, port: 1002, now: 0) }
         _ = mux.poll(now: 0) // every opening segment-less connection scheduled at its timeouts
         let quiet = mux.poll(now: 1).outgoing
         #expect(quiet.isEmpty)
@@ -206,5 +208,78 @@ struct MuxPair {
         let out = mux.poll(now: 2).outgoing
         #expect(out.count == 1)
         #expect(out.first?.peer == peer)
+    }
+
+    /// The opening segment a fresh peer's mux sends to port 1002.
+    static func opening(from peer: inout StreamMux, to hub: PublicKey) throws -> OverlayMessage {
+        let connection = try peer.open(to: hub, port: 1002, now: 0)
+        try peer.send([1, 2, 3], on: connection)
+        let out = peer.poll(connection, now: 0)
+        return try OverlayMessage.parse(try #require(out.first).payload)
+    }
+
+    @Test func aHubTakesMoreThanAThousandNodesAndCapsEachPeerAndTheTotal() throws {
+        let hubKey = SigningKey.generate().publicKey
+        var hub = StreamMux(idSeed: 9)
+        hub.listen(on: 1002)
+        // 1,500 nodes, one connection each: all accepted (the old fixed cap was 1,024).
+        var nodes: [PublicKey] = []
+        for i in 0..<1_500 {
+            let key = SigningKey.generate().publicKey
+            nodes.append(key)
+            var node = StreamMux(idSeed: UInt64(i + 100))
+            let (out, events) = hub.receive(try Self.opening(from: &node, to: hubKey), from: key, now: 1) { _ in true }
+            #expect(events.first.map { if case .accepted = $0 { true } else { false } } == true)
+            #expect(out.allSatisfy { (try? OverlayMessage.parse($0.payload).data[4]) != StreamMux.resetFlag | StreamMux.codedFlag })
+        }
+        #expect(hub.connectionCount == 1_500)
+
+        // One peer: at most maxConnectionsPerPeer, then a reset that says so.
+        hub.maxConnectionsPerPeer = 3
+        var greedy = StreamMux(idSeed: 7)
+        for _ in 0..<2 {
+            _ = hub.receive(try Self.opening(from: &greedy, to: hubKey), from: nodes[0], now: 2) { _ in true }
+        }
+        #expect(hub.connectionCount == 1_502)
+        let (refusal, none) = hub.receive(try Self.opening(from: &greedy, to: hubKey), from: nodes[0], now: 2) { _ in true }
+        #expect(none.isEmpty)
+        let reset = try OverlayMessage.parse(try #require(refusal.first).payload)
+        #expect(reset.data[4] == StreamMux.resetFlag | StreamMux.codedFlag)
+        let why = StreamReset(body: reset.data[5...], coded: true)
+        #expect(why.code == .tooManyConnections)
+        #expect(why.reason == "too many connections from this peer (limit 3)")
+        #expect(hub.connectionCount == 1_502)
+        #expect(hub.refused == ["too many connections": 1])
+
+        // In all: at the total limit, a new peer is refused until one closes.
+        hub.maxConnections = 1_502
+        let late = SigningKey.generate().publicKey
+        var lateMux = StreamMux(idSeed: 8)
+        let (full, _) = hub.receive(try Self.opening(from: &lateMux, to: hubKey), from: late, now: 3) { _ in true }
+        let fullReset = try OverlayMessage.parse(try #require(full.first).payload)
+        #expect(StreamReset(body: fullReset.data[5...], coded: true).reason == "too many connections (limit 1502)")
+        #expect(hub.refused == ["too many connections": 2])
+        let someone = try #require(hub.connectionIDs.first { $0.peer == nodes[1] })
+        _ = hub.reset(someone, reason: "bye")
+        var lateMux2 = StreamMux(idSeed: 11)
+        let (_, accepted) = hub.receive(try Self.opening(from: &lateMux2, to: hubKey), from: late, now: 4) { _ in true }
+        #expect(accepted.count == 2) // accepted, then the message
+        #expect(hub.connectionCount == 1_502)
+    }
+
+    @Test func aClosedConnectionGivesItsPeerSlotBack() throws {
+        let hubKey = SigningKey.generate().publicKey
+        let peer = SigningKey.generate().publicKey
+        var hub = StreamMux(idSeed: 9)
+        hub.listen(on: 1002)
+        hub.maxConnectionsPerPeer = 1
+        var node = StreamMux(idSeed: 5)
+        for round in 0..<3 {
+            let (_, events) = hub.receive(try Self.opening(from: &node, to: hubKey), from: peer, now: Int64(round)) { _ in true }
+            guard case .accepted(let id, _)? = events.first else { Issue.record("round \(round): \(events)"); return }
+            _ = hub.reset(id, reason: "done")
+        }
+        #expect(hub.refused.isEmpty)
+        #expect(hub.connectionCount == 0)
     }
 }
