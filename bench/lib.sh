@@ -35,3 +35,22 @@ start_fleet() {
 }
 
 registered() { "$PILOT" status --json --state-dir "$S/$1" | grep -q '"registered":true'; }
+
+# ensure_packages PKG...: succeeds when every PKG is installed (dpkg -s),
+# installing the missing ones first when run as root (apt-get install -y,
+# nothing else); says what is missing and fails otherwise.
+ensure_packages() {
+    missing=""
+    for p in "$@"; do dpkg -s "$p" > /dev/null 2>&1 || missing="$missing $p"; done
+    [ -n "$missing" ] || return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "bench/$BENCH_NAME.sh: missing packages:$missing (run as root, or: sudo apt-get install$missing)" >&2
+        return 1
+    fi
+    echo "bench/$BENCH_NAME.sh: installing:$missing" >&2
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing > "$S/apt.log" 2>&1 || {
+        echo "bench/$BENCH_NAME.sh: apt-get install$missing failed: $(tail -1 "$S/apt.log")" >&2
+        return 1
+    }
+}
