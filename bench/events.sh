@@ -32,13 +32,13 @@ for i in range($N):
 PIDS="$PIDS $!"
 wait_for 10 test -s "$S/registry/registry.addr"
 REGISTRY=$(cat "$S/registry/registry.addr")
-for node in hub-01 pub-01 sub-01; do
+for node in hub-01 web-07 sub-01; do
     "$PILOT" init --hostname "$node" --registry "$REGISTRY" --hub hub-01 --join-token bench-secret-1 --state-dir "$S/$node" > /dev/null
     "$PILOT" agent --state-dir "$S/$node" --tunnel-listen 127.0.0.1:0 --log-level warning 2> "$S/$node.log" &
     PIDS="$PIDS $!"
 done
-for node in hub-01 pub-01 sub-01; do wait_for 20 registered "$node"; done
-for node in pub-01 sub-01; do "$PILOT" handshake hub-01 "bench" --state-dir "$S/$node" > /dev/null; done
+for node in hub-01 web-07 sub-01; do wait_for 20 registered "$node"; done
+for node in web-07 sub-01; do "$PILOT" handshake hub-01 "bench" --state-dir "$S/$node" > /dev/null; done
 # The count of connections at the hub; subscriptions held at sub-01.
 hub_connections() { "$PILOT" status --json --state-dir "$S/hub-01" | python3 -c "import json,sys; print(json.load(sys.stdin)['events']['hub']['connections'])"; }
 hub_has_more_than() { [ "$(hub_connections)" -gt "$1" ]; }
@@ -51,7 +51,7 @@ pilot_run() { # RUN
     sub=$!
     wait_for 20 hub_has_more_than "$before"
     start=$(now)
-    "$PILOT" publish metrics/cpu/web-07 --stdin --state-dir "$S/pub-01" < "$S/messages"
+    "$PILOT" publish metrics/cpu/web-07 --stdin --state-dir "$S/web-07" < "$S/messages"
     spooled=$(now)
     wait "$sub" || true
     end=$(now)
