@@ -3,8 +3,11 @@
 # seed's, from `pilot publish --stdin` on one node, through the hub on
 # another, to `pilot subscribe --count N` on a third, all on loopback and
 # encrypted; then, in the same run, the same messages through mosquitto at
-# QoS 1 (mosquitto_pub -l, mosquitto_sub -C) when it is installed. Each is
-# run RUNS times; the median rate is reported, with loss and the ratio.
+# QoS 1 (mosquitto_pub -l, mosquitto_sub -C) when it is installed, and
+# through nats-server, core NATS and JetStream (installed when missing, as
+# root; a C publisher and subscriber against cnats, bench/nats/, built into
+# the scratch directory). Each is run RUNS times; the median rate is
+# reported, with loss and the ratio.
 #
 #   sh bench/events.sh [PILOT] [N] [RUNS]
 set -eu
@@ -123,4 +126,66 @@ if command -v mosquitto > /dev/null && command -v mosquitto_pub > /dev/null; the
     mosquitto_runs defaults ''
 else
     echo "mosquitto: not installed (apt-get install mosquitto mosquitto-clients); no comparison"
+fi
+
+# NATS, two ways a user would pick instead: core NATS (at most once, in
+# memory) and JetStream (a file-backed stream, async publishes with at most
+# 1,000 acks pending, a durable pull consumer acking each message: at least
+# once). The publisher and the subscriber are small C programs against
+# cnats (bench/nats/), built here. Timed as pilot is: from just before the
+# publisher starts, once the server has the subscription, to the subscriber's
+# exit with N; short of N, to the subscriber's last message.
+ready_or_gone() { [ -e "$1" ] || ! kill -0 "$2" 2> /dev/null; } # FILE PID
+nats_runs() { # NAME MODE LABEL SERVER-FLAGS...
+    name=$1; mode=$2; label=$3; shift 3
+    PORT=$(free_port)
+    nats-server -a 127.0.0.1 -p "$PORT" "$@" -l "$S/nats-$name.log" &
+    server=$!
+    PIDS="$PIDS $server"
+    wait_for 10 python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT))"
+    : > "$S/nats-$name.rates"; : > "$S/nats-$name.lost"
+    i=1
+    while [ "$i" -le "$RUNS" ]; do
+        rm -f "$S/nats.ready"
+        "$S/nats-sub" "$mode" "nats://127.0.0.1:$PORT" metrics.cpu.web-07 "$N" "$S/nats.ready" 120 > "$S/nats.out" 2> "$S/nats-sub.err" &
+        sub=$!
+        PIDS="$PIDS $sub"
+        wait_for 30 ready_or_gone "$S/nats.ready" "$sub"
+        [ -e "$S/nats.ready" ] || { echo "bench/events.sh: the NATS subscriber failed: $(tail -1 "$S/nats-sub.err")" >&2; exit 1; }
+        start=$(now)
+        "$S/nats-pub" "$mode" "nats://127.0.0.1:$PORT" metrics.cpu.web-07 "$S/messages" 2> "$S/nats-pub.err" ||
+            echo "nats $name run $i: the publisher failed: $(tail -1 "$S/nats-pub.err")"
+        wait "$sub" || echo "nats $name run $i: the subscriber failed: $(tail -1 "$S/nats-sub.err")"
+        end=$(now)
+        PIDS=${PIDS% "$sub"}
+        got=$(sort -u "$S/nats.out" | wc -l)
+        lost=$((N - got))
+        [ "$got" -ge "$N" ] || end=$(awk '/^count / { print $8 }' "$S/nats-sub.err")
+        [ -n "$end" ] && [ "$end" != 0.000000 ] || end=$start
+        rate=$(awk "BEGIN { d = $end - $start; printf \"%d\", (d > 0) ? $got / d : 0 }")
+        note=$(awk '/^count / && $4 != 0 { printf ", the library dropped %s", $4 } /refused [1-9]/ { printf ", the server refused %s", $NF }' "$S/nats-sub.err" "$S/nats-pub.err")
+        echo "nats $name run $i: $rate msg/s end to end ($(calc "$end - $start") s), lost $lost$note"
+        echo "$rate" >> "$S/nats-$name.rates"
+        echo "$lost" >> "$S/nats-$name.lost"
+        i=$((i + 1))
+    done
+    kill "$server"
+    wait "$server" 2> /dev/null || true
+    slow=$(grep -c "Slow Consumer" "$S/nats-$name.log" || true)
+    [ "$slow" = 0 ] || echo "nats $name: the server reported a slow consumer $slow times (its log); what it held for it was dropped"
+    rate=$(median < "$S/nats-$name.rates")
+    lost=$(awk '{ s += $1 } END { print s }' "$S/nats-$name.lost")
+    echo "nats-server $NATS_VERSION $label: median $rate msg/s, $lost lost in $RUNS runs of $N; pilot/nats-$name $(ratio "$PILOT_RATE" "$rate")"
+}
+ratio() { awk "BEGIN { if (($2 + 0) > 0) printf \"%.2f\", $1 / $2; else print \"n/a\" }"; } # A B: A/B
+if ensure_packages nats-server libnats-dev; then
+    for prog in pub sub; do
+        gcc -O2 -o "$S/nats-$prog" "$(dirname "$0")/nats/$prog.c" -lnats 2> "$S/gcc-$prog.log" ||
+            { echo "bench/events.sh: cannot build bench/nats/$prog.c: $(grep -m 1 'error' "$S/gcc-$prog.log" || head -n 1 "$S/gcc-$prog.log")" >&2; exit 1; }
+    done
+    NATS_VERSION=$(nats-server --version | sed 's/.* v//')
+    nats_runs core core "core (at most once, in memory)"
+    nats_runs jetstream js "JetStream (file stream, async publish 1000 pending, durable pull consumer with acks)" -js -sd "$S/nats-store"
+else
+    echo "nats: not installed (apt-get install nats-server libnats-dev); no comparison"
 fi
