@@ -92,12 +92,12 @@ fuzz-ci: deps
 # BENCH_NODES=10000 by default; the registry's heartbeat timeline is
 # compressed 10x (30 s -> 3 s) and its CPU scaled back in the report.
 BENCH_NODES ?= 10000
-# The fleet simulator: real nodes in one process against a real registry and
+# The fleet simulator: real nodes (in worker processes) against a real registry and
 # hub, at the real 30 s interval (3 cycles), then a kill -9 of the hub.
 # By hand: make bench FLEET_NODES=10000.
 FLEET_NODES ?= 1000
 bench: build
-	$(call ensure_packages,iperf3 mosquitto mosquitto-clients python3 prometheus-node-exporter collectd-core curl prometheus prometheus-alertmanager chromium chromium-driver python3-selenium)
+	$(call ensure_packages,iperf3 mosquitto mosquitto-clients nats-server libnats-dev gcc python3 prometheus-node-exporter collectd-core curl prometheus prometheus-alertmanager chromium chromium-driver python3-selenium)
 	$(SWIFT) build -c release --product pilot-bench
 	.build/release/pilot-bench registry --pilot ./pilot --nodes $(BENCH_NODES) --interval 30 --compress 10 --window 30
 	.build/release/pilot-bench fleet --pilot ./pilot --nodes $(FLEET_NODES) --interval 30 --cycles 3

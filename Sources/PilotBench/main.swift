@@ -1,7 +1,7 @@
 // pilot-bench: benchmarks kept out of the shipped binary (`make bench`).
 //
 //   pilot-bench registry [--pilot ./pilot] [--nodes 10000] [--interval 30] [--compress 10] [--window 30]
-//   pilot-bench fleet [--pilot ./pilot] [--nodes 1000] [--interval 30] [--cycles 3]   (FleetBench.swift)
+//   pilot-bench fleet [--pilot ./pilot] [--nodes 1000] [--interval 30] [--cycles 3] [--nodes-per-worker N]   (FleetBench.swift, FleetWorker.swift)
 //   pilot-bench beacon-attack --beacon HOST:PORT --target KEY [--mode strangers|registered] [--registry HOST:PORT] ...
 //     (an attacker for tests/system/test_beacon_abuse.sh; see BeaconAttack.swift)
 //
@@ -272,6 +272,7 @@ do {
     switch argv.first {
     case "registry": try await runRegistryBench(try Arguments(Array(argv.dropFirst())))
     case "fleet": try await runFleetBench(try FleetArguments(Array(argv.dropFirst())))
+    case "fleet-worker": try await runFleetWorker(try FleetWorkerArguments(Array(argv.dropFirst())))
     case "tunnel": try await runTunnelBench(seconds: argv.count > 2 && argv[1] == "--seconds" ? Int(argv[2]) ?? 5 : 5)
     case "collect": runCollectBench(cycles: argv.count > 2 && argv[1] == "--cycles" ? max(10, Int(argv[2]) ?? 1000) : 1000)
     case "store": try runStoreBench(Array(argv.dropFirst()))
@@ -279,7 +280,7 @@ do {
     case "attack" where argv.count > 1 && argv[1] == "handshake-flood": try runHandshakeFlood(Array(argv.dropFirst(2)))
     case "beacon-attack": try await runBeaconAttack(try BeaconAttackArguments(Array(argv.dropFirst())))
     default:
-        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench fleet [--pilot PATH] [--nodes N] [--interval S] [--cycles N] [--start-concurrency N] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S] | pilot-bench attack handshake-flood --to HOST:PORT --key BASE64 [--count N] [--sources N] | pilot-bench beacon-attack --beacon HOST:PORT --target KEY [--mode strangers|registered] [--registry HOST:PORT] [--keys N] [--seconds S] [--rate N] [--size BYTES]")
+        throw BenchError("usage: pilot-bench registry [--pilot PATH] [--nodes N] [--interval S] [--compress X] [--window S] | pilot-bench fleet [--pilot PATH] [--nodes N] [--interval S] [--cycles N] [--start-concurrency N] [--nodes-per-worker N] | pilot-bench tunnel [--seconds S] | pilot-bench collect [--cycles N] | pilot-bench store [--days D] [--seed-days D] [--promtool PATH] | pilot-bench seed-history --db PATH --host NAME [--days D] [--interval S] | pilot-bench attack handshake-flood --to HOST:PORT --key BASE64 [--count N] [--sources N] | pilot-bench beacon-attack --beacon HOST:PORT --target KEY [--mode strangers|registered] [--registry HOST:PORT] [--keys N] [--seconds S] [--rate N] [--size BYTES]")
     }
 } catch {
     let line = Array("pilot-bench: \(error)\n".utf8)
