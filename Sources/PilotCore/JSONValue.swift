@@ -371,6 +371,12 @@ extension JSONValue: CustomStringConvertible {
 
     static func writeString(_ text: String, to out: inout String) {
         out += "\""
+        // Most strings need no escape: appended whole, not scalar by scalar.
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            out += text
+            out += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

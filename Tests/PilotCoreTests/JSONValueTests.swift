@@ -65,6 +65,17 @@ import Testing
     @Test func escapesControlCharactersOnOutput() {
         #expect(JSONValue.string("a\u{1}b\"\\").description == #""a\u0001b\"\\""#)
     }
+
+    /// Each character that needs an escape is found alone, at either end,
+    /// and text without one (including non-ASCII) is written as it is.
+    @Test func escapesEachCharacterThatNeedsItAndNothingElse() throws {
+        for (text, written) in [("\"", #""\"""#), ("\\", #""\\""#), ("\n", #""\n""#), ("\t", #""\t""#), ("\r", #""\r""#),
+                                ("\u{1F}", #""\u001f""#), ("x\n", #""x\n""#), ("\nx", #""\nx""#),
+                                ("plain", #""plain""#), ("héllo ✓", #""héllo ✓""#), ("", #""""#)] {
+            #expect(JSONValue.string(text).description == written, "\(written)")
+            #expect(try JSONValue.parse(JSONValue.string(text).description) == .string(text))
+        }
+    }
 }
 
 @Suite struct MetricMessageTests {
