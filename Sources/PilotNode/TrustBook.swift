@@ -33,6 +33,9 @@ public struct TrustBook: Equatable, Sendable {
     }
 
     public private(set) var trusted: [PublicKey: Entry] = [:]
+    /// The key each trusted hostname is pinned to (lowercased), so that a
+    /// request is checked without a walk over every trusted peer.
+    private var pins: [String: PublicKey] = [:]
     /// Requests from others, waiting for `approve` or `reject`.
     public private(set) var incoming: [PublicKey: Entry] = [:]
     /// Requests we sent that have no answer yet.
@@ -45,8 +48,8 @@ public struct TrustBook: Equatable, Sendable {
 
     /// A refusal when `hostname` is pinned to another key.
     public func keyChange(hostname: String, key: PublicKey) -> String? {
-        guard let pinned = trusted.values.first(where: { $0.hostname.lowercased() == hostname.lowercased() }), pinned.key != key else { return nil }
-        return "the key of \(hostname) changed: trusted \(pinned.key.fingerprint), now offered \(key.fingerprint); refusing it (run 'pilot untrust \(hostname)' if the host was reinstalled)"
+        guard let pinned = pins[hostname.lowercased()], pinned != key else { return nil }
+        return "the key of \(hostname) changed: trusted \(pinned.fingerprint), now offered \(key.fingerprint); refusing it (run 'pilot untrust \(hostname)' if the host was reinstalled)"
     }
 
     /// We ask `key` to trust us. If it already asked us, both asked: trusted.
@@ -54,7 +57,7 @@ public struct TrustBook: Equatable, Sendable {
         if let refusal = keyChange(hostname: hostname, key: key) { return .refused(refusal) }
         if trusted[key] != nil { return .trusted(autoApproved: nil) }
         if incoming.removeValue(forKey: key) != nil {
-            trusted[key] = Entry(key: key, hostname: hostname, justification: justification, since: now)
+            trust(Entry(key: key, hostname: hostname, justification: justification, since: now))
             return .trusted(autoApproved: "both nodes asked")
         }
         outgoing[key] = Entry(key: key, hostname: hostname, justification: justification, since: now)
@@ -67,11 +70,11 @@ public struct TrustBook: Equatable, Sendable {
         if trusted[key] != nil { return .trusted(autoApproved: nil) }
         let entry = Entry(key: key, hostname: hostname, justification: justification, since: now)
         if outgoing.removeValue(forKey: key) != nil {
-            trusted[key] = entry
+            trust(entry)
             return .trusted(autoApproved: "both nodes asked")
         }
         if sameFleet {
-            trusted[key] = entry
+            trust(entry)
             return .trusted(autoApproved: "both hold the fleet join token")
         }
         guard incoming.count < Self.maxIncoming || incoming[key] != nil else { return .refused("too many pending trust requests") }
@@ -82,7 +85,7 @@ public struct TrustBook: Equatable, Sendable {
     /// The peer approved our request.
     public mutating func approvedByPeer(_ key: PublicKey, now: Int64) -> Bool {
         guard let entry = outgoing.removeValue(forKey: key) else { return false }
-        trusted[key] = Entry(key: key, hostname: entry.hostname, justification: entry.justification, since: now)
+        trust(Entry(key: key, hostname: entry.hostname, justification: entry.justification, since: now))
         return true
     }
 
@@ -101,7 +104,7 @@ public struct TrustBook: Equatable, Sendable {
         var entry = incoming.removeValue(forKey: key)!
         entry.since = now
         if let publish { entry.publish = publish }
-        trusted[key] = entry
+        trust(entry)
         return entry
     }
 
@@ -117,7 +120,15 @@ public struct TrustBook: Equatable, Sendable {
 
     public mutating func untrust(_ name: String) throws(TrustError) -> Entry {
         guard let key = find(name, in: trusted) else { throw .notTrusted(name) }
-        return trusted.removeValue(forKey: key)!
+        let entry = trusted.removeValue(forKey: key)!
+        let hostname = entry.hostname.lowercased()
+        if pins[hostname] == key { pins[hostname] = trusted.values.first { $0.hostname.lowercased() == hostname }?.key }
+        return entry
+    }
+
+    private mutating func trust(_ entry: Entry) {
+        trusted[entry.key] = entry
+        pins[entry.hostname.lowercased()] = entry.key
     }
 
     /// By hostname (case-insensitive) or by key (base64 or fingerprint).
@@ -154,7 +165,7 @@ public struct TrustBook: Equatable, Sendable {
             }
             return result
         }
-        trusted = try table("trusted")
+        for entry in try table("trusted").values.sorted(by: { $0.since < $1.since }) { trust(entry) }
         incoming = try table("incoming")
         outgoing = try table("outgoing")
     }

@@ -25,6 +25,13 @@ public final class TrustService: @unchecked Sendable {
     let lookup: Lookup
     private var book: TrustBook
     private var waiting: [PublicKey: EventLoopPromise<String>] = [:]
+    /// One write covers every change made within 50 ms of the first (a
+    /// fleet joining at once would otherwise write the whole book once per
+    /// node); what waits on them (answers to peers, the callers of
+    /// `approve`) goes on after the write.
+    private lazy var saver = CoalescedWrite(loop: tunnels.loop, delay: .milliseconds(50)) { [unowned self] in self.write() }
+    /// The trust book's largest size on disk (about 150 bytes a peer).
+    static let maxBookBytes = 64 << 20
 
     public init(identity: SigningKey, hostname: String, stateDirectory: String, joinToken: String?,
                 tunnels: TunnelEndpoint, logger: Logger, lookup: @escaping Lookup) throws {
@@ -36,8 +43,8 @@ public final class TrustService: @unchecked Sendable {
         self.logger = logger
         self.lookup = lookup
         if LocalFile.exists(path) {
-            let text = try LocalFile.readText(path, maxBytes: 4 << 20)
-            do { book = try TrustBook(json: JSONValue.parse(text, limits: .init(maxBytes: 4 << 20, maxDepth: 8))) } catch {
+            let text = try LocalFile.readText(path, maxBytes: Self.maxBookBytes)
+            do { book = try TrustBook(json: JSONValue.parse(text, limits: .init(maxBytes: Self.maxBookBytes, maxDepth: 8))) } catch {
                 throw TrustError.corrupt("\(path): \(error)")
             }
         } else {
@@ -58,10 +65,9 @@ public final class TrustService: @unchecked Sendable {
         let view = try await lookup(host)
         let peer = view.record.publicKey
         let candidates = view.record.endpoints.compactMap { try? Endpoint(parsing: $0) }
-        let outcome = try await loop.submit { () -> TrustBook.Outcome in
+        let outcome = try await loop.flatSubmit { () -> EventLoopFuture<TrustBook.Outcome> in
             let outcome = self.book.sent(to: peer, hostname: view.record.hostname, justification: justification, now: WallClock.nowMilliseconds() / 1000)
-            self.save()
-            return outcome
+            return self.saveIfChanged(outcome).map { outcome }
         }.get()
         if case .refused(let reason) = outcome { throw TrustServiceError(reason) }
         var request = JSONObject([("t", .string("request")), ("hostname", .string(hostname)), ("why", .string(justification))])
@@ -92,11 +98,14 @@ public final class TrustService: @unchecked Sendable {
     }
 
     public func approve(_ name: String, publish: [String]? = nil) async throws -> TrustBook.Entry {
-        let entry = try await loop.submit { () -> TrustBook.Entry in
-            let entry = try self.book.approve(name, now: WallClock.nowMilliseconds() / 1000, publish: publish)
-            self.save()
-            self.answer(entry.key, ["t": "approved"])
-            return entry
+        let entry = try await loop.flatSubmit { () -> EventLoopFuture<TrustBook.Entry> in
+            do {
+                let entry = try self.book.approve(name, now: WallClock.nowMilliseconds() / 1000, publish: publish)
+                return self.save().map {
+                    self.answer(entry.key, ["t": "approved"])
+                    return entry
+                }
+            } catch { return self.loop.makeFailedFuture(error) }
         }.get()
         logger.notice("trust approved", metadata: ["peer": "\(entry.hostname)", "key": "\(entry.key.fingerprint)", "publish": "\(entry.publish.joined(separator: " "))"])
         return entry
@@ -106,19 +115,23 @@ public final class TrustService: @unchecked Sendable {
     func publisher(_ key: PublicKey) -> (hostname: String, grants: [String])? { book.publisher(key) }
 
     public func reject(_ name: String) async throws -> TrustBook.Entry {
-        try await loop.submit { () -> TrustBook.Entry in
-            let entry = try self.book.reject(name)
-            self.save()
-            self.answer(entry.key, ["t": "rejected", "reason": "the operator rejected the request"])
-            return entry
+        try await loop.flatSubmit { () -> EventLoopFuture<TrustBook.Entry> in
+            do {
+                let entry = try self.book.reject(name)
+                return self.save().map {
+                    self.answer(entry.key, ["t": "rejected", "reason": "the operator rejected the request"])
+                    return entry
+                }
+            } catch { return self.loop.makeFailedFuture(error) }
         }.get()
     }
 
     public func untrust(_ name: String) async throws -> TrustBook.Entry {
-        try await loop.submit { () -> TrustBook.Entry in
-            let entry = try self.book.untrust(name)
-            self.save()
-            return entry
+        try await loop.flatSubmit { () -> EventLoopFuture<TrustBook.Entry> in
+            do {
+                let entry = try self.book.untrust(name)
+                return self.save().map { entry }
+            } catch { return self.loop.makeFailedFuture(error) }
         }.get()
     }
 
@@ -152,31 +165,35 @@ public final class TrustService: @unchecked Sendable {
                 }
                 let outcome = self.book.received(from: peer, hostname: view.record.hostname, justification: why, sameFleet: sameFleet,
                                                  now: WallClock.nowMilliseconds() / 1000)
-                self.save()
-                switch outcome {
-                case .trusted(let reason):
-                    if let reason { self.logger.notice("trust approved automatically", metadata: ["peer": "\(claimed)", "why": "\(reason)"]) }
-                    self.answer(peer, ["t": "approved"])
-                case .pending:
-                    self.logger.notice("trust requested; approve with 'pilot approve \(claimed)'", metadata: ["peer": "\(claimed)", "justification": "\(why)"])
-                    self.answer(peer, ["t": "pending"])
-                case .refused(let reason):
-                    self.logger.error("trust request refused", metadata: ["peer": "\(claimed)", "reason": "\(reason)"])
-                    self.answer(peer, ["t": "rejected", "reason": reason])
-                }
+                // Answered once the outcome is on disk: an approval the hub
+                // forgot on a crash would leave the node refused.
+                self.saveIfChanged(outcome).assumeIsolated().whenSuccess { self.answerRequest(outcome, from: peer, claimed: claimed, why: why) }
             }
         case "approved":
             _ = book.approvedByPeer(peer, now: WallClock.nowMilliseconds() / 1000)
-            save()
-            waiting.removeValue(forKey: peer)?.succeed("approved")
+            save().assumeIsolated().whenSuccess { self.waiting.removeValue(forKey: peer)?.succeed("approved") }
         case "pending":
             waiting.removeValue(forKey: peer)?.succeed("pending")
         case "rejected":
             book.rejectedByPeer(peer)
-            save()
-            waiting.removeValue(forKey: peer)?.succeed("rejected: \(json["reason"]?.stringValue ?? "no reason given")")
+            let reason = json["reason"]?.stringValue ?? "no reason given"
+            save().assumeIsolated().whenSuccess { self.waiting.removeValue(forKey: peer)?.succeed("rejected: \(reason)") }
         default:
             logger.debug("unknown trust message", metadata: ["type": "\(type)"])
+        }
+    }
+
+    private func answerRequest(_ outcome: TrustBook.Outcome, from peer: PublicKey, claimed: String, why: String) {
+        switch outcome {
+        case .trusted(let reason):
+            if let reason { logger.notice("trust approved automatically", metadata: ["peer": "\(claimed)", "why": "\(reason)"]) }
+            answer(peer, ["t": "approved"])
+        case .pending:
+            logger.notice("trust requested; approve with 'pilot approve \(claimed)'", metadata: ["peer": "\(claimed)", "justification": "\(why)"])
+            answer(peer, ["t": "pending"])
+        case .refused(let reason):
+            logger.error("trust request refused", metadata: ["peer": "\(claimed)", "reason": "\(reason)"])
+            answer(peer, ["t": "rejected", "reason": reason])
         }
     }
 
@@ -186,7 +203,21 @@ public final class TrustService: @unchecked Sendable {
                                     data: Array(JSONValue.object(object).description.utf8)), to: peer, candidates: [])
     }
 
-    private func save() {
+    /// Saves the book if `outcome` changed it (a request from a peer
+    /// trusted already, or a refusal, changes nothing).
+    private func saveIfChanged(_ outcome: TrustBook.Outcome) -> EventLoopFuture<Void> {
+        switch outcome {
+        case .trusted(autoApproved: nil), .refused: loop.makeSucceededVoidFuture()
+        case .trusted, .pending: save()
+        }
+    }
+
+    /// Saves the book soon, once for every change until then; the future
+    /// completes after the write (never failing: a write that fails is
+    /// logged, as the change stands in memory either way).
+    private func save() -> EventLoopFuture<Void> { saver.request() }
+
+    private func write() {
         do { try LocalFile.writeAtomically(path, Array(book.json.description.utf8), mode: 0o600) } catch {
             logger.error("cannot save the trust book", metadata: ["error": "\(error)"])
         }

@@ -65,6 +65,23 @@ import Testing
         #expect(result10 == .trusted(autoApproved: "both hold the fleet join token"))
     }
 
+    /// The pin holds by hostname in any case, across a save and a load, and
+    /// goes with the last trusted entry of that name.
+    @Test func aPinSurvivesTheBookOnDiskAndIgnoresCase() throws {
+        var book = TrustBook()
+        _ = book.received(from: web, hostname: "Web-01", justification: "", sameFleet: true, now: 1)
+        var loaded = try TrustBook(json: JSONValue.parse(book.json.description))
+        #expect(loaded == book)
+        let impostor = SigningKey.generate().publicKey
+        guard case .refused = loaded.received(from: impostor, hostname: "WEB-01", justification: "", sameFleet: true, now: 2) else {
+            Issue.record("a new key for web-01 was accepted after the book was loaded")
+            return
+        }
+        #expect(loaded.keyChange(hostname: "web-01", key: web) == nil)
+        _ = try loaded.untrust("web-01")
+        #expect(loaded.keyChange(hostname: "web-01", key: impostor) == nil)
+    }
+
     @Test func decisionsNeedARequestAndNamesResolveByHostnameOrKey() throws {
         var book = TrustBook()
         #expect(throws: TrustError.noPendingRequest("web-01")) { try book.approve("web-01", now: 1) }
