@@ -33,7 +33,10 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     var fleet = FleetState()
     private let statePath: String
     private var subscriber = 0
-    private var stateDirty = false
+    /// The alert state (every firing alert and every host's last sight) is
+    /// written at most once per 200 ms, however many notices: a fleet of
+    /// 10,000 coming back would otherwise write it once per host.
+    private lazy var stateSaver = CoalescedWrite(loop: loop, delay: .milliseconds(200)) { [unowned self] in self.saveState() }
     private var http: (any Channel)?
     private var timers: [RepeatedTask] = []
     /// The registry poll under way, which `stop` waits for (set on the loop).
@@ -129,8 +132,9 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         publish(notices)
         // The state first, then the position: a crash between them replays
         // messages the engine has seen, which changes nothing.
-        if stateDirty { saveState() }
-        if let last = deliveries.last { node.events?.acknowledgeLocally(subscriber, upTo: last.id) }
+        if let last = deliveries.last {
+            stateSaver.whenWritten { [self] in node.events?.acknowledgeLocally(subscriber, upTo: last.id) }
+        }
     }
 
     private func pollDirectory() async {
@@ -153,7 +157,6 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         guard !found.isEmpty else { return }
         let notices = found.map { fleet.enriched($0, rules: options.engine.rules) }
         for notice in notices { fleet.noted(notice) }
-        stateDirty = true
         for notice in notices {
             logger.notice("alert \(notice.status ?? "?")", metadata: [
                 "topic": "\(notice.topic)", "severity": "\(notice.severity ?? "?")", "value": "\(notice.payload["value"] ?? .null)",
@@ -161,11 +164,10 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
         }
         let messages = notices.compactMap { notice in (try? Topic(notice.topic)).map { (topic: $0, payload: JSONValue.object(notice.payload).description) } }
         node.events?.publishOnLoop(messages) // on the loop already: in the broker before the state is saved
-        saveState()
+        _ = stateSaver.request()
     }
 
     private func saveState() {
-        stateDirty = false
         do { try LocalFile.writeAtomically(statePath, Array(engine.state.description.utf8), mode: 0o600) } catch {
             logger.error("cannot save the alert state", metadata: ["error": "\(error)"])
         }
