@@ -109,7 +109,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         throw BenchError("the hub's status has no tunnel address")
     }
     let hubBaseRSS = hub.rss
-    print("fleet: \(arguments.nodes) nodes in \(workerCount) worker process\(workerCount == 1 ? "" : "es"), one collection every \(fixed(arguments.interval, 0)) s; registry pid \(registry.pid), hub pid \(hub.pid); state in \(directory)")
+    say("fleet: \(arguments.nodes) nodes in \(workerCount) worker process\(workerCount == 1 ? "" : "es"), one collection every \(fixed(arguments.interval, 0)) s; registry pid \(registry.pid), hub pid \(hub.pid); state in \(directory)")
 
     // Start everyone: each worker starts its share, a bounded number at a
     // time, as a fleet booting would.
@@ -126,9 +126,9 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     for answer in startAnswers {
         if case .object(let reasons)? = answer["failures"] { for (reason, count) in reasons { failures[reason, default: 0] += Int(count.int64Value ?? 0) } }
     }
-    for (reason, count) in failures.sorted(by: { $0.value > $1.value }).prefix(10) { print("  \(count) nodes did not start: \(reason)") }
+    for (reason, count) in failures.sorted(by: { $0.value > $1.value }).prefix(10) { say("  \(count) nodes did not start: \(reason)") }
     guard started > 0 else { throw BenchError("no node started") }
-    print("started \(started) nodes in \(fixed(nowSeconds() - startBegan, 1)) s")
+    say("started \(started) nodes in \(fixed(nowSeconds() - startBegan, 1)) s")
 
     // Joined: the hub has acknowledged each node's first cycle.
     let joinDeadline = 120.0 + Double(arguments.nodes) / 50
@@ -138,7 +138,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         spools = try workers.totals()
     }
     let joinSeconds = nowSeconds() - startBegan
-    print("\(spools.delivering) of \(started) nodes delivering to the hub after \(fixed(joinSeconds, 1)) s")
+    say("\(spools.delivering) of \(started) nodes delivering to the hub after \(fixed(joinSeconds, 1)) s")
 
     // The steady window: whole cycles, everyone publishing.
     let window = Double(arguments.cycles) * arguments.interval
@@ -156,7 +156,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         unconfirmed += Int(answer["unconfirmed"]?.int64Value ?? 0)
     }
     delays.sort()
-    print("steady window done: hub CPU \(fixed(hubCPU, 1)) %, \(delays.count) cycles acknowledged")
+    say("steady window done: hub CPU \(fixed(hubCPU, 1)) %, \(delays.count) cycles acknowledged")
 
     // The hub is killed with the fleet running, and comes back on its port:
     // every node reconnects and delivers what it spooled meanwhile. A node
@@ -175,7 +175,7 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         if try workers.totals().caughtUp == started { recovered = nowSeconds() - killed; break }
     }
     let recoveryCPU = hub.cpu
-    print("hub killed and restarted: every node back and drained after \(fixed(recovered, 1)) s (hub CPU \(fixed(recoveryCPU, 1)) s meanwhile)")
+    say("hub killed and restarted: every node back and drained after \(fixed(recovered, 1)) s (hub CPU \(fixed(recoveryCPU, 1)) s meanwhile)")
 
     // Stop collecting, let every spool drain, and count.
     _ = try workers.ask("stop")
@@ -188,25 +188,25 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
     let inLog = hubStatus(arguments.pilot, directory)?["events"]?["hub"]?["log_messages"]?.int64Value ?? -1
     let lost = spools.published - spools.acknowledged
     if lost > 0 {
-        print("nodes with messages the hub has not acknowledged, by state:")
+        say("nodes with messages the hub has not acknowledged, by state:")
         var states: [String: Int] = [:]
         for answer in try workers.ask("stuck") { if case .object(let counts) = answer { for (state, count) in counts { states[state, default: 0] += Int(count.int64Value ?? 0) } } }
-        for (state, count) in states.sorted(by: { $0.value > $1.value }).prefix(10) { print("  \(count) × \(state)") }
+        for (state, count) in states.sorted(by: { $0.value > $1.value }).prefix(10) { say("  \(count) × \(state)") }
     }
 
-    print("")
-    print("fleet benchmark (\(started) nodes, measured over \(fixed(wall, 0)) s = \(arguments.cycles) cycles of \(fixed(arguments.interval, 0)) s)")
-    print("  all nodes delivering after   \(fixed(joinSeconds, 1)) s from the first start")
-    print("  hub CPU                      \(fixed(hubCPU, 1)) % of one core; aim at 10,000 nodes < 15 %")
-    print("  hub RSS, peak                \(fixed(Double(hubPeakRSS) / 1024, 1)) MB (\(fixed(Double(hubRSS) / 1024, 1)) MB at the end of the window, \(fixed(Double(hubBaseRSS) / 1024, 1)) MB before the fleet); aim < 256 MB")
-    print("  hub memory per node          \(fixed(Double(hubRSS - hubBaseRSS) / Double(max(1, started)), 1)) kB")
-    print("  spool to hub acknowledgement p50 \(fixed(percentile(delays, 0.5) * 1000, 1)) ms, p99 \(fixed(percentile(delays, 0.99) * 1000, 1)) ms (\(delays.count) cycles, \(unconfirmed) not acknowledged within 5 min)")
-    print("  registry CPU                 \(fixed(registryCPU, 2)) % of one core; aim < 5 %")
-    print("  registry RSS, peak           \(fixed(Double(registry.peakRSS) / 1024, 1)) MB; aim < 64 MB")
-    print("  hub kill -9: back and drained \(fixed(recovered, 1)) s (including each node's next cycle, ≤ \(fixed(arguments.interval, 0)) s); aim < 60 s")
-    print("  messages published           \(spools.published), acknowledged by the hub \(spools.acknowledged), in the hub's log \(inLog)")
-    print("  messages lost                \(lost) (must be 0)")
-    print("  the simulated fleet itself   \(fixed(workersCPU, 1)) % of one core, \(fixed(Double(workersRSS) / 1024, 0)) MB RSS in \(workerCount) process\(workerCount == 1 ? "" : "es") (on the same \(System.coreCount) cores as the hub)")
+    say("")
+    say("fleet benchmark (\(started) nodes, measured over \(fixed(wall, 0)) s = \(arguments.cycles) cycles of \(fixed(arguments.interval, 0)) s)")
+    say("  all nodes delivering after   \(fixed(joinSeconds, 1)) s from the first start")
+    say("  hub CPU                      \(fixed(hubCPU, 1)) % of one core; aim at 10,000 nodes < 15 %")
+    say("  hub RSS, peak                \(fixed(Double(hubPeakRSS) / 1024, 1)) MB (\(fixed(Double(hubRSS) / 1024, 1)) MB at the end of the window, \(fixed(Double(hubBaseRSS) / 1024, 1)) MB before the fleet); aim < 256 MB")
+    say("  hub memory per node          \(fixed(Double(hubRSS - hubBaseRSS) / Double(max(1, started)), 1)) kB")
+    say("  spool to hub acknowledgement p50 \(fixed(percentile(delays, 0.5) * 1000, 1)) ms, p99 \(fixed(percentile(delays, 0.99) * 1000, 1)) ms (\(delays.count) cycles, \(unconfirmed) not acknowledged within 5 min)")
+    say("  registry CPU                 \(fixed(registryCPU, 2)) % of one core; aim < 5 %")
+    say("  registry RSS, peak           \(fixed(Double(registry.peakRSS) / 1024, 1)) MB; aim < 64 MB")
+    say("  hub kill -9: back and drained \(fixed(recovered, 1)) s (including each node's next cycle, ≤ \(fixed(arguments.interval, 0)) s); aim < 60 s")
+    say("  messages published           \(spools.published), acknowledged by the hub \(spools.acknowledged), in the hub's log \(inLog)")
+    say("  messages lost                \(lost) (must be 0)")
+    say("  the simulated fleet itself   \(fixed(workersCPU, 1)) % of one core, \(fixed(Double(workersRSS) / 1024, 0)) MB RSS in \(workerCount) process\(workerCount == 1 ? "" : "es") (on the same \(System.coreCount) cores as the hub)")
 
     _ = try? workers.ask("shutdown")
     if started < arguments.nodes { throw BenchError("\(arguments.nodes - started) of \(arguments.nodes) nodes did not start") }
@@ -338,5 +338,16 @@ private func waitUntil(seconds: Double, _ what: String, _ condition: () -> Bool)
     while !condition() {
         guard nowSeconds() - began < seconds else { throw BenchError("waited \(Int(seconds)) s for \(what)") }
         try await Task.sleep(for: .milliseconds(200))
+    }
+}
+
+/// A line on stdout at once, also when stdout is a file (print's buffer
+/// would hold a long run's progress until its end).
+func say(_ line: String) {
+    var bytes = Array((line + "\n").utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        guard n > 0 else { return }
+        bytes = bytes.dropFirst(n)
     }
 }

@@ -154,12 +154,7 @@ func runFleetWorker(_ arguments: FleetWorkerArguments) async throws {
 
 /// One answer to the parent, unbuffered (stdout is a pipe).
 private func answer(_ value: JSONValue) {
-    var bytes = Array(("@fleet " + value.description + "\n").utf8)[...]
-    while !bytes.isEmpty {
-        let n = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-        guard n > 0 else { return }
-        bytes = bytes.dropFirst(n)
-    }
+    say("@fleet " + value.description)
 }
 
 private func startMember(_ index: Int, directory: String, registry: Endpoint, token: String, interval: Double,
