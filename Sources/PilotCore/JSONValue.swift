@@ -40,8 +40,22 @@ public struct JSONObject: Hashable, Sendable, Sequence {
     public private(set) var members: [(key: String, value: JSONValue)] = []
 
     public init() {}
+    /// A repeated key keeps its first place and its last value. Large
+    /// objects (a fleet's hosts) are built with an index, not a walk per key.
     public init(_ members: [(String, JSONValue)]) {
-        for (key, value) in members { self[key] = value }
+        guard members.count > 16 else {
+            for (key, value) in members { self[key] = value }
+            return
+        }
+        var places: [String: Int] = [:]
+        places.reserveCapacity(members.count)
+        self.members.reserveCapacity(members.count)
+        for (key, value) in members {
+            if let place = places[key] { self.members[place].value = value } else {
+                places[key] = self.members.count
+                self.members.append((key, value))
+            }
+        }
     }
 
     public subscript(key: String) -> JSONValue? {

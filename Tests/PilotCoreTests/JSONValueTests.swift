@@ -66,6 +66,19 @@ import Testing
         #expect(JSONValue.string("a\u{1}b\"\\").description == #""a\u0001b\"\\""#)
     }
 
+    /// Small and large objects alike: a repeated key keeps its first place
+    /// and takes its last value.
+    @Test func aRepeatedKeyKeepsItsPlaceAndTakesTheLastValue() {
+        for size in [3, 40] {
+            var members = (0..<size).map { ("k\($0)", JSONValue.number(Double($0))) }
+            members.append(("k1", .string("last")))
+            let object = JSONObject(members)
+            #expect(object.count == size)
+            #expect(object.keys == (0..<size).map { "k\($0)" })
+            #expect(object["k1"] == .string("last") && object["k0"] == .number(0))
+        }
+    }
+
     /// Each character that needs an escape is found alone, at either end,
     /// and text without one (including non-ASCII) is written as it is.
     @Test func escapesEachCharacterThatNeedsItAndNothingElse() throws {
