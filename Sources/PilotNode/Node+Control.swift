@@ -7,7 +7,8 @@ extension Node {
     func registerNodeRequests(_ requests: inout ControlRequests) {
         requests.answer(StatusRequest.self) { [unowned self] _ in await status() }
         requests.answer(PeersRequest.self) { [unowned self] request in
-            try await forward(.search, JSONObject([("query", .string(request.search)), ("online", .bool(request.onlineOnly))]))
+            guard let registry else { throw NodeError("this node has no registry configured (pilot init --registry HOST:PORT)") }
+            return JSONObject([("nodes", .array(try await registry.search(request.search, onlineOnly: request.onlineOnly)))])
         }
         requests.answer(LookupRequest.self) { [unowned self] request in
             var body = JSONObject()

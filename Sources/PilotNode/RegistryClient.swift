@@ -103,6 +103,20 @@ public final class RegistryClient: @unchecked Sendable {
     }
 
     /// Sends a request once registered; fails at once when not connected.
+    /// Every node a search finds, page after page (a reply holds what fits
+    /// one message; the registry says where the next page starts).
+    public func search(_ query: String, onlineOnly: Bool = false) async throws -> [JSONValue] {
+        var nodes: [JSONValue] = []
+        var body = JSONObject([("query", .string(query)), ("online", .bool(onlineOnly))])
+        for _ in 0..<100_000 { // a page holds at least one node
+            let reply = try await request(.search, body)
+            if case .array(let page)? = reply["nodes"] { nodes += page }
+            guard let next = reply["next"]?.stringValue else { return nodes }
+            body["after"] = .string(next)
+        }
+        throw RegistryClientError(code: "too_many_pages", message: "the registry's search did not end after 100000 pages")
+    }
+
     public func request(_ operation: RegistryOperation, _ body: JSONObject = JSONObject()) async throws -> JSONObject {
         try await loop.flatSubmit { () -> EventLoopFuture<JSONObject> in
             guard self.status.registered, self.stream != nil else {

@@ -156,7 +156,8 @@ public struct Directory: Sendable {
 
     /// `tag:NAME` matches a tag exactly; anything else is a case-insensitive
     /// hostname substring; empty lists everyone. Sorted by address.
-    public func search(_ query: String, onlineOnly: Bool, now: Int64, limit: Int = 10_000) -> [NodeView] {
+    /// Listed nodes matching `query`, in address order, from after `after`.
+    public func search(_ query: String, onlineOnly: Bool, now: Int64, after: Address? = nil, limit: Int = .max) -> [NodeView] {
         let matches: (NodeRecord) -> Bool
         if query.hasPrefix("tag:") {
             let tag = String(query.dropFirst(4))
@@ -168,7 +169,7 @@ public struct Directory: Sendable {
             matches = { $0.hostname.lowercased().contains(needle) }
         }
         return records.values
-            .filter { $0.isListed && matches($0) }
+            .filter { record in record.isListed && matches(record) && after.map { record.address > $0 } ?? true }
             .sorted { $0.address < $1.address }
             .compactMap { view($0.publicKey, now: now) }
             .filter { !onlineOnly || $0.presence == .online }

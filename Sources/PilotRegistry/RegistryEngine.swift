@@ -167,10 +167,29 @@ public struct RegistryEngine: Sendable {
             }
             throw RegistryError.badRequest("lookup needs \"hostname\", \"address\" or \"public_key\"")
         case .search:
+            // One page of nodes in address order, as many as fit one message;
+            // "next" says where the following page starts ("after").
             let query = body["query"]?.stringValue ?? ""
             let onlineOnly = body["online"] == .bool(true)
-            let nodes = directory.search(query, onlineOnly: onlineOnly, now: now).map(RegistryProtocol.json)
-            return Outcome(response: RegistryProtocol.response(id: id, body: JSONObject([("nodes", .array(nodes))])))
+            var after: Address?
+            if let text = body["after"]?.stringValue {
+                do throws(ParseError) { after = try Address(parsing: text) } catch { throw RegistryError.badRequest("\"after\": \(error)") }
+            }
+            var nodes: [JSONValue] = [], bytes = 0
+            var next: String?
+            for view in directory.search(query, onlineOnly: onlineOnly, now: now, after: after) {
+                let node = RegistryProtocol.json(view)
+                let size = node.description.utf8.count + 1
+                guard nodes.isEmpty || bytes + size <= RegistryProtocol.searchPageBytes else {
+                    next = nodes.last?["address"]?.stringValue
+                    break
+                }
+                nodes.append(node)
+                bytes += size
+            }
+            var reply = JSONObject([("nodes", .array(nodes))])
+            if let next { reply["next"] = .string(next) }
+            return Outcome(response: RegistryProtocol.response(id: id, body: reply))
         case .watch:
             var outcome = Outcome(response: RegistryProtocol.response(id: id, body: JSONObject()))
             outcome.startWatching = true

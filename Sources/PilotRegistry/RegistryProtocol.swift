@@ -25,6 +25,9 @@ public enum RegistryOperation: String, Sendable, CaseIterable {
 
 public enum RegistryProtocol {
     public static let maxMessageBytes = 16 * 1024
+    /// The nodes of one search reply at most (what is left of a message
+    /// after its envelope and signature): larger directories come in pages.
+    public static let searchPageBytes = maxMessageBytes - 2 * 1024
 
     /// A request as the node sends it; writes are signed with its identity.
     public static func request(

@@ -138,8 +138,7 @@ public final class AggregatorService: NodeRole, @unchecked Sendable {
     }
 
     private func pollDirectory() async {
-        guard let registry = node.registry, let reply = try? await registry.request(.search, JSONObject([("query", .string(""))])),
-              case .array(let nodes)? = reply["nodes"] else { return }
+        guard let registry = node.registry, let nodes = try? await registry.search("") else { return }
         let views = nodes.compactMap { try? RegistryProtocol.nodeView($0) }
         loop.execute { [self] in
             let now = Self.now()

@@ -247,13 +247,11 @@ public final class AlertRouterService: NodeRole, @unchecked Sendable {
     private func pollDirectory() {
         guard directoryPoll == nil, let registry = node.registry else { return }
         directoryPoll = Task {
-            let reply = try? await registry.request(.search, JSONObject([("query", .string(""))]))
+            let nodes = try? await registry.search("")
             var found: [String: [String]] = [:]
-            if case .array(let nodes)? = reply?["nodes"] {
-                for view in nodes.compactMap({ try? RegistryProtocol.nodeView($0) }) { found[view.record.hostname] = view.record.tags }
-            }
+            for view in (nodes ?? []).compactMap({ try? RegistryProtocol.nodeView($0) }) { found[view.record.hostname] = view.record.tags }
             loop.execute { [self] in
-                if reply != nil { tags = found }
+                if nodes != nil { tags = found }
                 directoryPoll = nil
             }
         }

@@ -32,6 +32,40 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         return try reply(engine.handle(node.request(.register, body, now: now ?? t0), session: node.session, now: now ?? t0))
     }
 
+    /// A directory larger than one message comes in pages, each within the
+    /// limit a client reads, every node exactly once, in address order.
+    @Test func aLargeDirectoryIsSearchedInPagesThatEachFitAMessage() throws {
+        var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
+        var nodes: [FakeNode] = []
+        for index in 0..<300 {
+            var node = FakeNode()
+            node.address = "10.0.\(index / 250).\(index % 250 + 1)"
+            _ = try register(&engine, &node, "host-\(index)", tags: ["site-\(index % 3)"])
+            nodes.append(node)
+        }
+        var asker = nodes[0]
+        var seen: [String] = [], addresses: [String] = [], pages = 0
+        var body = JSONObject([("query", .string(""))])
+        while pages < 100 {
+            let outcome = engine.handle(asker.request(.search, body, now: t0), session: asker.session, now: t0)
+            #expect(outcome.response.count <= RegistryProtocol.maxMessageBytes, "page \(pages): \(outcome.response.count) bytes")
+            let answer = try JSONValue.parse(outcome.response, limits: .init(maxBytes: 1 << 20))
+            pages += 1
+            guard case .array(let page)? = answer["body"]?["nodes"] else { Issue.record("no nodes in \(answer)"); return }
+            seen += page.compactMap { $0["hostname"]?.stringValue }
+            addresses += page.compactMap { $0["address"]?.stringValue }
+            guard let next = answer["body"]?["next"]?.stringValue else { break }
+            body["after"] = .string(next)
+        }
+        #expect(pages > 1)
+        #expect(seen.count == 300 && Set(seen).count == 300)
+        let parsed = try addresses.map { try Address(parsing: $0) }
+        #expect(parsed == parsed.sorted())
+        body["after"] = .string("not an address")
+        let bad = try reply(engine.handle(asker.request(.search, body, now: t0), session: asker.session, now: t0))
+        #expect(bad["ok"] == .bool(false) && (bad["error"]?.stringValue ?? "").contains("after"))
+    }
+
     @Test func registersHeartbeatsAndLooksUp() throws {
         var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
         var web = FakeNode()
