@@ -12,6 +12,9 @@ internal import PilotCrypto
 public enum ControlSocket {
     public static let version = 1
     public static let maxLineBytes = 256 * 1024
+    /// An answer may be longer than a request: `pilot peers` on a fleet of
+    /// 10,000 lists about 2.5 MB.
+    public static let maxAnswerBytes = 32 << 20
 
     /// `STATE/NAME`, or a short path under /run/pilot (root) or
     /// /tmp/pilot-UID when that would pass the 107-byte limit of Unix
@@ -335,17 +338,19 @@ public enum ControlClient {
         }
         var response: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
-        while !response.contains(UInt8(ascii: "\n")) {
+        var complete = false
+        while !complete {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else {
                 throw .unreachable(n == 0 ? "the node closed the control socket without answering" : "no answer from the node within \(timeoutSeconds) s")
             }
+            complete = chunk[..<n].contains(UInt8(ascii: "\n")) // only the new bytes: a long answer is not rescanned
             response.append(contentsOf: chunk[..<n])
-            guard response.count <= ControlSocket.maxLineBytes else { throw .unreachable("answer longer than \(ControlSocket.maxLineBytes) bytes") }
+            guard response.count <= ControlSocket.maxAnswerBytes else { throw .unreachable("answer longer than \(ControlSocket.maxAnswerBytes) bytes") }
         }
         let text = Array(response.prefix { $0 != UInt8(ascii: "\n") })
-        do { return try JSONValue.parse(text, limits: .init(maxBytes: ControlSocket.maxLineBytes, maxDepth: 16)) } catch {
+        do { return try JSONValue.parse(text, limits: .init(maxBytes: ControlSocket.maxAnswerBytes, maxDepth: 16)) } catch {
             throw .unreachable("unreadable answer from the node: \(error)")
         }
     }
