@@ -19,6 +19,9 @@ public struct Directory: Sendable {
     private var records: [PublicKey: NodeRecord] = [:]
     private var byHostname: [String: PublicKey] = [:]
     private var byAddress: [Address: PublicKey] = [:]
+    /// Every address, ascending (addresses are never taken back), so that a
+    /// page of a search starts where the last one ended.
+    private var ordered: [Address] = []
     private var nextNode: UInt32 = 1
     private var lastSeen: [PublicKey: Int64] = [:]
     private var reported: [PublicKey: Presence] = [:]
@@ -34,6 +37,7 @@ public struct Directory: Sendable {
             if record.address.network == network { nextNode = max(nextNode, record.address.node &+ 1) }
             reported[record.publicKey] = .unknown
         }
+        ordered = byAddress.keys.sorted()
     }
 
     public var count: Int { records.values.filter(\.isListed).count }
@@ -69,6 +73,8 @@ public struct Directory: Sendable {
                                 tags: tags, endpoints: endpoints, registeredAt: now / 1000)
             nextNode &+= 1
             byAddress[record.address] = key
+            // New addresses come last in their network; a search in order holds anyway.
+            ordered.insert(record.address, at: firstIndex(after: record.address))
         }
         records[key] = record
         byHostname[Self.nameKey(name)] = key
@@ -155,8 +161,9 @@ public struct Directory: Sendable {
     }
 
     /// `tag:NAME` matches a tag exactly; anything else is a case-insensitive
-    /// hostname substring; empty lists everyone. Sorted by address.
-    /// Listed nodes matching `query`, in address order, from after `after`.
+    /// hostname substring; empty lists everyone. In address order, from
+    /// after `after`, at most `limit`: a page costs its own size, not the
+    /// directory's.
     public func search(_ query: String, onlineOnly: Bool, now: Int64, after: Address? = nil, limit: Int = .max) -> [NodeView] {
         let matches: (NodeRecord) -> Bool
         if query.hasPrefix("tag:") {
@@ -168,12 +175,24 @@ public struct Directory: Sendable {
             let needle = query.lowercased()
             matches = { $0.hostname.lowercased().contains(needle) }
         }
-        return records.values
-            .filter { record in record.isListed && matches(record) && after.map { record.address > $0 } ?? true }
-            .sorted { $0.address < $1.address }
-            .compactMap { view($0.publicKey, now: now) }
-            .filter { !onlineOnly || $0.presence == .online }
-            .prefix(limit).map { $0 }
+        var found: [NodeView] = []
+        for address in ordered[(after.map(firstIndex(after:)) ?? 0)...] {
+            guard found.count < limit else { break }
+            guard let key = byAddress[address], let record = records[key], record.isListed, matches(record),
+                  let view = view(key, now: now), !onlineOnly || view.presence == .online else { continue }
+            found.append(view)
+        }
+        return found
+    }
+
+    /// The index of the first address above `address` in `ordered`.
+    private func firstIndex(after address: Address) -> Int {
+        var low = 0, high = ordered.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ordered[middle] <= address { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     // MARK: Helpers

@@ -177,7 +177,10 @@ public struct RegistryEngine: Sendable {
             }
             var nodes: [JSONValue] = [], bytes = 0
             var next: String?
-            for view in directory.search(query, onlineOnly: onlineOnly, now: now, after: after) {
+            // No node's entry is under 100 bytes: a page never holds more than this.
+            let most = RegistryProtocol.searchPageBytes / 100
+            let views = directory.search(query, onlineOnly: onlineOnly, now: now, after: after, limit: most)
+            for view in views {
                 let node = RegistryProtocol.json(view)
                 let size = node.description.utf8.count + 1
                 guard nodes.isEmpty || bytes + size <= RegistryProtocol.searchPageBytes else {
@@ -187,6 +190,7 @@ public struct RegistryEngine: Sendable {
                 nodes.append(node)
                 bytes += size
             }
+            if next == nil, views.count == most { next = nodes.last?["address"]?.stringValue } // there may be more
             var reply = JSONObject([("nodes", .array(nodes))])
             if let next { reply["next"] = .string(next) }
             return Outcome(response: RegistryProtocol.response(id: id, body: reply))

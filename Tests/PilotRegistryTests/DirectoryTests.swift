@@ -68,6 +68,23 @@ import Testing
         #expect(offline.count == 25 && offline.allSatisfy { $0.presence == .offline })
     }
 
+    /// Records restored in any order and new ones after them: a search
+    /// runs in address order from after any address, at most `limit`.
+    @Test func searchRunsInAddressOrderFromAfterAnAddress() throws {
+        var first = Directory(now: t0)
+        var records: [NodeRecord] = []
+        for index in 0..<20 {
+            records.append(try first.register(key: SigningKey.generate().publicKey, hostname: "h-\(index)", tags: [], endpoints: [], now: t0).record)
+        }
+        var directory = Directory(records: records.shuffled(), now: t0)
+        _ = try directory.register(key: SigningKey.generate().publicKey, hostname: "h-20", tags: [], endpoints: [], now: t0)
+        let names = { (views: [NodeView]) in views.map(\.record.hostname) }
+        #expect(names(directory.search("", onlineOnly: false, now: t0)) == (0...20).map { "h-\($0)" })
+        #expect(names(directory.search("", onlineOnly: false, now: t0, after: records[4].address, limit: 3)) == ["h-5", "h-6", "h-7"])
+        #expect(names(directory.search("h-1", onlineOnly: false, now: t0, after: records[10].address)) == (11...19).map { "h-\($0)" })
+        #expect(directory.search("", onlineOnly: false, now: t0, after: try Address(parsing: "1:0001.0000.FFFF")).isEmpty)
+    }
+
     @Test func searchByTagSubstringAndOnline() throws {
         var directory = Directory(now: t0)
         _ = try directory.register(key: web, hostname: "web-server-01", tags: ["web-server", "production", "us-east"], endpoints: [], now: t0)
