@@ -22,6 +22,11 @@ BENCH_NAME=events
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; } # EXPRESSION
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk "BEGIN { if (($2 + 0) > 0) printf \"%.2f\", $1 / $2; else print \"n/a\" }"; } # A B: A/B
+# Each anchor's runs: one rate and one loss per run in $S/NAME.rates and
+# $S/NAME.lost; the summary is their median rate and total loss.
+record_run() { echo "$2" >> "$S/$1.rates"; echo "$3" >> "$S/$1.lost"; } # NAME RATE LOST
+summary() { echo "median $(median < "$S/$1.rates") msg/s, $(awk '{ s += $1 } END { print s }' "$S/$1.lost") lost in $RUNS runs of $N"; } # NAME
 
 python3 -c "
 import random
@@ -62,13 +67,11 @@ pilot_run() { # RUN
     lost=$((N - got))
     rate=$(awk "BEGIN { printf \"%d\", $got / ($end - $start) }")
     echo "pilot run $1: $rate msg/s end to end ($(calc "$end - $start") s; publish had spooled all after $(calc "$spooled - $start") s), lost $lost"
-    echo "$rate" >> "$S/pilot.rates"
-    echo "$lost" >> "$S/pilot.lost"
+    record_run pilot "$rate" "$lost"
 }
 i=1; while [ "$i" -le "$RUNS" ]; do pilot_run "$i"; i=$((i + 1)); done
 PILOT_RATE=$(median < "$S/pilot.rates")
-PILOT_LOST=$(awk '{ s += $1 } END { print s }' "$S/pilot.lost")
-echo "pilot: median $PILOT_RATE msg/s, $PILOT_LOST lost in $RUNS runs of $N (aim: 100000 msg/s, zero loss)"
+echo "pilot: $(summary pilot) (aim: 100000 msg/s, zero loss)"
 
 # Two mosquitto configurations: its defaults (max_queued_messages 1000,
 # which drops QoS 1 messages for a busy subscriber), and "unbounded"
@@ -108,17 +111,14 @@ mosquitto_runs() { # NAME EXTRA-CONFIG
         lost=$((N - got))
         rate=$(awk "BEGIN { printf \"%d\", $got / ($end - $start) }")
         echo "mosquitto ($name) run $i: $rate msg/s end to end ($(calc "$end - $start") s), lost $lost"
-        echo "$rate" >> "$S/mosq-$name.rates"
-        echo "$lost" >> "$S/mosq-$name.lost"
+        record_run "mosq-$name" "$rate" "$lost"
         i=$((i + 1))
     done
     kill "$broker"
     wait "$broker" 2> /dev/null || true
     kicked=$(grep -c "disconnected due to out of memory" "$S/mosquitto-$name.log" || true)
     [ "$kicked" = 0 ] || echo "mosquitto ($name): the broker disconnected the publisher $kicked times (\"out of memory\" in its log); what was in flight was lost"
-    rate=$(median < "$S/mosq-$name.rates")
-    lost=$(awk '{ s += $1 } END { print s }' "$S/mosq-$name.lost")
-    echo "mosquitto $VERSION QoS 1 ($name): median $rate msg/s, $lost lost in $RUNS runs of $N; pilot/mosquitto $(calc "$PILOT_RATE / $rate")"
+    echo "mosquitto $VERSION QoS 1 ($name): $(summary "mosq-$name"); pilot/mosquitto $(ratio "$PILOT_RATE" "$(median < "$S/mosq-$name.rates")")"
 }
 if command -v mosquitto > /dev/null && command -v mosquitto_pub > /dev/null; then
     VERSION=$(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')
@@ -165,19 +165,15 @@ nats_runs() { # NAME MODE LABEL SERVER-FLAGS...
         rate=$(awk "BEGIN { d = $end - $start; printf \"%d\", (d > 0) ? $got / d : 0 }")
         note=$(awk '/^count / && $4 != 0 { printf ", the library dropped %s", $4 } /refused [1-9]/ { printf ", the server refused %s", $NF }' "$S/nats-sub.err" "$S/nats-pub.err")
         echo "nats $name run $i: $rate msg/s end to end ($(calc "$end - $start") s), lost $lost$note"
-        echo "$rate" >> "$S/nats-$name.rates"
-        echo "$lost" >> "$S/nats-$name.lost"
+        record_run "nats-$name" "$rate" "$lost"
         i=$((i + 1))
     done
     kill "$server"
     wait "$server" 2> /dev/null || true
     slow=$(grep -c "Slow Consumer" "$S/nats-$name.log" || true)
     [ "$slow" = 0 ] || echo "nats $name: the server reported a slow consumer $slow times (its log); what it held for it was dropped"
-    rate=$(median < "$S/nats-$name.rates")
-    lost=$(awk '{ s += $1 } END { print s }' "$S/nats-$name.lost")
-    echo "nats-server $NATS_VERSION $label: median $rate msg/s, $lost lost in $RUNS runs of $N; pilot/nats-$name $(ratio "$PILOT_RATE" "$rate")"
+    echo "nats-server $NATS_VERSION $label: $(summary "nats-$name"); pilot/nats-$name $(ratio "$PILOT_RATE" "$(median < "$S/nats-$name.rates")")"
 }
-ratio() { awk "BEGIN { if (($2 + 0) > 0) printf \"%.2f\", $1 / $2; else print \"n/a\" }"; } # A B: A/B
 if ensure_packages nats-server libnats-dev; then
     for prog in pub sub; do
         gcc -O2 -o "$S/nats-$prog" "$(dirname "$0")/nats/$prog.c" -lnats 2> "$S/gcc-$prog.log" ||
