@@ -34,7 +34,15 @@ extension TunnelEndpoint {
     public func sendOnStream(_ message: [UInt8], on connection: StreamMux.ConnectionID) -> Bool {
         loop.preconditionInEventLoop()
         guard (try? streams.send(message, on: connection)) != nil else { return false }
-        sendStream(streams.poll(connection, now: TunnelTime.current().now))
+        // Polled at the end of this turn of the loop, so that messages sent
+        // one after another leave together (one datagram where they fit).
+        if !streamPollQueued {
+            streamPollQueued = true
+            loop.execute {
+                self.streamPollQueued = false
+                self.pollStreams()
+            }
+        }
         return true
     }
 
@@ -151,9 +159,21 @@ extension TunnelEndpoint {
         for sender in Array(streamSenders.values) { sender() }
     }
 
+    /// Segments for one peer that fit together share a tunnel datagram
+    /// (`OverlayMessage.pack`): a window of small messages, or acks
+    /// beside data, costs one seal and one datagram instead of many.
     func sendStream(_ outgoing: [StreamMux.Outgoing]) {
         let time = TunnelTime.current()
-        for out in outgoing { transmit(router.send(out.payload, to: out.peer, candidates: [], time: time)) }
+        var start = outgoing.startIndex
+        while start < outgoing.endIndex {
+            let peer = outgoing[start].peer
+            var end = start + 1
+            while end < outgoing.endIndex, outgoing[end].peer == peer { end += 1 }
+            for payload in OverlayMessage.pack(outgoing[start..<end].map(\.payload)) {
+                transmit(router.send(payload, to: peer, candidates: [], time: time))
+            }
+            start = end
+        }
         scheduleStreamPoll()
     }
 

@@ -23,6 +23,10 @@ public final class TunnelEndpoint: @unchecked Sendable {
     let logger: Logger
     var router: TunnelRouter
     private var channel: (any Channel)?
+    /// Datagrams written since the last flush wait for one flush at the end
+    /// of this turn of the loop: NIO sends them with one sendmmsg.
+    private var flushScheduled = false
+    static let vectorReads = 16
     /// The drop counters as last logged, and seconds since.
     private var reportedDrops: [String: Int] = [:]
     private var dropTicks = 0
@@ -66,6 +70,8 @@ public final class TunnelEndpoint: @unchecked Sendable {
     var streams = StreamMux()
     var streamPoll: Scheduled<Void>?
     var streamPollAt: Int64 = .max
+    /// A poll queued for the end of this turn of the loop (after sends).
+    var streamPollQueued = false
     /// Per connection: the messages a local client waits for.
     var streamWaiters: [StreamMux.ConnectionID: (Result<[UInt8], any Error>) -> Void] = [:]
     var streamServices: [UInt16: @Sendable (StreamServiceEvent) -> Void] = [:]
@@ -136,6 +142,11 @@ public final class TunnelEndpoint: @unchecked Sendable {
             // Room for a stream's window of datagrams arriving at once.
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            // recvmmsg: up to `vectorReads` datagrams a system call, each in
+            // its own 2 kB slice of one buffer (a relayed datagram is a
+            // tunnel datagram plus the beacon's header).
+            .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReads)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.vectorReads * 2048))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DatagramReader { bytes, source, _ in self.received(bytes, from: source) }) }
             }
@@ -338,19 +349,26 @@ public final class TunnelEndpoint: @unchecked Sendable {
     /// streams, the echo and ping ports to the built-in services (open to
     /// anyone with a tunnel), every other port past the trust gate.
     private func dispatch(_ delivery: TunnelRouter.Delivery) {
-        guard let message = try? OverlayMessage.parse(delivery.payload) else {
-            logger.debug("unreadable overlay message", metadata: ["from": "\(delivery.from.fingerprint)"])
+        let messages: [OverlayMessage]
+        do {
+            messages = try OverlayMessage.parseAll(delivery.payload)
+        } catch {
+            logger.debug("unreadable overlay message", metadata: ["from": "\(delivery.from.fingerprint)", "error": "\(error)"])
             return
         }
-        if message.kind == .stream { return receiveStream(message, from: delivery.from) }
-        if answerBuiltIn(message, from: delivery.from) { return }
-        if message.destinationPort != OverlayMessage.trustPort, !isTrusted(delivery.from) {
+        for message in messages { dispatch(message, from: delivery.from) }
+    }
+
+    private func dispatch(_ message: OverlayMessage, from peer: PublicKey) {
+        if message.kind == .stream { return receiveStream(message, from: peer) }
+        if answerBuiltIn(message, from: peer) { return }
+        if message.destinationPort != OverlayMessage.trustPort, !isTrusted(peer) {
             refusedUntrusted += 1
-            logger.debug("refused: peer not trusted", metadata: ["port": "\(message.destinationPort)", "peer": "\(delivery.from.fingerprint)"])
+            logger.debug("refused: peer not trusted", metadata: ["port": "\(message.destinationPort)", "peer": "\(peer.fingerprint)"])
             return
         }
         if let service = services[message.destinationPort] {
-            service(delivery.from, message)
+            service(peer, message)
         } else {
             logger.debug("message for a closed port", metadata: ["port": "\(message.destinationPort)"])
         }
@@ -376,7 +394,15 @@ public final class TunnelEndpoint: @unchecked Sendable {
                     address = resolved
                 }
             }
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: datagram)), promise: nil)
+            channel.write(AddressedEnvelope(remoteAddress: address, data: channel.allocator.buffer(bytes: datagram)), promise: nil)
+        }
+        guard !outgoing.isEmpty, !flushScheduled else { return }
+        // Tasks run after the loop has handled every socket event of this
+        // turn: what a batch of reads (or a window of sends) produced goes out together.
+        flushScheduled = true
+        loop.execute {
+            self.flushScheduled = false
+            self.channel?.flush()
         }
     }
 }

@@ -11,7 +11,8 @@ internal import PilotCrypto
 /// An initiation's `message` ends in its MACs (`HandshakeCookies` seals
 /// them on); the router checks them on the raw datagram before any
 /// Diffie-Hellman and hands the handshake the rest. Version 2 added them
-/// and the cookie reply.
+/// and the cookie reply; version 3 the overlay bundle (`OverlayMessage.pack`),
+/// which a version-2 node would have dropped without a word.
 ///
 /// Indices name sessions, as in WireGuard, so a session survives a change
 /// of path (direct, relayed, a new NAT mapping) without a new handshake.
@@ -21,7 +22,7 @@ public enum TunnelFrame: Equatable, Sendable {
     case cookieReply(receiverIndex: UInt32, nonce: [UInt8], sealed: [UInt8])
     case transport(receiverIndex: UInt32, sealed: [UInt8])
 
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     public static let maxDatagramBytes = 1280
 
     enum Kind: UInt8 {

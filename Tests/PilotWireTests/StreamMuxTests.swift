@@ -14,12 +14,22 @@ struct MuxPair {
     var eventsAtB: [StreamMux.Event] = []
     var eventsAtA: [StreamMux.Event] = []
     var trusted = true
+    /// Segments that fit together travel as one bundle, as the endpoint sends them.
+    var bundling = false
+    var duplication = 0.0
+    /// Tunnel payloads A sent (a bundle counts once), and the largest either sent.
+    var datagramsFromA = 0
+    var largestPayload = 0
 
     mutating func carry(_ outgoing: [StreamMux.Outgoing], fromA: Bool) {
-        for out in outgoing {
-            #expect(out.payload.count <= OverlayMessage.maxDatagramData + OverlayMessage.headerBytes)
+        for out in outgoing { #expect(out.payload.count <= OverlayMessage.maxDatagramData + OverlayMessage.headerBytes) }
+        let payloads = bundling ? OverlayMessage.pack(outgoing.map(\.payload)) : outgoing.map(\.payload)
+        for payload in payloads {
+            if fromA { datagramsFromA += 1 }
+            largestPayload = max(largestPayload, payload.count)
             if Double.random(in: 0..<1, using: &random) < loss { continue }
-            inFlight.append((now + Int64.random(in: 200...20_000, using: &random), fromA, out.payload))
+            let copies = Double.random(in: 0..<1, using: &random) < duplication ? 2 : 1
+            for _ in 0..<copies { inFlight.append((now + Int64.random(in: 200...20_000, using: &random), fromA, payload)) }
         }
     }
 
@@ -31,17 +41,7 @@ struct MuxPair {
         let due = inFlight.filter { $0.at <= now }
         inFlight.removeAll { $0.at <= now }
         for item in due {
-            let message = try! OverlayMessage.parse(item.payload)
-            let trusted = self.trusted
-            if item.toB {
-                let (out, events) = b.receive(message, from: aKey.publicKey, now: now) { _ in trusted }
-                eventsAtB += events
-                carry(out, fromA: false)
-            } else {
-                let (out, events) = a.receive(message, from: bKey.publicKey, now: now) { _ in true }
-                eventsAtA += events
-                carry(out, fromA: true)
-            }
+            for message in try! OverlayMessage.parseAll(item.payload) { deliver(message, toB: item.toB) }
         }
         let (outA, evA) = a.poll(now: now)
         eventsAtA += evA
@@ -49,6 +49,19 @@ struct MuxPair {
         let (outB, evB) = b.poll(now: now)
         eventsAtB += evB
         carry(outB, fromA: false)
+    }
+
+    private mutating func deliver(_ message: OverlayMessage, toB: Bool) {
+        let trusted = self.trusted
+        if toB {
+            let (out, events) = b.receive(message, from: aKey.publicKey, now: now) { _ in trusted }
+            eventsAtB += events
+            carry(out, fromA: false)
+        } else {
+            let (out, events) = a.receive(message, from: bKey.publicKey, now: now) { _ in true }
+            eventsAtA += events
+            carry(out, fromA: true)
+        }
     }
 }
 
@@ -72,6 +85,37 @@ struct MuxPair {
         #expect(received.count == 10_000)
         #expect(received == (0..<10_000).map { Array("message \($0)".utf8) })
         #expect((pair.a.statistics(connection)?.retransmissions ?? 0) > 0)
+    }
+
+    /// Small messages share datagrams (bundles); a lost bundle loses all
+    /// of its segments at once, a duplicated one repeats them all, and
+    /// the channel still delivers every message once, in order.
+    @Test func bundledSegmentsSurviveLossReorderingAndDuplication() throws {
+        var pair = MuxPair()
+        pair.bundling = true
+        pair.loss = 0.10
+        pair.duplication = 0.05
+        pair.b.listen(on: 1002)
+        let connection = try pair.a.open(to: pair.bKey.publicKey, port: 1002, now: 0)
+        let messages = (0..<10_000).map { Array("metrics/cpu/web-\($0 % 50) {\"cpu_pct\":\($0)}".utf8) }
+        var sent = 0
+        var received: [[UInt8]] = []
+        for _ in 0..<400_000 where received.count < messages.count {
+            while sent < messages.count, pair.a.canSend(on: connection) {
+                try pair.a.send(messages[sent], on: connection)
+                sent += 1
+            }
+            pair.step()
+            for event in pair.eventsAtB { if case .message(_, let bytes) = event { received.append(bytes) } }
+            pair.eventsAtB.removeAll { if case .message = $0 { true } else { false } }
+        }
+        #expect(received == messages)
+        let statistics = try #require(pair.a.statistics(connection))
+        #expect(statistics.retransmissions > 0)
+        #expect(pair.b.statistics(StreamMux.ConnectionID(peer: pair.aKey.publicKey, id: connection.id))?.duplicatesReceived ?? 0 > 0)
+        // Each datagram carried many segments, and none outgrew the tunnel's payload.
+        #expect(pair.datagramsFromA * 5 < statistics.segmentsSent)
+        #expect(pair.largestPayload <= OverlayMessage.maxPayloadBytes)
     }
 
     @Test func aClosedPortAndAnUntrustedPeerAreRefusedWithAReason() throws {

@@ -11,7 +11,7 @@ target. Each datagram is dropped with probability --loss, else delayed by a
 uniform random 0..--max-delay-ms, so later ones overtake earlier ones. It
 stops by itself after --lifetime seconds and prints its counters.
 With --record FILE it also keeps the first tunnel handshake initiation
-the client sent (version 2, kind 1), as an on-path attacker would.
+the client sent (tunnel version 3, kind 1), as an on-path attacker would.
 """
 import argparse
 import heapq
@@ -80,7 +80,7 @@ def main():
                 destination = client if source == target else target
                 if source != target:
                     client = source
-                    if args.record and data[:2] == b"\x02\x01" and not os.path.exists(args.record):
+                    if args.record and data[:2] == b"\x03\x01" and not os.path.exists(args.record):
                         with open(args.record + ".tmp", "wb") as f:
                             f.write(data)
                         os.replace(args.record + ".tmp", args.record)

@@ -1,11 +1,11 @@
 // The datagram codecs of the overlay (PilotWire): TunnelFrame.parse (every
 // UDP datagram a node receives), BeaconMessage.parse (every datagram the
-// beacon and the nodes exchange), OverlayMessage.parse (what a tunnel
-// delivers) and BeaconTicket.parse (the registry's ticket, inside a hello
+// beacon and the nodes exchange), OverlayMessage.parseAll (what a tunnel
+// delivers: one message or a bundle) and BeaconTicket.parse (the registry's ticket, inside a hello
 // and in the registry's answers).
 //
 // Input: `codec u8 | datagram`. Checked (a violation traps): a tunnel frame,
-// an overlay message or a ticket re-encodes to exactly the bytes it came
+// an overlay message (a bundle: re-packs) or a ticket re-encodes to exactly the bytes it came
 // from; a beacon message re-encodes to bytes that parse to the same message.
 import FuzzSupport
 import PilotCore
@@ -28,8 +28,14 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         guard let frame = try? TunnelFrame.parse(datagram) else { return 0 }
         guard sameBytes(frame.encoded, datagram) else { violated("tunnel frame re-encodes differently") }
     case 1:
-        guard let message = try? OverlayMessage.parse(datagram) else { return 0 }
-        guard sameBytes(message.encoded, datagram) else { violated("overlay message re-encodes differently") }
+        guard let messages = try? OverlayMessage.parseAll(datagram), !messages.isEmpty else { return 0 }
+        if datagram.first != 3 {
+            guard messages.count == 1, sameBytes(messages[0].encoded, datagram) else { violated("overlay message re-encodes differently") }
+        } else if messages.count > 1 {
+            // A bundle packs back into exactly its own bytes when they are the limit.
+            let repacked = OverlayMessage.pack(messages.map(\.encoded), limit: datagram.count)
+            guard repacked.count == 1, sameBytes(repacked[0], datagram) else { violated("overlay bundle re-packs differently") }
+        }
     case 3:
         guard let ticket = try? BeaconTicket.parse(datagram) else { return 0 }
         guard sameBytes(ticket.encoded, datagram) else { violated("beacon ticket re-encodes differently") }
@@ -58,6 +64,10 @@ func seeds() -> [(name: String, bytes: [UInt8])] {
         ("tunnel-cookie-reply", [0] + TunnelFrame.cookieReply(receiverIndex: 7, nonce: [UInt8](repeating: 3, count: 12), sealed: [UInt8](repeating: 4, count: 32)).encoded),
         ("overlay-datagram", [1] + OverlayMessage(sourcePort: 40000, destinationPort: OverlayMessage.echoPort, data: Array("ping".utf8)).encoded),
         ("overlay-stream", [1] + OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 1, 1, 3, 0, 0, 0, 0]).encoded),
+        ("overlay-bundle", [1] + OverlayMessage.pack([
+            OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0]).encoded,
+            OverlayMessage(kind: .stream, sourcePort: 0xFF01, destinationPort: 1002, data: [0, 0, 0, 1, 0, 1, 3, 0, 0, 0, 0, 65]).encoded,
+        ])[0]),
         ("beacon-hello", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000, ticket: nil).encoded),
         ("beacon-hello-ticket", [2] + BeaconMessage.signedHello(key, timestamp: 1_764_100_000_000, ticket: ticket).encoded),
         ("beacon-ticket", [3] + ticket.encoded),
