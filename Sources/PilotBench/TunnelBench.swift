@@ -50,7 +50,7 @@ func runTunnelBench(seconds: Int) async throws {
     let probe = try await a.streamSend(bKey.publicKey, candidates: target, count: probeCount, size: bulkSize)
     let bulkCount = max(probeCount, Int(Double(probeCount) * Double(seconds) * 1_000_000 / Double(max(probe, 1))))
     let bulkBefore = await b.discardedBytes
-    let bulkElapsed = try await a.streamSend(bKey.publicKey, candidates: target, count: bulkCount, size: bulkSize)
+    let (bulkElapsed, bulkStatistics) = try await a.streamSendCounting(bKey.publicKey, candidates: target, count: bulkCount, size: bulkSize)
     let bulkBytes = await b.discardedBytes - bulkBefore
     let tunnelMBps = Double(bulkBytes) / (Double(bulkElapsed) / 1_000_000) / 1_000_000
 
@@ -69,6 +69,9 @@ func runTunnelBench(seconds: Int) async throws {
     print("  raw UDP (iperf3, 1280-byte datagrams)   \(fixed(rawMBps, 1)) MB/s received")
     print("  tunnel stream, 1100-byte messages       \(fixed(tunnelMBps, 1)) MB/s (\(bulkBytes / 1_000_000) MB in \(fixed(Double(bulkElapsed) / 1e6, 2)) s)")
     print("  ratio tunnel / raw UDP                  \(fixed(tunnelMBps / rawMBps, 2)); aim: above 300 MB/s")
+    if let counters = bulkStatistics {
+        print("  bulk segments sent / retransmitted      \(counters.segmentsSent) / \(counters.retransmissions) (\(counters.fastRetransmissions) fast, \(counters.timeouts) timeouts)")
+    }
     print("  tunnel stream, 64-byte messages         \(fixed(smallRate, 0)) messages/s")
     print("  datagram ping round trip p50/p99        \(fixed(percentile(rtts, 0.5) / 1000, 3)) ms / \(fixed(percentile(rtts, 0.99) / 1000, 3)) ms")
     await a.stop()
@@ -111,12 +114,21 @@ extension TunnelEndpoint {
     /// from the open connection to the last acknowledgement. Built on the
     /// endpoint's public stream calls, like any client of a stream.
     func streamSend(_ peer: PublicKey, candidates: [Endpoint], count: Int, size: Int) async throws -> Int64 {
+        try await streamSendCounting(peer, candidates: candidates, count: count, size: size).elapsed
+    }
+
+    /// `streamSend`, with the connection's transport counters at the end.
+    func streamSendCounting(_ peer: PublicKey, candidates: [Endpoint], count: Int, size: Int) async throws
+        -> (elapsed: Int64, statistics: ReliableChannel.Statistics?) {
         let connection = try await connectStream(to: peer, candidates: candidates, port: OverlayMessage.discardPort) { _ in }
         let payload = [UInt8](repeating: 0x5A, count: size)
         let started = TunnelTime.current().now
         try await sendAll(count: count, on: connection) { _ in payload }
         let elapsed = TunnelTime.current().now - started
-        try await loop.submit { self.resetStream(connection, reason: "done") }.get()
-        return elapsed
+        let statistics = try await loop.submit {
+            defer { self.resetStream(connection, reason: "done") }
+            return self.streamStatistics(connection)
+        }.get()
+        return (elapsed, statistics)
     }
 }

@@ -31,8 +31,13 @@ public struct ReliableChannel: Sendable {
         /// Low for a transport: after an outage (a peer restarting) the
         /// next retransmission, which finds out, is never far off.
         public var maxRTO: Int64 = 3_000_000
-        /// An ack is sent at most this long after data arrived.
+        /// An ack is sent at most this long after data arrived,
         public var ackDelay: Int64 = 5_000
+        /// or at once when this many data segments arrived since the last
+        /// (like TCP's ack of every second full segment): a window of bulk
+        /// data is acknowledged as it streams in, so the sender's window
+        /// never stalls for a whole `ackDelay`.
+        public var ackEvery = 16
         public init() {}
     }
 
@@ -98,6 +103,7 @@ public struct ReliableChannel: Sendable {
     private var assembling: [UInt8] = []
     private var assemblingStarted = false
     private var ackDue: Int64?
+    private var unackedArrivals = 0
 
     public init(configuration: Configuration = Configuration()) {
         precondition(configuration.maxSegmentBytes > Self.dataHeaderBytes + 16, "segments too small to carry data")
@@ -245,6 +251,8 @@ public struct ReliableChannel: Sendable {
         guard flags & ~(Self.first | Self.last) == 0 else { throw .malformed("unknown data flags \(flags)") }
         let sequence = segment[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         if ackDue == nil { ackDue = now + configuration.ackDelay }
+        unackedArrivals += 1
+        if unackedArrivals >= configuration.ackEvery { ackDue = now }
         let distance = sequence &- expected
         guard distance < UInt32(configuration.receiveWindow) else {
             // Already delivered (or absurdly far ahead): ack again so the sender stops.
@@ -282,7 +290,8 @@ public struct ReliableChannel: Sendable {
         return delivered
     }
 
-    private func makeAck() -> [UInt8] {
+    private mutating func makeAck() -> [UInt8] {
+        unackedArrivals = 0
         var ranges: [(UInt32, UInt32)] = []
         let buffered = outOfOrder.keys.sorted { Self.before($0, $1) }
         for sequence in buffered {

@@ -135,6 +135,24 @@ func message(_ index: Int, size: Int = 40) -> [UInt8] {
         #expect(channel.poll(now: 1).isEmpty) // nothing more until acks come
     }
 
+    /// A burst of data is acknowledged as it arrives, every `ackEvery`
+    /// segments, not only after the ack delay: the sender's window keeps moving.
+    @Test func aBurstIsAcknowledgedEverySixteenSegmentsWithoutWaitingForTheDelay() throws {
+        var sender = ReliableChannel(), receiver = ReliableChannel()
+        for i in 0..<64 { try sender.send(message(i, size: 1000)) }
+        var segments: [[UInt8]] = []
+        for _ in 0..<8 { segments += sender.poll(now: 0) } // slow start: 16 segments
+        #expect(segments.count == 16)
+        for segment in segments.prefix(15) { _ = try receiver.receive(segment, now: 10) }
+        #expect(receiver.poll(now: 10).isEmpty) // within the delay, below the count
+        _ = try receiver.receive(segments[15], now: 10)
+        let acks = receiver.poll(now: 10)
+        #expect(acks.count == 1)
+        #expect(acks.first?.first == ReliableChannel.ackKind)
+        for ack in acks { _ = try sender.receive(ack, now: 20) }
+        #expect(sender.poll(now: 20).count == 32) // acked 16, the window grew by 16
+    }
+
     @Test func theSendBufferPushesBack() throws {
         var configuration = ReliableChannel.Configuration()
         configuration.sendBufferMessages = 3
