@@ -1,3 +1,5 @@
+internal import PilotCore
+
 /// The connection of a forwarder or a subscription to its hub, as a pure
 /// state machine: when to (re)connect, with backoff; when to probe a quiet
 /// connection; whether the hub is answering; the last error a user should
@@ -12,6 +14,10 @@ public struct HubLink: Sendable, Equatable {
         public var probeAfter: Int64 = 2_000_000
         /// A connected hub heard from within this long is answering.
         public var answeringWithin: Int64 = 5_000_000
+        /// A retry comes after between (1 - jitter) and all of the backoff,
+        /// at random: the nodes a hub restart cut off together do not all
+        /// come back in the same instant, again and again.
+        public var jitter = 0.5
         public init() {}
     }
 
@@ -29,10 +35,12 @@ public struct HubLink: Sendable, Equatable {
     private var backoff: Int64
     private var lastHeard: Int64 = 0
     private var lastProbe: Int64 = 0
+    private var randomState: UInt64
 
-    public init(timing: Timing = Timing()) {
+    public init(timing: Timing = Timing(), seed: UInt64 = .random(in: 0...UInt64.max)) {
         self.timing = timing
         backoff = timing.initialBackoff
+        randomState = seed
     }
 
     /// Whether to start connecting now (the caller has something to send or
@@ -63,7 +71,10 @@ public struct HubLink: Sendable, Equatable {
     public mutating func failed(_ reason: String, now: Int64) {
         state = .idle
         lastError = reason
-        retryAt = now + backoff
+        var random = SplitMix64(state: randomState)
+        let early = Int64(Double(backoff) * min(max(timing.jitter, 0), 1) * Double.random(in: 0..<1, using: &random))
+        randomState = random.state
+        retryAt = now + backoff - early
         backoff = min(backoff * 2, timing.maxBackoff)
     }
 

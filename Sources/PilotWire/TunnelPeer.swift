@@ -37,7 +37,19 @@ public struct TunnelPeer: Sendable {
         /// Data received and nothing sent back for this long: send a
         /// keepalive so the sender knows the session still works.
         public var passiveKeepalive: Int64 = 1_000_000
+        /// Rekeys come up to this much after `rekeyAfter`, by session index:
+        /// a thousand sessions set up in the same second (a hub's restart)
+        /// do not all rekey in the same second two minutes later, and again
+        /// every two minutes. (Retries need no spread: they keep the spread
+        /// of the attempts they repeat, and the 1 s tick would round it away.)
+        public var rekeySpread: Int64 = 10_000_000
         public init() {}
+
+        /// A fraction of `span` fixed by `index` (a random session index).
+        static func spread(_ index: UInt32, over span: Int64) -> Int64 {
+            let mixed = (UInt64(index) &* 0x9E37_79B9_7F4A_7C15) >> 48 // 16 well-mixed bits
+            return (span * Int64(mixed)) >> 16
+        }
     }
 
     public enum Action: Equatable, Sendable {
@@ -59,7 +71,8 @@ public struct TunnelPeer: Sendable {
         /// The side that started a session rekeys it on time; the other side
         /// only if that fails, so both rarely start handshakes at once.
         func rekeyDue(_ now: Int64, _ timing: Timing) -> Bool {
-            sender.needsRekey || now - createdAt >= timing.rekeyAfter + (initiatedHere ? 0 : timing.handshakeGiveUp)
+            sender.needsRekey || now - createdAt >= timing.rekeyAfter + Timing.spread(localIndex, over: timing.rekeySpread)
+                + (initiatedHere ? 0 : timing.handshakeGiveUp)
         }
     }
 

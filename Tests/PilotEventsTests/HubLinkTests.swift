@@ -4,8 +4,14 @@ import Testing
 @Suite struct HubLinkTests {
     let second: Int64 = 1_000_000
 
+    static var exact: HubLink.Timing {
+        var timing = HubLink.Timing()
+        timing.jitter = 0
+        return timing
+    }
+
     @Test func failuresBackOffDoublingUpToTheCapAndAnAnswerResetsIt() {
-        var link = HubLink()
+        var link = HubLink(timing: Self.exact)
         let step1 = link.shouldConnect(now: 0)
         #expect(step1)
         let step2 = link.shouldConnect(now: 0)
@@ -33,6 +39,26 @@ import Testing
         #expect(!step5)
         let step6 = link.shouldConnect(now: now + second / 2)
         #expect(step6)
+    }
+
+    /// A thousand nodes cut off at the same instant retry spread over the
+    /// jitter, each within its own backoff, not all at once.
+    @Test func retriesOfLinksThatFailedTogetherAreSpreadOverTheJitter() {
+        var retries: [Int64] = []
+        for seed in 0..<1000 {
+            var link = HubLink(seed: UInt64(seed))
+            _ = link.shouldConnect(now: 0)
+            link.failed("hub restarted", now: 0)
+            var at: Int64 = 0
+            while !link.shouldConnect(now: at) { at += 10_000 }
+            retries.append(at)
+        }
+        let backoff = HubLink.Timing().initialBackoff
+        #expect(retries.allSatisfy { $0 >= backoff / 2 && $0 <= backoff })
+        // 26 slots of 10 ms between a half and all of the backoff: none holds a tenth.
+        let slots = Dictionary(grouping: retries) { $0 }
+        #expect(slots.count >= 24)
+        #expect(slots.values.allSatisfy { $0.count < 100 })
     }
 
     @Test func aUserWaitingForcesAnAttemptDespiteTheBackoff() {

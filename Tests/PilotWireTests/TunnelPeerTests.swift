@@ -1,5 +1,6 @@
+import PilotCore
 import PilotCrypto
-import PilotWire
+@testable import PilotWire
 import Testing
 
 /// Two tunnel endpoints, A and B, exchanging datagrams by hand.
@@ -147,8 +148,14 @@ struct TunnelPair {
             try pair.pump()
         }
         #expect(pair.a.handshakesCompleted == 1)
-        pair.advance(seconds: 10) // 120 s: the tick starts a new handshake
-        let initiations = try pair.toB.filter { if case .initiation = try TunnelFrame.parse($0) { true } else { false } }
+        // From 120 s, within the rekey spread, a tick starts one new handshake.
+        pair.advance(seconds: 9)
+        #expect(try pair.toB.allSatisfy { if case .initiation = try TunnelFrame.parse($0) { false } else { true } })
+        var initiations: [[UInt8]] = []
+        for _ in 0..<11 where initiations.isEmpty {
+            pair.advance(seconds: 1)
+            initiations = try pair.toB.filter { if case .initiation = try TunnelFrame.parse($0) { true } else { false } }
+        }
         #expect(initiations.count == 1)
         pair.sendFromA([7]) // sealed under the old session, arriving after B switched
         try pair.pump()
@@ -158,6 +165,21 @@ struct TunnelPair {
         try pair.pump()
         #expect(pair.deliveredToB.suffix(2) == [[7], [8]])
         #expect(pair.dropped.isEmpty, "\(pair.dropped)")
+    }
+
+    /// Sessions set up together (nodes reconnecting after a hub restart)
+    /// rekey over the spread, not all in one second.
+    @Test func sessionsSetUpTogetherRekeyAtSpreadTimes() {
+        let timing = TunnelPeer.Timing()
+        var random = SplitMix64(state: 7)
+        let dues = (0..<200).map { _ in
+            let index = UInt32.random(in: 1...UInt32.max, using: &random)
+            return timing.rekeyAfter + TunnelPeer.Timing.spread(index, over: timing.rekeySpread)
+        }
+        #expect(dues.allSatisfy { $0 >= timing.rekeyAfter && $0 < timing.rekeyAfter + timing.rekeySpread })
+        let seconds = Dictionary(grouping: dues) { $0 / 1_000_000 }
+        #expect(seconds.count == 10)
+        #expect(seconds.values.allSatisfy { $0.count < 40 }, "\(seconds.mapValues(\.count))")
     }
 
     @Test func aSessionExpiresWithoutRekeyAndAHandshakeGivesUp() throws {
