@@ -6,42 +6,46 @@
 /// A key holds one deadline; scheduling it again replaces it. The heap
 /// keeps replaced entries until they surface or until they outnumber the
 /// keys, when it is rebuilt: at most about twice as many entries as keys.
+///
+/// Inlinable: callers in other modules get it specialized for their key
+/// type (unspecialized, each call looked up generic metadata at run time,
+/// a tenth of a tunnel's receive path).
 public struct DeadlineQueue<Key: Hashable & Sendable>: Sendable {
-    private var heap: [(at: Int64, key: Key)] = []
+    @usableFromInline var heap: [(at: Int64, key: Key)] = []
     /// Each key's deadline: the one entry of the heap that counts for it.
-    private var due: [Key: Int64] = [:]
+    @usableFromInline var due: [Key: Int64] = [:]
 
-    public init() {}
+    @inlinable public init() {}
 
-    public var count: Int { due.count }
+    @inlinable public var count: Int { due.count }
 
     /// Due at `at`, instead of any deadline it had.
-    public mutating func schedule(_ key: Key, at: Int64) {
+    @inlinable public mutating func schedule(_ key: Key, at: Int64) {
         guard due.updateValue(at, forKey: key) != at else { return }
         push((at, key))
         if heap.count > 2 * due.count + 64 { rebuild() }
     }
 
     /// Due no later than `at`: an earlier deadline it has stays.
-    public mutating func schedule(_ key: Key, noLaterThan at: Int64) {
+    @inlinable public mutating func schedule(_ key: Key, noLaterThan at: Int64) {
         if let current = due[key], current <= at { return }
         schedule(key, at: at)
     }
 
     /// Not due any more (its entries are dropped as they surface).
-    public mutating func remove(_ key: Key) {
+    @inlinable public mutating func remove(_ key: Key) {
         due[key] = nil
         if due.isEmpty { heap.removeAll(keepingCapacity: true) }
     }
 
     /// The earliest deadline, if any key is scheduled.
-    public mutating func next() -> Int64? {
+    @inlinable public mutating func next() -> Int64? {
         dropStale()
         return heap.first?.at
     }
 
     /// The keys due at `now`, earliest first; each is unscheduled.
-    public mutating func takeDue(now: Int64) -> [Key] {
+    @inlinable public mutating func takeDue(now: Int64) -> [Key] {
         var keys: [Key] = []
         while let first = next(), first <= now {
             let entry = pop()
@@ -51,16 +55,16 @@ public struct DeadlineQueue<Key: Hashable & Sendable>: Sendable {
         return keys
     }
 
-    private mutating func dropStale() {
+    @inlinable mutating func dropStale() {
         while let first = heap.first, due[first.key] != first.at { _ = pop() }
     }
 
-    private mutating func rebuild() {
+    @inlinable mutating func rebuild() {
         heap = due.map { (at: $0.value, key: $0.key) }
         for index in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(from: index) }
     }
 
-    private mutating func push(_ entry: (at: Int64, key: Key)) {
+    @inlinable mutating func push(_ entry: (at: Int64, key: Key)) {
         heap.append(entry)
         var child = heap.count - 1
         while child > 0 {
@@ -71,7 +75,7 @@ public struct DeadlineQueue<Key: Hashable & Sendable>: Sendable {
         }
     }
 
-    private mutating func pop() -> (at: Int64, key: Key) {
+    @inlinable mutating func pop() -> (at: Int64, key: Key) {
         let top = heap[0]
         let last = heap.removeLast()
         guard !heap.isEmpty else { return top }
@@ -80,7 +84,7 @@ public struct DeadlineQueue<Key: Hashable & Sendable>: Sendable {
         return top
     }
 
-    private mutating func siftDown(from index: Int) {
+    @inlinable mutating func siftDown(from index: Int) {
         var parent = index
         while true {
             let left = 2 * parent + 1, right = left + 1

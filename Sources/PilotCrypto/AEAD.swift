@@ -38,6 +38,10 @@ public enum AEADAlgorithm: String, Sendable, CaseIterable, CustomStringConvertib
 public struct AEADKey: Sendable {
     public let algorithm: AEADAlgorithm
     private let secret: SecretBytes
+    /// AES-256-GCM's expanded key and GHASH powers, computed once
+    /// (libsodium's one-shot calls redo them for every message); as
+    /// secret as the key, wiped with it.
+    private let aesState: SecretBytes?
 
     public init(_ algorithm: AEADAlgorithm, bytes: [UInt8]) throws(CryptoError) {
         Sodium.ensure()
@@ -45,6 +49,9 @@ public struct AEADKey: Sendable {
         if algorithm == .aes256gcm && !AEADAlgorithm.hardwareAESAvailable { throw .algorithmUnavailable(algorithm) }
         self.algorithm = algorithm
         secret = SecretBytes(bytes)
+        aesState = algorithm != .aes256gcm ? nil : SecretBytes(count: crypto_aead_aes256gcm_statebytes()) { state in
+            _ = crypto_aead_aes256gcm_beforenm(UnsafeMutableRawPointer(state).assumingMemoryBound(to: crypto_aead_aes256gcm_state.self), bytes)
+        }
     }
 
     public static func random(_ algorithm: AEADAlgorithm) throws(CryptoError) -> AEADKey {
@@ -58,12 +65,13 @@ public struct AEADKey: Sendable {
         guard plaintext.count <= Int(UInt32.max) else { throw .messageTooLong }
         var out = [UInt8](repeating: 0, count: plaintext.count + AEADAlgorithm.tagByteCount)
         var written: UInt64 = 0
-        secret.withUnsafeBytes { key in
-            switch algorithm {
-            case .aes256gcm:
-                _ = crypto_aead_aes256gcm_encrypt(&out, &written, plaintext, UInt64(plaintext.count),
-                                                  additionalData, UInt64(additionalData.count), nil, nonce, key)
-            case .chacha20poly1305:
+        if let aesState {
+            aesState.withUnsafeBytes { state in
+                _ = crypto_aead_aes256gcm_encrypt_afternm(&out, &written, plaintext, UInt64(plaintext.count),
+                                                          additionalData, UInt64(additionalData.count), nil, nonce, Self.state(state))
+            }
+        } else {
+            secret.withUnsafeBytes { key in
                 _ = crypto_aead_chacha20poly1305_ietf_encrypt(&out, &written, plaintext, UInt64(plaintext.count),
                                                               additionalData, UInt64(additionalData.count), nil, nonce, key)
             }
@@ -78,17 +86,22 @@ public struct AEADKey: Sendable {
         guard sealed.count >= AEADAlgorithm.tagByteCount else { throw .authenticationFailed }
         var out = [UInt8](repeating: 0, count: sealed.count - AEADAlgorithm.tagByteCount)
         var written: UInt64 = 0
-        let status = secret.withUnsafeBytes { key in
-            switch algorithm {
-            case .aes256gcm:
-                crypto_aead_aes256gcm_decrypt(&out, &written, nil, sealed, UInt64(sealed.count),
-                                              additionalData, UInt64(additionalData.count), nonce, key)
-            case .chacha20poly1305:
+        let status = if let aesState {
+            aesState.withUnsafeBytes { state in
+                crypto_aead_aes256gcm_decrypt_afternm(&out, &written, nil, sealed, UInt64(sealed.count),
+                                                      additionalData, UInt64(additionalData.count), nonce, Self.state(state))
+            }
+        } else {
+            secret.withUnsafeBytes { key in
                 crypto_aead_chacha20poly1305_ietf_decrypt(&out, &written, nil, sealed, UInt64(sealed.count),
                                                           additionalData, UInt64(additionalData.count), nonce, key)
             }
         }
         guard status == 0 else { throw .authenticationFailed }
         return out
+    }
+
+    private static func state(_ bytes: UnsafePointer<UInt8>) -> UnsafePointer<crypto_aead_aes256gcm_state> {
+        UnsafeRawPointer(bytes).assumingMemoryBound(to: crypto_aead_aes256gcm_state.self)
     }
 }

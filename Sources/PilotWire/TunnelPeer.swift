@@ -120,6 +120,18 @@ public struct TunnelPeer: Sendable {
         [current?.localIndex, previous?.localIndex, next?.localIndex, pending?.localIndex].compactMap { $0 }
     }
 
+    /// Whether `indices` are exactly `localIndices`, in order, without building that array.
+    func holdsExactly(_ indices: [UInt32]) -> Bool {
+        var at = 0
+        func matches(_ index: UInt32?) -> Bool {
+            guard let index else { return true }
+            defer { at += 1 }
+            return at < indices.count && indices[at] == index
+        }
+        return matches(current?.localIndex) && matches(previous?.localIndex) && matches(next?.localIndex)
+            && matches(pending?.localIndex) && at == indices.count
+    }
+
     public var isEstablished: Bool { current != nil }
     public var algorithm: AEADAlgorithm? { current?.algorithm }
 

@@ -71,8 +71,14 @@ public struct TunnelRouter: Sendable {
     public let preference: AEADAlgorithm
     public let timing: TunnelPeer.Timing
     public let limits: Limits
-    private var peers: [PublicKey: PeerState] = [:]
-    private var indexOwner: [UInt32: PublicKey] = [:]
+    /// The peers' state in slots, found by key once per call (`slots`)
+    /// and by session index for every datagram (`indexOwner`): a datagram
+    /// costs one lookup of a 4-byte index, not several hashes of a 32-byte
+    /// key and copies of the peer's state. Freed slots are reused.
+    private var states: [PeerState?] = []
+    private var freeSlots: [Int] = []
+    private var slots: [PublicKey: Int] = [:]
+    private var indexOwner: [UInt32: Int] = [:]
     private var indexState: UInt64
     /// Dropped datagrams by reason (forged, replayed, unknown session, …).
     public private(set) var dropped: [String: Int] = [:]
@@ -103,7 +109,7 @@ public struct TunnelRouter: Sendable {
         self.floors = floors
     }
 
-    public var peerCount: Int { peers.count }
+    public var peerCount: Int { slots.count }
     public var isUnderLoad: Bool { handshakeGuard.isUnderLoad }
 
     public mutating func takeNotes() -> [Note] {
@@ -114,46 +120,51 @@ public struct TunnelRouter: Sendable {
 
     /// The route datagrams to `peer` take now.
     public func path(to peer: PublicKey, time: TunnelTime? = nil) -> Route? {
-        guard let state = peers[peer] else { return nil }
+        slots[peer].flatMap { path(slot: $0, time: time) }
+    }
+
+    private func path(slot: Int, time: TunnelTime?) -> Route? {
+        guard let state = states[slot] else { return nil }
         let now = time?.now ?? max(state.lastDirectAt ?? .min, state.lastRelayedAt ?? .min)
         if let direct = state.direct, let at = state.lastDirectAt, now - at < limits.pathFresh { return .direct(direct) }
         if state.lastRelayedAt != nil { return .relay }
         return state.direct.map { .direct($0) }
     }
 
-    public func isEstablished(with peer: PublicKey) -> Bool { peers[peer]?.tunnel.isEstablished ?? false }
-    public func algorithm(with peer: PublicKey) -> AEADAlgorithm? { peers[peer]?.tunnel.algorithm }
+    public func isEstablished(with peer: PublicKey) -> Bool { slots[peer].flatMap { states[$0]?.tunnel.isEstablished } ?? false }
+    public func algorithm(with peer: PublicKey) -> AEADAlgorithm? { slots[peer].flatMap { states[$0]?.tunnel.algorithm } }
     public var droppedTotal: Int { dropped.values.reduce(0, +) }
 
     /// Sends `payload` to `peer`, whose reachable endpoints (from the
     /// registry) are `candidates`.
     public mutating func send(_ payload: [UInt8], to peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> [Outgoing] {
-        guard prepare(peer, candidates: candidates, time: time) else { return [] }
+        guard let slot = prepare(peer, candidates: candidates, time: time) else { return [] }
         let index = freshIndex()
-        let actions = peers[peer]!.tunnel.send(payload, time: time, freshIndex: index)
-        return apply(actions, peer: peer, time: time).outgoing
+        let actions = states[slot]!.tunnel.send(payload, time: time, freshIndex: index)
+        return apply(actions, slot: slot, time: time).outgoing
     }
 
     /// A beacon introduced `peer` at `endpoint`: try it at once (both sides
     /// do, which opens both NATs).
     public mutating func punch(_ peer: PublicKey, at endpoint: Endpoint, time: TunnelTime) -> [Outgoing] {
-        guard prepare(peer, candidates: [], time: time) else { return [] }
-        if !peers[peer]!.candidates.contains(endpoint) { peers[peer]!.candidates.insert(endpoint, at: 0) }
+        guard let slot = prepare(peer, candidates: [], time: time) else { return [] }
+        if !states[slot]!.candidates.contains(endpoint) { states[slot]!.candidates.insert(endpoint, at: 0) }
         let index = freshIndex()
-        let actions = peers[peer]!.tunnel.handshakeNow(time: time, freshIndex: index)
-        if actions.isEmpty { return probe(peer, time: time) } // a session exists (relayed): try the new endpoint directly
-        return apply(actions, peer: peer, time: time).outgoing
+        let actions = states[slot]!.tunnel.handshakeNow(time: time, freshIndex: index)
+        if actions.isEmpty { return probe(slot, time: time) } // a session exists (relayed): try the new endpoint directly
+        return apply(actions, slot: slot, time: time).outgoing
     }
 
     /// An encrypted keepalive sent only directly, to every known endpoint of
     /// a relayed peer: if one gets through, the peer answers directly and
     /// both sides leave the relay.
-    private mutating func probe(_ peer: PublicKey, time: TunnelTime) -> [Outgoing] {
-        guard let state = peers[peer], state.tunnel.isEstablished else { return [] }
-        peers[peer]!.lastProbeAt = time.now
+    private mutating func probe(_ slot: Int, time: TunnelTime) -> [Outgoing] {
+        guard let state = states[slot], state.tunnel.isEstablished else { return [] }
+        let peer = state.tunnel.peer
+        states[slot]!.lastProbeAt = time.now
         let directs = (state.direct.map { [$0] } ?? []) + state.candidates.filter { $0 != state.direct }
         let index = freshIndex()
-        let actions = peers[peer]!.tunnel.send([], time: time, freshIndex: index)
+        let actions = states[slot]!.tunnel.send([], time: time, freshIndex: index)
         var outgoing: [Outgoing] = []
         for case .transmit(let datagram) in actions {
             outgoing += directs.map { Outgoing(datagram: datagram, to: .direct($0), peer: peer) }
@@ -161,19 +172,30 @@ public struct TunnelRouter: Sendable {
         return outgoing
     }
 
-    private mutating func prepare(_ peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> Bool {
-        guard peer != identity.publicKey else { count("a node cannot tunnel to itself"); return false }
-        if peers[peer] == nil {
-            if peers.count >= limits.maxPeers { forgetIdle(time: time, idle: 0) }
-            guard peers.count < limits.maxPeers else { count("too many peers"); return false }
-            peers[peer] = PeerState(tunnel: TunnelPeer(identity: identity, peer: peer, preference: preference, timing: timing), candidates: candidates)
-        } else if !candidates.isEmpty {
-            for candidate in candidates where !peers[peer]!.candidates.contains(candidate) { peers[peer]!.candidates.append(candidate) }
+    /// The peer's slot, made if it has none and the table has room.
+    private mutating func prepare(_ peer: PublicKey, candidates: [Endpoint], time: TunnelTime) -> Int? {
+        guard peer != identity.publicKey else { count("a node cannot tunnel to itself"); return nil }
+        let slot: Int
+        if let existing = slots[peer] {
+            slot = existing
+            for candidate in candidates where !states[slot]!.candidates.contains(candidate) { states[slot]!.candidates.append(candidate) }
+        } else {
+            if slots.count >= limits.maxPeers { forgetIdle(time: time, idle: 0) }
+            guard slots.count < limits.maxPeers else { count("too many peers"); return nil }
+            let state = PeerState(tunnel: TunnelPeer(identity: identity, peer: peer, preference: preference, timing: timing), candidates: candidates)
+            if let free = freeSlots.popLast() {
+                slot = free
+                states[slot] = state
+            } else {
+                slot = states.count
+                states.append(state)
+            }
+            slots[peer] = slot
         }
         // The relay clock starts when there is no fresh path, whether or not a
         // session exists (a NAT mapping can expire under an established session).
-        if peers[peer]!.firstAttemptAt == nil, !hasFreshPath(peers[peer]!, time: time) { peers[peer]!.firstAttemptAt = time.now }
-        return true
+        if states[slot]!.firstAttemptAt == nil, !hasFreshPath(slot, time: time) { states[slot]!.firstAttemptAt = time.now }
+        return slot
     }
 
     /// One tunnel datagram, straight from the socket or unwrapped from the relay.
@@ -192,18 +214,18 @@ public struct TunnelRouter: Sendable {
             count("malformed datagram")
             return ([], [])
         }
-        let peer: PublicKey
+        let slot: Int
         let actions: [TunnelPeer.Action]
         switch frame {
         case let .initiation(senderIndex, message):
             return (answer(datagram, senderIndex: senderIndex, message: message, from: source, time: time, admit: admit), [])
         case .response(_, let receiverIndex, _), .transport(let receiverIndex, _), .cookieReply(let receiverIndex, _, _):
-            guard let owner = indexOwner[receiverIndex], peers[owner] != nil else {
+            guard let owner = indexOwner[receiverIndex], states[owner] != nil else {
                 count("datagram for an unknown session")
                 return ([], [])
             }
-            peer = owner
-            actions = peers[peer]!.tunnel.receive(frame, time: time)
+            slot = owner
+            actions = states[slot]!.tunnel.receive(frame, time: time)
         }
         // Only a live session's data, or the answer to our own handshake
         // (bound to our fresh ephemeral key), proves the route.
@@ -215,21 +237,21 @@ public struct TunnelRouter: Sendable {
         let authenticated = authenticating && (actions.isEmpty || actions.contains { if case .dropped = $0 { false } else { true } })
         var answerDirectly = false
         if authenticated {
-            if case .direct = source, path(to: peer, time: time) == .relay { answerDirectly = true }
+            if case .direct = source, path(slot: slot, time: time) == .relay { answerDirectly = true }
             // The peer proved its key over this route: prefer it (roaming, NAT rebinding, leaving the relay).
             switch source {
             case .direct(let endpoint):
-                peers[peer]!.direct = endpoint
-                peers[peer]!.lastDirectAt = time.now
+                states[slot]!.direct = endpoint
+                states[slot]!.lastDirectAt = time.now
             case .relay:
-                peers[peer]!.lastRelayedAt = time.now
+                states[slot]!.lastRelayedAt = time.now
             }
-            peers[peer]!.firstAttemptAt = nil
+            states[slot]!.firstAttemptAt = nil
         }
-        var result = apply(actions, peer: peer, time: time)
+        var result = apply(actions, slot: slot, time: time)
         // A relayed peer just reached us directly: answer at once over that
         // path, so that it too leaves the relay without waiting for a probe.
-        if answerDirectly { result.outgoing += probe(peer, time: time) }
+        if answerDirectly { result.outgoing += probe(slot, time: time) }
         return result
     }
 
@@ -257,15 +279,15 @@ public struct TunnelRouter: Sendable {
             count("replayed handshake initiation")
             return []
         }
-        guard peers[peer] != nil || admit(peer) else {
+        guard slots[peer] != nil || admit(peer) else {
             count("initiation from a key this node does not know")
             notes.append(.vouch(peer))
             return []
         }
-        guard prepare(peer, candidates: [], time: time) else { return [] }
-        peers[peer]!.tunnel.lastInitiationTimestamp = max(peers[peer]!.tunnel.lastInitiationTimestamp, floors[peer] ?? 0)
+        guard let slot = prepare(peer, candidates: [], time: time) else { return [] }
+        states[slot]!.tunnel.lastInitiationTimestamp = max(states[slot]!.tunnel.lastInitiationTimestamp, floors[peer] ?? 0)
         let index = freshIndex()
-        let actions = peers[peer]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
+        let actions = states[slot]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
         var outgoing: [Outgoing] = []
         for action in actions {
             switch action {
@@ -277,15 +299,17 @@ public struct TunnelRouter: Sendable {
             case .deliver, .established: break
             }
         }
-        syncIndices(peer)
+        syncIndices(slot)
         return outgoing
     }
 
     /// Forgets peers that hold nothing (see `TunnelPeer.isForgettable`).
     private mutating func forgetIdle(time: TunnelTime, idle: Int64) {
-        for (peer, state) in peers where state.tunnel.isForgettable(now: time.now, idle: idle) {
-            for index in state.indices { indexOwner[index] = nil }
-            peers[peer] = nil
+        for (peer, slot) in slots where states[slot]!.tunnel.isForgettable(now: time.now, idle: idle) {
+            for index in states[slot]!.indices { indexOwner[index] = nil }
+            states[slot] = nil
+            freeSlots.append(slot)
+            slots[peer] = nil
         }
     }
 
@@ -293,26 +317,27 @@ public struct TunnelRouter: Sendable {
     public mutating func tick(time: TunnelTime) -> [Outgoing] {
         forgetIdle(time: time, idle: limits.forgetAfter)
         var outgoing: [Outgoing] = []
-        for peer in Array(peers.keys) {
+        for slot in states.indices where states[slot] != nil {
             let index = freshIndex()
-            let actions = peers[peer]!.tunnel.tick(time: time, freshIndex: index)
-            outgoing += apply(actions, peer: peer, time: time).outgoing
-            if let state = peers[peer], limits.relayAvailable, path(to: peer, time: time) == .relay,
-               state.lastProbeAt.map({ time.now - $0 >= limits.probeEvery }) ?? true {
-                outgoing += probe(peer, time: time)
+            let actions = states[slot]!.tunnel.tick(time: time, freshIndex: index)
+            outgoing += apply(actions, slot: slot, time: time).outgoing
+            if limits.relayAvailable, path(slot: slot, time: time) == .relay,
+               states[slot]!.lastProbeAt.map({ time.now - $0 >= limits.probeEvery }) ?? true {
+                outgoing += probe(slot, time: time)
             }
         }
         return outgoing
     }
 
-    private func hasFreshPath(_ state: PeerState, time: TunnelTime) -> Bool {
-        [state.lastDirectAt, state.lastRelayedAt].contains { $0.map { time.now - $0 < limits.pathFresh } ?? false }
+    private func hasFreshPath(_ slot: Int, time: TunnelTime) -> Bool {
+        let fresh = { (at: Int64?) in at.map { time.now - $0 < limits.pathFresh } ?? false }
+        return fresh(states[slot]!.lastDirectAt) || fresh(states[slot]!.lastRelayedAt)
     }
 
     /// Where a datagram for `peer` goes now (see the type's comment).
-    private mutating func routes(for peer: PublicKey, time: TunnelTime) -> [Route] {
-        guard let state = peers[peer] else { return [] }
-        if let direct = state.direct, let at = state.lastDirectAt, time.now - at < limits.pathFresh { return [.direct(direct)] }
+    private func routes(for slot: Int, time: TunnelTime) -> [Route] {
+        if let direct = states[slot]!.direct, let at = states[slot]!.lastDirectAt, time.now - at < limits.pathFresh { return [.direct(direct)] }
+        let state = states[slot]!
         let directs = (state.direct.map { [$0] } ?? []) + state.candidates.filter { $0 != state.direct }
         // Once the relay has carried this peer, it stays the route until a
         // direct path proves itself (probes keep trying that).
@@ -323,14 +348,14 @@ public struct TunnelRouter: Sendable {
         return [.relay]
     }
 
-    private mutating func apply(_ actions: [TunnelPeer.Action], peer: PublicKey, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
+    private mutating func apply(_ actions: [TunnelPeer.Action], slot: Int, time: TunnelTime) -> (outgoing: [Outgoing], delivered: [Delivery]) {
         var outgoing: [Outgoing] = []
         var delivered: [Delivery] = []
-        guard peers[peer] != nil else { return ([], []) }
+        guard let peer = states[slot]?.tunnel.peer else { return ([], []) }
         for action in actions {
             switch action {
             case .transmit(let datagram):
-                let targets = routes(for: peer, time: time)
+                let targets = routes(for: slot, time: time)
                 if targets.isEmpty { count("no known endpoint for the peer") }
                 outgoing += targets.map { Outgoing(datagram: datagram, to: $0, peer: peer) }
             case .deliver(let payload):
@@ -341,19 +366,18 @@ public struct TunnelRouter: Sendable {
                 count(Self.category(reason))
             }
         }
-        syncIndices(peer)
+        syncIndices(slot)
         return (outgoing, delivered)
     }
 
-    /// Keeps the index table in step with the sessions the tunnel holds.
-    private mutating func syncIndices(_ peer: PublicKey) {
-        guard let state = peers[peer] else { return }
-        let live = state.tunnel.localIndices
-        if live != state.indices {
-            for index in state.indices where !live.contains(index) { indexOwner[index] = nil }
-            for index in live { indexOwner[index] = peer }
-            peers[peer]!.indices = live
-        }
+    /// Keeps the index table in step with the sessions the tunnel holds
+    /// (checked without allocating: most datagrams change none).
+    private mutating func syncIndices(_ slot: Int) {
+        guard states[slot] != nil, !states[slot]!.tunnel.holdsExactly(states[slot]!.indices) else { return }
+        let live = states[slot]!.tunnel.localIndices
+        for index in states[slot]!.indices where !live.contains(index) { indexOwner[index] = nil }
+        for index in live { indexOwner[index] = slot }
+        states[slot]!.indices = live
     }
 
     private mutating func freshIndex() -> UInt32 {
