@@ -6,6 +6,7 @@ internal import PilotNode
 internal import Logging
 internal import PilotAgent
 internal import PilotCrypto
+internal import PilotTransport
 
 /// The options of every node daemon (`pilot agent`, `pilot aggregator`):
 /// the node's settings, its tunnels, its broker and spool, its metrics.
@@ -193,6 +194,15 @@ struct AgentCommand: AsyncParsableCommand, ReadsNodeConfig {
             return
         }
         let (options, identity) = try node.nodeOptions()
-        try await node.runNode(options, identity: identity, roles: [], logger: node.log.logger("pilot.agent"), what: "the node")
+        try await node.runNode(options, identity: identity, roles: [], logger: node.log.logger("pilot.agent"), what: "the node") {
+            // Once registered, tunnelled and a few cycles in, the code that
+            // only start-up ran stops counting in the agent's memory.
+            Task {
+                try? await Task.sleep(for: .seconds(AgentCommand.startupSeconds))
+                releaseStartupCode()
+            }
+        }
     }
+
+    static let startupSeconds = 15
 }

@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import PilotCore
+internal import PilotTransport
 
 /// The multi-call entry point: `pilot-registry ARGS` and `pilot registry ARGS`
 /// reach the same table entry.
@@ -46,6 +47,16 @@ public enum Dispatcher {
             return ExitStatus.unavailable
         }
         return await implementation.run(spec.name, arguments)
+    }
+
+    /// Before anything else, on the main thread (`run` is async and may
+    /// start on a pool thread, whose first allocation would have made a
+    /// second malloc arena already): the agent runs on every host, and
+    /// trades malloc's per-thread arenas (speed under contention it does
+    /// not have) for a smaller footprint.
+    public static func prepareProcess(_ argv: [String]) {
+        let invokedAs = baseName(argv.first ?? "pilot")
+        if invokedAs == "pilot-agent" || (!invokedAs.hasPrefix("pilot-") && argv.dropFirst().first == "agent") { preferSmallHeap() }
     }
 
     static func unknown(_ word: String) -> Int32 {

@@ -3,4 +3,5 @@ import PilotCLI
 import Glibc
 #endif
 
+Dispatcher.prepareProcess(CommandLine.arguments)
 exit(await Dispatcher.run(CommandLine.arguments))
