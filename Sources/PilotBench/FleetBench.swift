@@ -99,6 +99,9 @@ func runFleetBench(_ arguments: FleetArguments) async throws {
         Child(name: "hub", pid: try spawn([
             arguments.pilot, "aggregator", "--state-dir", directory + "/hub", "--tunnel-listen", "127.0.0.1:\(port)", "--http", "off",
             "--no-metrics", "--no-default-rules", "--table-interval", "0", "--log-level", "error",
+            // Silent for three cycles is down, as `pilot up` sets it: at a
+            // stretched interval the default 90 s would flap every host.
+            "--host-down-after", "\(Int((3 * arguments.interval).rounded(.up)))s",
         ]))
     }
     var hub = try startHub(port: 0)
