@@ -146,12 +146,19 @@ extension TunnelEndpoint {
         throw TunnelError.timeout(peer.fingerprint, 9)
     }
 
-    /// On the loop: a stream overlay message from `peer`. Ports other than
-    /// echo and trust take connections from trusted peers only.
-    func receiveStream(_ message: OverlayMessage, from peer: PublicKey) {
+    /// On the loop: the stream overlay messages of one datagram from `peer`.
+    /// Ports other than echo and trust take connections from trusted peers only.
+    func receiveStreams(_ messages: [OverlayMessage], from peer: PublicKey) {
         let gate = isTrusted
-        let (outgoing, events) = streams.receive(message, from: peer, now: TunnelTime.current().now) { port in
-            port == OverlayMessage.echoPort || port == OverlayMessage.trustPort || gate(peer)
+        let now = TunnelTime.current().now
+        var outgoing: [StreamMux.Outgoing] = []
+        var events: [StreamMux.Event] = []
+        for message in messages {
+            let (out, happened) = streams.receive(message, from: peer, now: now) { port in
+                port == OverlayMessage.echoPort || port == OverlayMessage.trustPort || gate(peer)
+            }
+            outgoing += out
+            events += happened
         }
         sendStream(outgoing)
         handle(events)

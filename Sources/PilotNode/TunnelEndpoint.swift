@@ -356,11 +356,16 @@ public final class TunnelEndpoint: @unchecked Sendable {
             logger.debug("unreadable overlay message", metadata: ["from": "\(delivery.from.fingerprint)", "error": "\(error)"])
             return
         }
-        for message in messages { dispatch(message, from: delivery.from) }
+        // A bundle's stream segments are taken in together and answered
+        // once: one ack, one round of the bulk senders, one poll.
+        var segments: [OverlayMessage] = []
+        for message in messages {
+            if message.kind == .stream { segments.append(message) } else { dispatch(message, from: delivery.from) }
+        }
+        if !segments.isEmpty { receiveStreams(segments, from: delivery.from) }
     }
 
     private func dispatch(_ message: OverlayMessage, from peer: PublicKey) {
-        if message.kind == .stream { return receiveStream(message, from: peer) }
         if answerBuiltIn(message, from: peer) { return }
         if message.destinationPort != OverlayMessage.trustPort, !isTrusted(peer) {
             refusedUntrusted += 1
