@@ -54,6 +54,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     func run() async throws {
         var (options, identity) = try node.nodeOptions()
         options.hub = options.hostname // the aggregator is the hub: its own metrics go straight to its broker
+        options.announcesHub = true
         var aggregator = AggregatorService.Options()
         aggregator.http = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
         aggregator.access = try httpAccess.access(for: aggregator.http, stateDirectory: options.stateDirectory, admin: admin)

@@ -10,15 +10,24 @@ internal import PilotNode
 /// Opens a streaming control connection; a node that is not running gets
 /// the same one-line advice as the other verbs.
 func openNodeStream(_ state: StateOptions, _ request: JSONObject) throws -> ControlConnection {
-    let directory = state.resolved
+    let directory = state.nodeDirectory
     do {
         return try ControlConnection(path: ControlSocket.path(stateDirectory: directory), request)
     } catch {
         if case .notRunning = error {
-            throw CLIError("no pilot node is running for \(directory); start it with 'pilot agent --state-dir \(directory)'")
+            throw noNodeRunning(directory)
         }
         throw CLIError(error.description)
     }
+}
+
+/// The hub publish and subscribe use when none is given: the node's
+/// configured one, else the one the registry lists (`Node.hub()`).
+func fleetHub(_ state: StateOptions) throws -> String {
+    guard let hub = try askNode(state, JSONObject([("cmd", .string("hub"))]))["hub"]?.stringValue else {
+        throw CLIError("the node's answer names no hub")
+    }
+    return hub
 }
 
 /// Reads the node's one-line JSON answer; a refusal becomes the error.
@@ -62,7 +71,7 @@ struct PublishCommand: AsyncParsableCommand {
         limits.maxPayloadBytes = maxPayloadBytes
         var request = JSONObject([("cmd", .string("publish")), ("ack", .bool(!noAck)), ("wait", .bool(!noAck && !noWait))])
         if let topic { request["topic"] = .string(topic) }
-        if let to { request["to"] = .string(to) }
+        request["to"] = .string(try to ?? fleetHub(state))
         if let data {
             let payload: String
             do { payload = try EventMessage.validate(payload: data, limits: limits) } catch { throw CLIError("--data: \(error)") }
@@ -158,7 +167,7 @@ struct SubscribeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var request = JSONObject([("cmd", .string("subscribe")), ("filters", .array(filters.map { .string($0) }))])
-        if let from { request["from"] = .string(from) }
+        request["from"] = .string(try from ?? fleetHub(state))
         if let durable { request["durable"] = .string(durable) }
         let connection = try openNodeStream(state, request)
         let deadline = timeout.map { monotonicSeconds() + $0.value }

@@ -7,14 +7,14 @@ internal import PilotRegistry
 /// Asks the local node over its control socket; a node that is not running
 /// gets a one-line error saying how to start it.
 func askNode(_ state: StateOptions, _ request: JSONObject, timeoutSeconds: Int = 20) throws -> JSONValue {
-    let directory = state.resolved
+    let directory = state.nodeDirectory
     let reply: JSONValue
     do {
         reply = try ControlClient.call(path: ControlSocket.path(stateDirectory: directory), request, timeoutSeconds: timeoutSeconds)
     } catch {
         // (Matching the case in the catch clause crashes Swift 6.3's SIL verifier with typed throws.)
         if case .notRunning = error {
-            throw CLIError("no pilot node is running for \(directory); start it with 'pilot agent --state-dir \(directory)'")
+            throw noNodeRunning(directory)
         }
         throw CLIError(error.description)
     }
@@ -82,14 +82,16 @@ struct PeersCommand: AsyncParsableCommand {
     }
 }
 
-/// The seed's one-node-a-line listing:
+/// The monitoring guide's one-node-a-line listing, column for column
+/// (address, hostname and tags in columns of 18, 17 and 43, wider when a
+/// name or the tags need it):
 /// `1:0001.0000.0001  web-server-01    [web-server, production, us-east]          online`
 enum PeersTable {
     static func render(_ views: [NodeView]) -> String {
         guard !views.isEmpty else { return "no nodes" }
-        let nameWidth = max(16, (views.map(\.record.hostname.count).max() ?? 0) + 1)
+        let nameWidth = max(17, (views.map(\.record.hostname.count).max() ?? 0) + 1)
         let tagTexts = views.map { "[" + $0.record.tags.joined(separator: ", ") + "]" }
-        let tagWidth = max(42, (tagTexts.map(\.count).max() ?? 0) + 1)
+        let tagWidth = max(43, (tagTexts.map(\.count).max() ?? 0) + 1)
         return zip(views, tagTexts).map { view, tags in
             pad(view.record.address.description, 18) + pad(view.record.hostname, nameWidth) + pad(tags, tagWidth) + view.presence.rawValue
         }.joined(separator: "\n")

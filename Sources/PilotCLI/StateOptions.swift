@@ -1,5 +1,6 @@
 internal import ArgumentParser
 internal import PilotCore
+internal import PilotTransport
 #if canImport(Glibc)
 internal import Glibc
 #elseif canImport(Darwin)
@@ -16,6 +17,24 @@ struct StateOptions: ParsableArguments {
     var resolved: String {
         StateDirectory.resolve(flag: stateDir, environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
     }
+
+    /// The directory of the node the verbs talk to: the state directory,
+    /// or its `node/` when that is where a node runs (`pilot up --state-dir
+    /// X` keeps its node in X/node), so that every verb given the same
+    /// --state-dir as `pilot up` reaches it.
+    var nodeDirectory: String {
+        let directory = resolved
+        let nested = directory + "/node"
+        if !LocalFile.exists(ControlSocket.path(stateDirectory: directory)), LocalFile.exists(ControlSocket.path(stateDirectory: nested)) {
+            return nested
+        }
+        return directory
+    }
+}
+
+/// What a verb says when no node answers for a state directory.
+func noNodeRunning(_ directory: String) -> CLIError {
+    CLIError("no pilot node is running for \(directory); start one with 'pilot up --state-dir \(directory)' (a fleet of one), or 'pilot agent --state-dir \(directory)' on a host of a fleet")
 }
 
 func getuidIsRoot() -> Bool { getuid() == 0 }

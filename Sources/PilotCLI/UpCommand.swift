@@ -106,6 +106,7 @@ struct UpCommand: AsyncParsableCommand {
         options.beacon = try Endpoint(parsing: beacon.boundAddress)
         options.tunnelListen = Endpoint(host: "127.0.0.1", port: 0)
         options.hub = hostname
+        options.announcesHub = true
         var metrics = MetricsLoop.Options(host: hostname)
         metrics.intervalSeconds = interval.value
         metrics.checks = specs

@@ -21,8 +21,11 @@ extension Node {
         requests.answer(SetTagsRequest.self) { [unowned self] request in
             guard let registry else { throw NodeError("this node has no registry configured") }
             let tags = try await registry.setTags(request.tags)
-            persistTags(tags)
+            persistTags(tags.filter { $0 != Self.hubTag || !options.announcesHub })
             return JSONObject([("tags", .array(tags.map { .string($0) }))])
+        }
+        requests.answer(HubRequest.self) { [unowned self] _ in
+            JSONObject([("hub", .string(try await hub())), ("configured", .bool(options.hub != nil))])
         }
     }
 

@@ -33,8 +33,12 @@ public final class Node: @unchecked Sendable {
         public var advertise: [Endpoint] = []
         /// The beacon for NAT traversal and relay.
         public var beacon: Endpoint?
-        /// The fleet's event hub (a hostname) that publish and subscribe use by default.
+        /// The fleet's event hub (a hostname) that publish and subscribe use by
+        /// default; nil: the one the registry lists (`hub()`).
         public var hub: String?
+        /// This node is a hub: it registers with the tag `pilot-hub`, so
+        /// that nodes with no hub configured find it.
+        public var announcesHub = false
         /// The registry connection's source address (see `RegistryClient.Options`).
         public var registrySource: String?
         public var events = EventService.Options()
@@ -114,6 +118,7 @@ public final class Node: @unchecked Sendable {
         if let endpoint = options.registry {
             var client = RegistryClient.Options(registry: endpoint, hostname: options.hostname, pinPath: options.stateDirectory + "/registry.key")
             client.tags = options.tags
+            client.announcedTags = options.announcesHub ? [Self.hubTag] : []
             client.keepaliveSeconds = options.keepaliveSeconds
             client.joinToken = options.joinToken
             client.registryKey = options.registryKey

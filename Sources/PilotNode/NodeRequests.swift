@@ -19,6 +19,12 @@ public struct PeersRequest: ControlRequest {
     }
 }
 
+/// The hub that publish and subscribe use when none is given (`Node.hub()`).
+public struct HubRequest: ControlRequest {
+    public static let commands = ["hub"]
+    public init(command: String, fields: JSONValue) {}
+}
+
 /// One node of the directory, by hostname or address.
 public struct LookupRequest: ControlRequest {
     public static let commands = ["lookup"]

@@ -18,6 +18,9 @@ public final class RegistryClient: @unchecked Sendable {
         public var registry: Endpoint
         public var hostname: String
         public var tags: [String] = []
+        /// Tags the node's roles announce (`pilot-hub` on an aggregator):
+        /// registered beside `tags`, and kept by every `setTags`.
+        public var announcedTags: [String] = []
         public var endpoints: [String] = []
         public var keepaliveSeconds: Int64 = 30
         public var joinToken: String?
@@ -158,6 +161,7 @@ public final class RegistryClient: @unchecked Sendable {
     }
 
     public func setTags(_ tags: [String]) async throws -> [String] {
+        let tags = withAnnounced(tags)
         let reply = try await request(.setTags, JSONObject([("tags", .array(tags.map { .string($0) }))]))
         let stored = reply["node"]?["tags"].flatMap { value -> [String]? in
             if case .array(let items) = value { return items.compactMap(\.stringValue) }
@@ -219,11 +223,15 @@ public final class RegistryClient: @unchecked Sendable {
         loop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay * 1000))) { self.connect() }
     }
 
+    private func withAnnounced(_ tags: [String]) -> [String] {
+        tags + options.announcedTags.filter { !tags.contains($0) }
+    }
+
     private func register() {
         let sentEndpoints = options.endpoints
         var body = JSONObject([
             ("hostname", .string(options.hostname)),
-            ("tags", .array(options.tags.map { .string($0) })),
+            ("tags", .array(withAnnounced(options.tags).map { .string($0) })),
             ("endpoints", .array(options.endpoints.map { .string($0) })),
         ])
         if let token = options.joinToken, let stream {

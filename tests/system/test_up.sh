@@ -15,10 +15,12 @@ PIDS="$PIDS $UP_PID"
 host_listed() { curl -sf "http://127.0.0.1:$PORT/api/hosts" | grep -q '"up":true'; }
 wait_until 15 "this host in /api/hosts" -- host_listed
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -q '^pilot_cpu_pct{host="' || fail "/metrics has no cpu_pct"
-expect_status 0 "subscribe on the up node" -- "$PILOT" subscribe 'metrics/cpu/*' --count 2 --timeout 10 --state-dir "$SCRATCH/up/node"
+# Every verb given pilot up's --state-dir reaches its node.
+expect_status 0 "status with pilot up's state directory" -- "$PILOT" status --state-dir "$SCRATCH/up"
+expect_status 0 "subscribe on the up node" -- "$PILOT" subscribe 'metrics/cpu/*' --count 2 --timeout 10 --state-dir "$SCRATCH/up"
 printf '%s' "$OUT" | grep -q '^\[metrics/cpu/[^]]*\] {"host":' || fail "subscribe: $OUT"
 history() {
-    "$PILOT" query cpu_pct --since 1h --json --state-dir "$SCRATCH/up/node" |
+    "$PILOT" query cpu_pct --since 1h --json --state-dir "$SCRATCH/up" |
         python3 -c "import json,sys; s=json.load(sys.stdin); assert s and len(s[0]['points']) >= 3 and 0 <= s[0]['points'][-1][1] <= 100, s"
 }
 wait_until 15 "three cpu_pct points in the store" -- history
