@@ -116,7 +116,7 @@ uninstall() {
 
 write_unit() { # ROLE
     role=$1
-    printf '%s\n' "$LINKS" | grep -qx "pilot-$role" || die "unknown role '$role' for --systemd; roles: $(printf '%s' "$LINKS" | sed 's/pilot-//' | tr '\n' ' ')"
+    printf '%s\n' "$LINKS" | grep -qx "pilot-$role" || die "unknown role '$role' for --systemd; roles: $(printf '%s' "$LINKS" | sed -n 's/^pilot-//p' | tr '\n' ' ')"
     state="pilot-$role"
     [ "$role" = agent ] && state="pilot" # the host's node lives where the CLI looks first
     make_dir "$UNIT_DIR"

@@ -17,6 +17,7 @@ public struct CommandSpec: Sendable {
     public var linkName: String? { kind == .role ? "pilot-\(name)" : nil }
 
     struct Implementation: Sendable {
+        /// `name` is how errors name the command: "pilot publish", "pilotctl publish".
         let run: @Sendable (_ name: String, _ arguments: [String]) async -> Int32
         let help: @Sendable () -> String
 

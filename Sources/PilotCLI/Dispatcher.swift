@@ -11,6 +11,7 @@ public enum Dispatcher {
 
         // A link named pilot-ROLE runs that role. Any other name (pilot, or a
         // download such as pilot-linux-x86_64) dispatches on the first argument.
+        if invokedAs == Pilotctl.name { return await Pilotctl.run(arguments) }
         if invokedAs.hasPrefix("pilot-"), let spec = CommandTable.spec(named: String(invokedAs.dropFirst(6))), spec.kind == .role {
             return await run(spec, arguments)
         }
@@ -46,7 +47,7 @@ public enum Dispatcher {
             Console.current.err("pilot \(spec.name): this role is not built yet in pilot \(BuildInfo.version) (see 'pilot \(spec.name) --help')")
             return ExitStatus.unavailable
         }
-        return await implementation.run(spec.name, arguments)
+        return await implementation.run("pilot \(spec.name)", arguments)
     }
 
     /// Before anything else, on the main thread (`run` is async and may
@@ -81,7 +82,7 @@ func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _
             config = try configFile(arguments)
             fromConfig = config?.arguments ?? []
         } catch {
-            Console.current.err("pilot \(name): \(error)")
+            Console.current.err("\(name): \(error)")
             return ExitStatus.failure
         }
     }
@@ -96,7 +97,7 @@ func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _
         }
         return ExitStatus.success
     } catch let error as CLIError {
-        Console.current.err("pilot \(name): \(error.description)")
+        Console.current.err("\(name): \(error.description)")
         return error.exitCode
     } catch {
         let code = Command.exitCode(for: error)
@@ -109,13 +110,13 @@ func runParsable<Command: AsyncParsableCommand>(_: Command.Type, name: String, _
         let message = Command.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
         if parsing || code == .validationFailure {
             if let config, let line = culprit(Command.self, config, arguments) {
-                Console.current.err("pilot \(name): \(config.path):\(line): \(message)")
+                Console.current.err("\(name): \(config.path):\(line): \(message)")
                 return ExitStatus.usage
             }
-            Console.current.err("pilot \(name): \(message) (see 'pilot \(name) --help')")
+            Console.current.err("\(name): \(message) (see '\(name) --help')")
             return ExitStatus.usage
         }
-        Console.current.err("pilot \(name): \(message)")
+        Console.current.err("\(name): \(message)")
         return ExitStatus.failure
     }
 }

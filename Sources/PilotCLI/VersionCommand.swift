@@ -16,6 +16,6 @@ struct LinksCommand: AsyncParsableCommand {
     static let configuration = CommandTable.configuration(for: "links")
 
     func run() async throws {
-        Console.current.out(CommandTable.roles.compactMap(\.linkName).joined(separator: "\n"))
+        Console.current.out((CommandTable.roles.compactMap(\.linkName) + [Pilotctl.name]).joined(separator: "\n"))
     }
 }

@@ -50,6 +50,12 @@ public struct NodeView: Equatable, Sendable {
     public var presence: Presence
     /// Unix milliseconds of the last heartbeat this registry process saw.
     public var lastSeen: Int64?
+
+    public init(record: NodeRecord, presence: Presence, lastSeen: Int64?) {
+        self.record = record
+        self.presence = presence
+        self.lastSeen = lastSeen
+    }
 }
 
 public enum Tags {

@@ -87,8 +87,8 @@ func run(_ argv: [String]) async -> (status: Int32, out: String, err: String) {
         #expect(result.err.split(separator: "\n").count == 1, "stderr was: \(result.err)")
     }
 
-    @Test func linksListsOneLinkPerRole() async {
+    @Test func linksListsOneLinkPerRoleAndPilotctl() async {
         let result = await run(["pilot", "links"])
-        #expect(result.out == CommandTable.roles.map { "pilot-\($0.name)" }.joined(separator: "\n") + "\n")
+        #expect(result.out == (CommandTable.roles.map { "pilot-\($0.name)" } + ["pilotctl"]).joined(separator: "\n") + "\n")
     }
 }

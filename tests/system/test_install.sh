@@ -21,6 +21,8 @@ expect_status 0 "pilot-registry --help through the link" -- "$prefix/bin/pilot-r
 printf '%s\n' "$OUT" | grep -q "^USAGE: pilot registry " || fail "pilot-registry --help showed another help: $(printf '%s' "$OUT" | head -n 3)"
 printf '%s\n' "$OUT" | grep -q -- "--listen <host:port>" || fail "registry help lacks the registry's --listen option"
 printf '%s\n' "$OUT" | grep -q "pilot-registry, a link to pilot" || fail "registry help does not name its link"
+expect_status 2 "pilotctl through its link, with an unknown verb" -- "$prefix/bin/pilotctl" frobnicate
+case "$ERR" in "pilotctl: unknown command 'frobnicate'"*) ;; *) fail "pilotctl through its link: $ERR" ;; esac
 expect_status 64 "pilot-alert-router through the link, with no receiver" -- "$prefix/bin/pilot-alert-router"
 case "$ERR" in "pilot alert-router: no receiver"*) ;; *) fail "pilot-alert-router through the link: $ERR" ;; esac
 
