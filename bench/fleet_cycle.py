@@ -49,7 +49,7 @@ with open(args.out, "w") as out:
             line("uptime", h, args.ts, uptime_sec=1234567),
             line("net", h, args.ts, interfaces=[dict(iface="eth0", rx_bytes_ps=12000.5, tx_bytes_ps=8000.2, rx_packets_ps=40, tx_packets_ps=35, rx_errors=0,
                                                      tx_errors=0, rx_dropped=0, tx_dropped=0)]),
-            line("diskio", h, args.ts, devices=[dict(device="vda", read_bytes_ps=1024, write_bytes_ps=20480, util_pct=1.2)]),
+            line("io", h, args.ts, devices=[dict(device="vda", read_bytes_ps=1024, write_bytes_ps=20480, util_pct=1.2)]),
         ]
         out.writelines(lines)
         if few and i < max(1, args.hosts // 100):

@@ -154,7 +154,7 @@ public struct Collector: Sendable {
                     ("write_bytes_ps", .number(Self.round(rate(old.sectorsWritten, now.sectorsWritten)))), ("util_pct", .number(Self.round(min(100, busy)))),
                 ]))
             }
-            if !rows.isEmpty { message("diskio", [("devices", .array(rows))]) }
+            if !rows.isEmpty { message("io", [("devices", .array(rows))]) }
         }
 
         previousCPU = cpu ?? previousCPU

@@ -124,7 +124,7 @@ enum Fixture {
         #expect(byTopic["metrics/uptime/web-01"]?["uptime_sec"] == .number(13_110))
         guard case .array(let interfaces)? = byTopic["metrics/net/web-01"]?["interfaces"] else { Issue.record("no net"); return }
         #expect(interfaces.first?["rx_bytes_ps"] == .number(200))
-        guard case .array(let devices)? = byTopic["metrics/diskio/web-01"]?["devices"] else { Issue.record("no diskio"); return }
+        guard case .array(let devices)? = byTopic["metrics/io/web-01"]?["devices"] else { Issue.record("no diskio"); return }
         #expect(devices.first?["read_bytes_ps"] == .number(200 * 512 / 10))
         #expect(byTopic["metrics/load/web-01"]?["procs"] == .number(78))
         #expect(byTopic["metrics/swap/web-01"] != nil)

@@ -53,7 +53,7 @@ import Testing
             "rx_dropped{host=web-01,iface=eth0} 2 @1764100060000", "tx_dropped{host=web-01,iface=eth0} 0 @1764100060000",
         ])
         let diskio = #"{"host":"web-01","devices":[{"device":"vda","read_bytes_ps":4096,"write_bytes_ps":512,"util_pct":3.2}],"ts":1764100060}"#
-        #expect(try extract("metrics/diskio/web-01", diskio) == [
+        #expect(try extract("metrics/io/web-01", diskio) == [
             "read_bytes_ps{host=web-01,device=vda} 4096 @1764100060000", "write_bytes_ps{host=web-01,device=vda} 512 @1764100060000",
             "util_pct{host=web-01,device=vda} 3.2 @1764100060000",
         ])

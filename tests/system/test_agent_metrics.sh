@@ -56,7 +56,7 @@ assert 0 < memory["mem_pct"] < 100 and memory["mem_used_kb"] < memory["mem_total
 disk = has("metrics/disk/web-01", "disk_pct", "mounts")
 assert any(m["mount"] == "/" for m in disk["mounts"]), disk
 has("metrics/uptime/web-01", "uptime_sec")
-for kind in ("load", "net", "diskio", "swap"):
+for kind in ("load", "net", "io", "swap"):
     has("metrics/%s/web-01" % kind)
 PY
 
