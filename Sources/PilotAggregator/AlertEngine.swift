@@ -61,6 +61,10 @@ public struct AlertNotice: Equatable, Sendable {
 ///   warning for warning/unknown), and resolves when it is ok again.
 /// - Host down: a host silent for `hostDownAfter` seconds fires `host_down`;
 ///   its next message resolves it. Its other alerts stay as they are.
+/// - A series that stops while its host goes on reporting (a mount
+///   unmounted, a check removed, a host moving from the guide's shell
+///   agent's `disk_pct` to the agent's per-mount one) resolves its alert
+///   after `staleAfter`: nothing is left firing forever.
 /// - Firing alerts are published again every `repeatInterval`, never on
 ///   every sample; their state round-trips through `state`/`init(restoring:)`
 ///   so a restart neither re-fires nor loses a resolve.
@@ -69,12 +73,18 @@ public struct AlertEngine: Sendable {
         public var rules = AlertRule.defaults
         public var hostDownAfter: Int64 = 90
         public var repeatInterval: Int64 = 4 * 3600
+        /// Seconds without a sample of a firing alert's series, while its
+        /// host is heard, before the alert resolves as stale (Prometheus's
+        /// five-minute lookback).
+        public var staleAfter: Int64 = 300
         public init() {}
     }
 
     public let options: Options
     public private(set) var firing: [String: Alert] = [:]
     private var breachingSince: [String: Int64] = [:]
+    /// When each firing alert's series last had a sample (or since the start).
+    private var seriesSeen: [String: Int64] = [:]
     public private(set) var lastSeen: [String: Int64] = [:]
 
     public init(options: Options = Options()) { self.options = options }
@@ -102,6 +112,7 @@ public struct AlertEngine: Sendable {
     /// spools deliver what they sent meanwhile).
     public mutating func started(at now: Int64) {
         for host in lastSeen.keys { lastSeen[host] = max(lastSeen[host]!, now) }
+        for fingerprint in firing.keys { seriesSeen[fingerprint] = max(seriesSeen[fingerprint] ?? now, now) }
     }
 
     /// The registry says a host is offline (its keepalives stopped): it is
@@ -128,6 +139,17 @@ public struct AlertEngine: Sendable {
             firing[fingerprint] = alert
             notices.append(alert.notice(status: "firing", at: now))
         }
+        // Series that stopped while their host goes on: resolved, not left firing.
+        for (fingerprint, alert) in firing where alert.metric != "host_down" {
+            let silent = now - (seriesSeen[fingerprint] ?? alert.startsAt)
+            guard silent >= options.staleAfter, let heard = lastSeen[alert.host], now - heard < options.hostDownAfter else { continue }
+            firing[fingerprint] = nil
+            seriesSeen[fingerprint] = nil
+            breachingSince[fingerprint] = nil
+            var notice = alert.notice(status: "resolved", at: now)
+            notice.payload["reason"] = .string("stale: no sample of this series for \(silent) s while the host reports")
+            notices.append(notice)
+        }
         for (fingerprint, alert) in firing where now - alert.lastSentAt >= options.repeatInterval {
             firing[fingerprint]!.lastSentAt = now
             notices.append(alert.notice(status: "firing", at: now))
@@ -150,9 +172,11 @@ public struct AlertEngine: Sendable {
         let fingerprint = Alert.fingerprint(metric: rule.metric, host: host, labels: labels)
         if var alert = firing[fingerprint] {
             alert.value = sample.value
+            seriesSeen[fingerprint] = now
             if rule.recovered(sample.value, from: rule.warning) {
                 firing[fingerprint] = nil
                 breachingSince[fingerprint] = nil
+                seriesSeen[fingerprint] = nil
                 return [alert.notice(status: "resolved", at: now)]
             }
             let severity: Alert.Severity
@@ -185,6 +209,7 @@ public struct AlertEngine: Sendable {
                           threshold: critical ? rule.critical! : rule.warning, startsAt: now, lastSentAt: now)
         firing[fingerprint] = alert
         breachingSince[fingerprint] = nil
+        seriesSeen[fingerprint] = now
         return [alert.notice(status: "firing", at: now)]
     }
 
@@ -192,11 +217,13 @@ public struct AlertEngine: Sendable {
         let labels = [("check", check)]
         let fingerprint = Alert.fingerprint(metric: "health", host: host, labels: labels)
         if status == "ok" {
+            seriesSeen[fingerprint] = nil
             guard var alert = firing.removeValue(forKey: fingerprint) else { return [] }
             alert.value = 0
             return [alert.notice(status: "resolved", at: now)]
         }
         let severity: Alert.Severity = status == "critical" ? .critical : .warning
+        seriesSeen[fingerprint] = now
         if var alert = firing[fingerprint] {
             guard alert.severity != severity else { return [] }
             alert.severity = severity

@@ -29,6 +29,9 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("repeat-interval"), help: ArgumentHelp("How often a firing alert is published (and, with a --receiver, notified) again.", valueName: "duration"))
     var repeatInterval = "4h"
 
+    @Option(name: .customLong("stale-after"), help: ArgumentHelp("A firing alert whose series has no sample this long, while its host reports, resolves.", valueName: "duration"))
+    var staleAfter = "5m"
+
     @Option(name: .customLong("table-interval"), help: ArgumentHelp("Time between fleet tables on stdout (0: none).", valueName: "duration"))
     var tableInterval = Seconds(60)
 
@@ -36,6 +39,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
         _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
         _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
+        _ = try parseDuration(staleAfter, flag: "--stale-after")
         guard (0...86_400).contains(tableInterval.value) else { throw ValidationError("--table-interval must be between 0 and 86400 seconds") }
     }
 
@@ -61,6 +65,7 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
         aggregator.engine.rules = try engineRules()
         aggregator.engine.hostDownAfter = try parseDuration(hostDownAfter, flag: "--host-down-after")
         aggregator.engine.repeatInterval = try parseDuration(repeatInterval, flag: "--repeat-interval")
+        aggregator.engine.staleAfter = try parseDuration(staleAfter, flag: "--stale-after")
         aggregator.tableSeconds = max(1, tableInterval.wholeSeconds)
         aggregator.printTable = tableInterval.value > 0
         let logger = node.log.logger("pilot.aggregator")

@@ -153,6 +153,45 @@ struct Timeline {
         #expect(t.notices.allSatisfy { $0.status == "firing" && $0.payload["starts_at"] == t.notices[0].payload["starts_at"] })
     }
 
+    @Test func aSeriesThatStopsWhileItsHostReportsResolvesAsStale() throws {
+        var options = AlertEngine.Options()
+        options.staleAfter = 300
+        var t = Timeline(options)
+        // The guide's shell agent: disk_pct with no mounts, one series per host.
+        func scriptDisk(_ pct: Double) -> [AlertNotice] {
+            t.now += 30
+            let payload = JSONObject([("host", .string("web-01")), ("disk_pct", .number(pct)), ("ts", .number(Double(t.now)))])
+            let out = t.engine.observe(topic: try! Topic("metrics/disk/web-01"), payload: payload, now: t.now) + t.engine.tick(now: t.now)
+            t.notices += out
+            return out
+        }
+        let fired = scriptDisk(97)
+        #expect(fired.count == 1 && fired.first?.status == "firing" && fired.first?.payload["labels"] == nil)
+        // The host moves to pilot agent: per-mount disk_pct, below the threshold.
+        var resolved: [AlertNotice] = []
+        for _ in 0..<9 { resolved += t.disk("web-01", 40) } // 270 s: not stale yet
+        #expect(resolved.isEmpty)
+        resolved += t.disk("web-01", 40) + t.disk("web-01", 40) // past 300 s
+        #expect(resolved.count == 1)
+        #expect(resolved.first?.status == "resolved" && resolved.first?.payload["labels"] == nil)
+        #expect(resolved.first?.payload["reason"]?.stringValue?.hasPrefix("stale: no sample of this series for 3") == true)
+        #expect(t.engine.firing.isEmpty)
+        // A host that falls silent keeps its alerts (host_down says why), stale or not.
+        _ = t.disk("db-01", 97)
+        let silent = t.wait(1000)
+        #expect(silent.map(\.topic).contains("alerts/host_down/db-01"))
+        #expect(!silent.contains { $0.topic == "alerts/disk_pct/db-01" })
+        #expect(t.engine.firing.values.contains { $0.metric == "disk_pct" && $0.host == "db-01" })
+        // A check that is no longer run resolves the same way.
+        var engine = AlertEngine(options: options)
+        _ = engine.observe(topic: try Topic("health/old-check/web-02"), payload: JSONObject([("status", .string("critical"))]), now: 0)
+        var gone: [AlertNotice] = []
+        for now in stride(from: Int64(30), through: 330, by: 30) {
+            gone += engine.observe(topic: try Topic("metrics/cpu/web-02"), payload: JSONObject([("cpu_pct", .number(1))]), now: now) + engine.tick(now: now)
+        }
+        #expect(gone.map(\.topic) == ["alerts/health/web-02"] && gone.first?.status == "resolved")
+    }
+
     @Test func healthChecksFireAndResolve() throws {
         var engine = AlertEngine()
         let topic = try Topic("health/webapp/web-01")
