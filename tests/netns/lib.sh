@@ -7,6 +7,7 @@
 #   netns_setup                    # the "internet" namespace "inet"
 #   netns_add_nat_lan a eim        # router "a-r" + host "a" on 10.1.0.0/24
 #   netns_add_nat_lan s symmetric  # router "s-r" + host "s" on 10.2.0.0/24
+#   netns_add_lan_host a a2        # another host "a2" behind router "a-r"
 #   netns_exec a some-command ...  # run in host "a"
 #   netns_loss a 10                # drop 10 % of what arrives in "a"
 #   netns_addr a-r                 # router a's public address
@@ -16,7 +17,9 @@
 # is also a host at 100.64.0.1 (run the registry and beacon there).
 # A NAT LAN number N has a router namespace "NAME-r" with "wan"
 # 100.64.0.(10+N) on that bridge and "lan" 10.N.0.1/24, and a host
-# namespace "NAME" with "eth0" 10.N.0.2/24, default route via the router.
+# namespace "NAME" with "eth0" 10.N.0.2/24, default route via the router;
+# netns_add_lan_host adds hosts 10.N.0.3, .4, ... on the same LAN (the
+# router's "lan" is a bridge, each host a veth port "hK" of it).
 # netns_add_public adds more hosts on the segment at 100.64.0.(100+N).
 #
 # Every namespace of a run is called "pn<6 hex>-<name>" (NETNS_PREFIX is
@@ -267,15 +270,13 @@ netns_add_nat_lan() {
     _nn_pub=$NETNS_PUBLIC_NET.$((10 + _nn_n))
     _netns_add_ns "$_nn_router" 1
     _netns_plug "$_nn_router" "l$_nn_n" wan "$_nn_pub"
-    _netns_add_ns "$_nn_name" 0
     _nn_r=$(netns_ns "$_nn_router")
-    _nn_h=$(netns_ns "$_nn_name")
-    _netns_run "veth $_nn_router-$_nn_name" ip link add lan netns "$_nn_r" type veth peer name eth0 netns "$_nn_h"
+    _netns_run "lan bridge" ip -n "$_nn_r" link add lan type bridge
+    ip netns exec "$_nn_r" sysctl -q -w net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
     _netns_run "lan address" ip -n "$_nn_r" addr add "10.$_nn_n.0.1/24" dev lan
     _netns_run "lan up" ip -n "$_nn_r" link set lan up
-    _netns_run "host address" ip -n "$_nn_h" addr add "10.$_nn_n.0.2/24" dev eth0
-    _netns_run "eth0 up" ip -n "$_nn_h" link set eth0 up
-    _netns_run "default route" ip -n "$_nn_h" route add default via "10.$_nn_n.0.1"
+    eval "_netns_lan_$_nn_name=$_nn_n; _netns_hosts_$_nn_name=0"
+    _netns_lan_plug "$_nn_name" "$_nn_name"
     # shellcheck disable=SC2086 # $_nn_masq is empty or one word
     _netns_run "NAT ($2)" _netns_ipt "$_nn_router" -t nat -A POSTROUTING -o wan -j MASQUERADE $_nn_masq
     _netns_run "INPUT lo" _netns_ipt "$_nn_router" -A INPUT -i lo -j ACCEPT
@@ -285,8 +286,37 @@ netns_add_nat_lan() {
     _netns_run "FORWARD established" _netns_ipt "$_nn_router" -A FORWARD -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
     _netns_run "FORWARD drop" _netns_ipt "$_nn_router" -A FORWARD -i wan -j DROP
     _netns_set_addr "$_nn_router" "$_nn_pub"
-    _netns_set_addr "$_nn_name" "10.$_nn_n.0.2"
     eval "_netns_kind_$_nn_name=\$2"
+}
+
+# netns_add_lan_host LAN NAME: one more host namespace NAME behind LAN's
+# router, at the LAN's next address (10.N.0.3 for the second host).
+netns_add_lan_host() {
+    [ $# = 2 ] || netns_fail "usage: netns_add_lan_host LAN NAME"
+    eval "_nn_n=\${_netns_lan_$1:-}"
+    [ -n "$_nn_n" ] || netns_fail "netns_add_lan_host: no NAT LAN called '$1' in this run"
+    _netns_check_name "$2"
+    _netns_lan_plug "$1" "$2"
+    eval "_nn_kind=\$_netns_kind_$1"
+    eval "_netns_kind_$2=\$_nn_kind"
+}
+
+# _netns_lan_plug LAN NAME: host namespace NAME with eth0 at LAN's next
+# address, a port of the router's lan bridge, default route via the router.
+_netns_lan_plug() {
+    eval "_nn_n=\$_netns_lan_$1; _nn_k=\$((_netns_hosts_$1 + 1)); _netns_hosts_$1=\$_nn_k"
+    # shellcheck disable=SC2154 # _nn_k is set by the eval above
+    [ "$_nn_k" -le 200 ] || netns_fail "too many hosts on LAN $1"
+    _nn_r=$(netns_ns "$1-r")
+    _netns_add_ns "$2" 0
+    _nn_h=$(netns_ns "$2")
+    _nn_a=10.$_nn_n.0.$((_nn_k + 1))
+    _netns_run "veth $1-r-$2" ip link add "h$_nn_k" netns "$_nn_r" type veth peer name eth0 netns "$_nn_h"
+    _netns_run "lan port h$_nn_k" ip -n "$_nn_r" link set "h$_nn_k" master lan up
+    _netns_run "host address" ip -n "$_nn_h" addr add "$_nn_a/24" dev eth0
+    _netns_run "eth0 up" ip -n "$_nn_h" link set eth0 up
+    _netns_run "default route" ip -n "$_nn_h" route add default via "10.$_nn_n.0.1"
+    _netns_set_addr "$2" "$_nn_a"
 }
 
 # netns_loss NAME PERCENT [in|out|both]: drops PERCENT % (0-100, decimals

@@ -30,6 +30,7 @@ netns_add_public pub2
 netns_add_nat_lan a eim
 netns_add_nat_lan b eim
 netns_add_nat_lan s symmetric
+netns_add_lan_host a a2
 T=$NETNS_STATE # scratch space, removed by netns_cleanup
 INET=$(netns_addr inet)
 PUB2=$(netns_addr pub2)
@@ -49,10 +50,17 @@ whoami() {
     SEEN2=$(echo "$out" | awk 'NR == 2 { print $2 }')
 }
 
-# 1 and 2: NAT works; mapping behaviour per kind.
-for host in a b s; do
-    public=$(netns_addr "$host-r")
-    whoami "$host" 40001
+# 1 and 2: NAT works; mapping behaviour per kind (a2 is a second host behind a's router).
+[ "$(netns_addr a2)" = 10.1.0.3 ] || fail "the second host of LAN a is at $(netns_addr a2), not 10.1.0.3"
+netns_exec a2 "$PY" "$PROBE" echo --listen "$(netns_addr a2):3480" --lifetime 60 --ready "$T/echo3.ready" >"$T/echo3.log" 2>&1 &
+netns_wait_file 10 "$T/echo3.ready" || fail "echo server on a2 did not start: $(cat "$T/echo3.log")"
+out=$(netns_exec a "$PY" "$PROBE" whoami --local-port 40003 --server "$(netns_addr a2):3480" 2>&1) || fail "a cannot reach a2 on their LAN: $out"
+[ "$(echo "$out" | awk 'NR == 1 { print $2 }')" = 10.1.0.2:40003 ] || fail "a2 saw a as $out, not as its LAN address (no NAT between them)"
+for host in a a2 b s; do
+    public=$(netns_addr "${host%2}-r")
+    port=40001
+    [ "$host" != a2 ] || port=40002 # a's mapping of 40001 is still in its router's conntrack
+    whoami "$host" "$port"
     for seen in "$SEEN1" "$SEEN2"; do
         [ "${seen%:*}" = "$public" ] || fail "the server saw $host as $seen, not as its router's public address $public"
     done
@@ -64,9 +72,9 @@ for host in a b s; do
         [ "${SEEN1##*:}" != 40001 ] || [ "${SEEN2##*:}" != 40001 ] || fail "symmetric NAT kept the source port"
         ok "2 - s (symmetric): one socket, port 40001, is $SEEN1 to inet and $SEEN2 to pub2"
     else
-        { [ "${SEEN1##*:}" = 40001 ] && [ "${SEEN2##*:}" = 40001 ]; } ||
-            fail "eim NAT did not keep source port 40001 of $host: inet saw $SEEN1, pub2 saw $SEEN2"
-        ok "2 - $host (eim): source port 40001 kept for both destinations ($SEEN1)"
+        { [ "${SEEN1##*:}" = "$port" ] && [ "${SEEN2##*:}" = "$port" ]; } ||
+            fail "eim NAT did not keep source port $port of $host: inet saw $SEEN1, pub2 saw $SEEN2"
+        ok "2 - $host (eim): source port $port kept for both destinations ($SEEN1)"
     fi
 done
 
