@@ -66,6 +66,8 @@ public final class Node: @unchecked Sendable {
     public let controlPath: String
     private var control: (any Channel)?
     private var controlFile: ControlServer.SocketFile?
+    /// This process's hold on the state directory, from start to shutdown.
+    private var stateLock: StateLock?
     private(set) var roles: [any NodeRole] = []
     private var requests = ControlRequests()
 
@@ -105,6 +107,7 @@ public final class Node: @unchecked Sendable {
 
     /// Starts the node's own services, then each attached role.
     public func start() async throws {
+        do { stateLock = try StateLock(directory: options.stateDirectory) } catch { throw NodeError("\(error)") }
         try await tunnels.keepHandshakeFloors(at: options.stateDirectory + "/" + Self.handshakeFloorsFile)
         // Handshakes only from keys this node knows: trusted ones, and those
         // the registry lists (asked once per unknown key, within a budget).
@@ -189,6 +192,7 @@ public final class Node: @unchecked Sendable {
         registry?.stop()
         await tunnels.stop()
         try? await ownGroup?.shutdownGracefully()
+        stateLock?.release()
         logger.info("node stopped", metadata: ["hostname": "\(options.hostname)"])
         progress.finished("node")
     }
