@@ -10,6 +10,16 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @OptionGroup var node: NodeDaemonOptions
     @OptionGroup(title: "Alert router (runs on this node when a --receiver is given)") var router: RouterFlags
 
+    @Option(name: .customLong("with"), help: ArgumentHelp(
+        "More roles on this node, comma-separated: store (the history), alert-router (needs a --receiver, which alone runs it too).",
+        valueName: "roles"))
+    var with: [String] = []
+
+    @Option(name: .customLong("store-http"), help: ArgumentHelp("With --with store: where Prometheus's read API of the history answers ('off' for nowhere).", valueName: "host:port"))
+    var storeHTTP = "127.0.0.1:9201"
+
+    @OptionGroup(title: "History (with --with store)") var history: HistoryFlags
+
     @Option(help: ArgumentHelp("Where the dashboard (/), its API (/api/v1/...) and /metrics are served ('off' for nowhere).", valueName: "host:port"))
     var http = "127.0.0.1:9190"
 
@@ -35,7 +45,24 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
     @Option(name: .customLong("table-interval"), help: ArgumentHelp("Time between fleet tables on stdout (0: none).", valueName: "duration"))
     var tableInterval = Seconds(60)
 
+    /// The roles --with names, each once.
+    var withRoles: Set<String> {
+        Set(with.flatMap { $0.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) } }.filter { !$0.isEmpty })
+    }
+
     func validate() throws {
+        for role in withRoles where role != "store" && role != "alert-router" {
+            throw ValidationError("--with: unknown role '\(role)'; the aggregator's node can also run store and alert-router")
+        }
+        if withRoles.contains("alert-router"), !router.isConfigured {
+            throw ValidationError("--with alert-router needs a --receiver, e.g. --receiver webhook:ops=https://hooks.example/pilot")
+        }
+        if !withRoles.contains("store"), history.remoteWrite != nil || history.retention != "30d" || history.rollupRetention != "365d" {
+            throw ValidationError("--retention, --rollup-retention and --remote-write need --with store")
+        }
+        if withRoles.contains("store"), storeHTTP != "off" {
+            try httpAccess.check(try parseEndpoint(storeHTTP, flag: "--store-http", listening: true), stateDirectory: node.state.resolved)
+        }
         if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
         _ = try parseDuration(hostDownAfter, flag: "--host-down-after")
         _ = try parseDuration(repeatInterval, flag: "--repeat-interval")
@@ -74,6 +101,12 @@ struct AggregatorCommand: AsyncParsableCommand, ReadsNodeConfig {
             throw CLIError("cannot start the aggregator: \(error)")
         }
         var roles: [any NodeRole] = [service]
+        if withRoles.contains("store") {
+            // History on the hub's own node: the store subscribes to its own broker, as in pilot up.
+            let endpoint = storeHTTP == "off" ? nil : try parseEndpoint(storeHTTP, flag: "--store-http", listening: true)
+            let access = try httpAccess.access(for: endpoint, stateDirectory: options.stateDirectory)
+            roles.append(try history.service(stateDirectory: options.stateDirectory, http: endpoint, access: access, logger: logger))
+        }
         if router.isConfigured {
             roles.append(try router.service(repeatInterval: aggregator.engine.repeatInterval, stateDirectory: options.stateDirectory, logger: logger,
                                             locate: node.configLocation))

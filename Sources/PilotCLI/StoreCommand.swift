@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 internal import ArgumentParser
+internal import Logging
 internal import PilotCore
 internal import PilotRemoteWrite
 internal import PilotRoles
@@ -15,7 +16,26 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     var http = "127.0.0.1:9201"
 
     @OptionGroup(title: "Read API access (TLS and a token; required beyond loopback)") var httpAccess: HTTPFlags
+    @OptionGroup var history: HistoryFlags
 
+    func validate() throws {
+        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
+    }
+
+    func run() async throws {
+        let (options, identity) = try node.nodeOptions()
+        guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
+        let logger = node.log.logger("pilot.store")
+        let endpoint = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
+        let access = try httpAccess.access(for: endpoint, stateDirectory: options.stateDirectory)
+        let service = try history.service(stateDirectory: options.stateDirectory, http: endpoint, access: access, logger: logger)
+        try await node.runNode(options, identity: identity, roles: [service], logger: logger, what: "the store")
+    }
+}
+
+/// What the store keeps and where else it sends it: `pilot store`'s
+/// flags, and `pilot aggregator --with store`'s.
+struct HistoryFlags: ParsableArguments {
     @Option(help: ArgumentHelp("How long raw samples are kept (e.g. 30d).", valueName: "duration"))
     var retention = "30d"
 
@@ -37,7 +57,6 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
     var remoteWriteHeaders: [String] = []
 
     func validate() throws {
-        if http != "off" { try httpAccess.check(try parseEndpoint(http, flag: "--http", listening: true), stateDirectory: node.state.resolved) }
         for header in remoteWriteHeaders {
             do { _ = try RemoteWriteTarget.header(header) } catch { throw ValidationError("--remote-write-header: \(error)") }
         }
@@ -50,24 +69,20 @@ struct StoreCommand: AsyncParsableCommand, ReadsNodeConfig {
         _ = try parseDuration(rollupRetention, flag: "--rollup-retention")
     }
 
-    func run() async throws {
-        let (options, identity) = try node.nodeOptions()
-        guard options.hub != nil else { throw CLIError("no hub configured: pilot init --hub NAME (the store subscribes there)") }
-        let logger = node.log.logger("pilot.store")
-        let endpoint = http == "off" ? nil : try parseEndpoint(http, flag: "--http", listening: true)
-        let access = try httpAccess.access(for: endpoint, stateDirectory: options.stateDirectory)
+    /// The store role with these settings.
+    func service(stateDirectory: String, http endpoint: Endpoint?, access: HTTPAccess, logger: Logger) throws -> StoreService {
         let service: StoreService
         do {
             var kept = StoreService.Retention()
             kept.raw = try parseDuration(retention, flag: "--retention") * 1000
             kept.rollups = try parseDuration(rollupRetention, flag: "--rollup-retention") * 1000
-            service = try StoreService(stateDirectory: options.stateDirectory,
+            service = try StoreService(stateDirectory: stateDirectory,
                                        http: endpoint, httpAccess: access, retention: kept,
                                        remoteWrite: remoteWrite.map { .init(url: $0, backlogBytes: remoteWriteBacklog << 20, headers: remoteWriteHeaders) }, logger: logger)
         } catch {
             throw CLIError("cannot start the store: \(error)")
         }
-        try await node.runNode(options, identity: identity, roles: [service], logger: logger, what: "the store")
+        return service
     }
 }
 
