@@ -73,6 +73,7 @@ system-test: build image
 	PILOT=$(CURDIR)/pilot PILOT_BENCH=$(CURDIR)/.build/debug/pilot-bench REPO=$(CURDIR) IMAGE=$(CURDIR)/pilot-image.tar sh tests/system/run.sh
 	sh tests/netns/test_netns_harness.sh
 	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) sh tests/netns/test_nat_traversal.sh
+	PILOT=$(CURDIR)/pilot REPO=$(CURDIR) sh tests/netns/test_fleet.sh
 
 test: test-deps
 	$(MAKE) unit-test

@@ -124,3 +124,19 @@ import Testing
         #expect(table[1] == "1:0001.0000.0002  db-01                    [db]                                                   online")
     }
 }
+
+/// `pilot aggregator --with`: the roles a hub's node may also run.
+@Suite struct AggregatorWithTests {
+    @Test func anUnknownRoleOrARouterWithoutReceiverIsAUsageErrorOfOneLine() async {
+        let unknown = await run(["pilot", "aggregator", "--with", "store,dashboard", "--state-dir", "/nonexistent/pilot-with"])
+        #expect(unknown.status == 64)
+        #expect(unknown.err.hasPrefix("pilot aggregator: --with: unknown role 'dashboard'"), "stderr was: \(unknown.err)")
+        #expect(unknown.err.split(separator: "\n").count == 1)
+        let router = await run(["pilot", "aggregator", "--with", "alert-router", "--state-dir", "/nonexistent/pilot-with"])
+        #expect(router.status == 64)
+        #expect(router.err.hasPrefix("pilot aggregator: --with alert-router needs a --receiver"), "stderr was: \(router.err)")
+        let history = await run(["pilot", "aggregator", "--remote-write", "https://prom.example/api/v1/write", "--state-dir", "/nonexistent/pilot-with"])
+        #expect(history.status == 64)
+        #expect(history.err.hasPrefix("pilot aggregator: --retention, --rollup-retention and --remote-write need --with store"), "stderr was: \(history.err)")
+    }
+}
