@@ -95,8 +95,8 @@ try:
         began = time.monotonic()
         words = [pilotctl, "publish"] + (["metrics-aggregator"] if hub_first else []) + [topic, "--data", payload]
         published = subprocess.run(words, capture_output=True, text=True, timeout=10)
-        if published.returncode != 0:
-            sys.exit(f"publish {i} exited {published.returncode}: {published.stderr.strip()}")
+        if published.returncode != 0 or published.stdout or published.stderr:
+            sys.exit(f"publish {i} exited {published.returncode}, printed {published.stdout!r} and {published.stderr!r}")
         ready, _, _ = select.select([reader.stdout], [], [], max(0.0, began + 1.0 - time.monotonic()))
         if not ready:
             sys.exit(f"message {i} did not reach the subscriber within 1 s of its publication")
