@@ -70,14 +70,15 @@ struct Child {
 }
 
 func runFleetBench(_ arguments: FleetArguments) async throws {
-    // Per node: a UDP socket, a registry connection, a control socket, and
-    // two SQLite databases (the broker's log and the spool: file, WAL, shm).
     // A share of nodes that fits one process's open-file limit runs in each
     // worker process (FleetWorker.swift).
     raiseOpenFileLimit()
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    let perWorker = arguments.nodesPerWorker ?? max(1, (Int(min(limit.rlim_cur, 1 << 30)) - 1_000) / 10)
+    // A node holds 11 descriptors (measured: 3 sockets, its event log's and
+    // its spool's SQLite files, 3 each, the handshake floors and the state
+    // lock); 14 leaves room for the connections of starting and status.
+    let perWorker = arguments.nodesPerWorker ?? max(1, (Int(min(limit.rlim_cur, 1 << 30)) - 1_000) / 14)
     let workerCount = (arguments.nodes + perWorker - 1) / perWorker
     let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
     var template = Array("\(base)/pilot-fleet-XXXXXX".utf8CString)

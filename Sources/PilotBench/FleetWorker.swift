@@ -1,6 +1,6 @@
 // pilot-bench fleet-worker: one share of `pilot-bench fleet`'s nodes, in a
 // process of its own, so that a fleet larger than one process's open-file
-// limit (about ten descriptors per node) still runs on one machine. The
+// limit (eleven descriptors per node) still runs on one machine. The
 // parent starts it with its share (--first, --count) and drives it over
 // stdin and stdout, one command and one answer per line (`FleetWorkers`).
 //
