@@ -14,17 +14,20 @@ func configArguments(_ arguments: [String]) throws -> [String] {
     try configFile(arguments)?.arguments ?? []
 }
 
+/// The value of `FLAG VALUE` or `FLAG=VALUE` in an argument list, read
+/// before ArgumentParser sees the list.
+func flagValue(_ flag: String, in arguments: [String]) -> String? {
+    for (index, argument) in arguments.enumerated() {
+        if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
+        if argument.hasPrefix(flag + "=") { return String(argument.dropFirst(flag.count + 1)) }
+    }
+    return nil
+}
+
 /// The config file that applies to an argument list, if any.
 func configFile(_ arguments: [String]) throws -> ConfigFile? {
-    func value(of flag: String) -> String? {
-        for (index, argument) in arguments.enumerated() {
-            if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
-            if argument.hasPrefix(flag + "=") { return String(argument.dropFirst(flag.count + 1)) }
-        }
-        return nil
-    }
-    let explicit = value(of: "--config")
-    let directory = StateDirectory.resolve(flag: value(of: "--state-dir"), environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
+    let explicit = flagValue("--config", in: arguments)
+    let directory = StateDirectory.resolve(flag: flagValue("--state-dir", in: arguments), environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
     let path = explicit ?? directory + "/" + StateDirectory.configFile
     guard explicit != nil || LocalFile.exists(path) else { return nil }
     return try ConfigFile(parsing: LocalFile.readText(path, maxBytes: ConfigFile.maxBytes), path: path)

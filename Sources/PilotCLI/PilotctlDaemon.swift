@@ -21,7 +21,7 @@ enum PilotctlDaemon {
     static func run(_ action: Action, _ arguments: [String]) async -> Int32 {
         let json = arguments.contains("--json")
         let rest = arguments.filter { $0 != "--json" }
-        let directory = StateDirectory.resolve(flag: value(of: "--state-dir", in: rest), environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
+        let directory = StateDirectory.resolve(flag: flagValue("--state-dir", in: rest), environment: ProcessEnvironment.current, isRoot: getuidIsRoot())
         do {
             switch action {
             case .start: return try await start(rest, directory: directory)
@@ -192,17 +192,4 @@ enum PilotctlDaemon {
         return text.split(separator: "\n").last.map(String.init)
     }
 
-    static func value(of flag: String, in arguments: [String]) -> String? {
-        for (index, argument) in arguments.enumerated() {
-            if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
-            if argument.hasPrefix(flag + "=") { return String(argument.dropFirst(flag.count + 1)) }
-        }
-        return nil
-    }
-
-    private static func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
 }
