@@ -64,6 +64,9 @@ public final class RegistryClient: @unchecked Sendable {
     private var pending: [UInt64: EventLoopPromise<JSONObject>] = [:]
     private var registerID: UInt64?
     private var heartbeatTask: RepeatedTask?
+    /// Bare heartbeats go unsigned (`RegistryOperation.isSigned`) unless the
+    /// registry asked for signed ones.
+    private var signsHeartbeats = false
     private var backoffSeconds: Double = 1
     private var stopped = false
     private var pinned: PublicKey?
@@ -297,17 +300,23 @@ public final class RegistryClient: @unchecked Sendable {
         heartbeatTask?.cancel()
         let interval = TimeAmount.milliseconds(options.keepaliveSeconds * 1000)
         heartbeatTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            self.send(.heartbeat, JSONObject()).assumeIsolated().whenFailure { error in
-                if let error = error as? RegistryClientError, error.code == "not_registered" {
+            self.send(.heartbeat, JSONObject(), signed: self.signsHeartbeats).assumeIsolated().whenFailure { error in
+                guard let error = error as? RegistryClientError else { return }
+                if error.code == "not_registered" {
                     self.logger.warning("the registry no longer knows this node; registering again")
                     self.register()
+                } else if !self.signsHeartbeats, error.code == "bad_request", error.message.contains("must be signed") {
+                    // A registry older than bare heartbeats: sign them from now on.
+                    self.logger.notice("the registry wants signed heartbeats; signing them")
+                    self.signsHeartbeats = true
+                    self.send(.heartbeat, JSONObject(), signed: true)
                 }
             }
         }
     }
 
     @discardableResult
-    private func send(_ operation: RegistryOperation, _ body: JSONObject) -> EventLoopFuture<JSONObject> {
+    private func send(_ operation: RegistryOperation, _ body: JSONObject, signed: Bool = false) -> EventLoopFuture<JSONObject> {
         let promise = loop.makePromise(of: JSONObject.self)
         guard let stream else {
             promise.fail(RegistryClientError(code: "disconnected", message: "not connected to the registry"))
@@ -316,7 +325,7 @@ public final class RegistryClient: @unchecked Sendable {
         let id = nextID
         nextID += 1
         pending[id] = promise
-        if !stream.send(RegistryProtocol.request(id: id, operation, body: body, signer: identity, now: now())) {
+        if !stream.send(RegistryProtocol.request(id: id, operation, body: body, signer: identity, now: now(), alwaysSign: signed)) {
             pending[id] = nil
             promise.fail(RegistryClientError(code: "disconnected", message: "the registry connection closed"))
         }

@@ -25,6 +25,10 @@ public struct Directory: Sendable {
     private var nextNode: UInt32 = 1
     private var lastSeen: [PublicKey: Int64] = [:]
     private var reported: [PublicKey: Presence] = [:]
+    /// When each listed node's presence may next change by itself (its
+    /// last sight plus the offline window): a sweep looks at those due,
+    /// not at every node every second.
+    private var presenceDue = DeadlineQueue<PublicKey>()
 
     public init(network: UInt16 = 1, timing: Timing = Timing(), records: [NodeRecord] = [], now: Int64) {
         self.network = network
@@ -36,6 +40,7 @@ public struct Directory: Sendable {
             if record.isListed { byHostname[Self.nameKey(record.hostname)] = record.publicKey }
             if record.address.network == network { nextNode = max(nextNode, record.address.node &+ 1) }
             reported[record.publicKey] = .unknown
+            if record.isListed { presenceDue.schedule(record.publicKey, at: now + timing.offlineAfterMs) }
         }
         ordered = byAddress.keys.sorted()
     }
@@ -107,6 +112,7 @@ public struct Directory: Sendable {
         records[key] = record
         lastSeen[key] = nil
         reported[key] = nil
+        presenceDue.remove(key)
         return record
     }
 
@@ -126,9 +132,11 @@ public struct Directory: Sendable {
     }
 
     /// Presence changes since the last sweep; call it about once a second.
+    /// It costs the nodes whose window ran out, not the directory's size.
     public mutating func sweep(now: Int64) -> [PresenceEvent] {
         var events: [PresenceEvent] = []
-        for (key, record) in records where record.isListed {
+        for key in presenceDue.takeDue(now: now) {
+            guard let record = records[key], record.isListed else { continue }
             let current = presence(of: key, now: now)
             if reported[key] != current {
                 reported[key] = current
@@ -140,6 +148,7 @@ public struct Directory: Sendable {
 
     private mutating func seen(_ key: PublicKey, now: Int64) -> [PresenceEvent] {
         lastSeen[key] = now
+        presenceDue.schedule(key, at: now + timing.offlineAfterMs)
         guard reported[key] != .online, let record = records[key] else { return [] }
         reported[key] = .online
         return [PresenceEvent(address: record.address, hostname: record.hostname, presence: .online)]

@@ -33,6 +33,10 @@ public struct RegistryEngine: Sendable {
         /// registry may be away for that long without a node losing the
         /// beacon; a key the registry forgets is served for at most this long.
         public var beaconTicketLifetimeMs: Int64 = 1_800_000
+        /// Unsigned bare heartbeats (`RegistryOperation.isSigned`); false
+        /// answers them as a registry before them did, which nodes must
+        /// cope with (they sign from then on).
+        public var acceptsBareHeartbeats = true
         public init() {}
     }
 
@@ -81,7 +85,15 @@ public struct RegistryEngine: Sendable {
             guard let opText = json["op"]?.stringValue, let operation = RegistryOperation(rawValue: opText) else {
                 throw RegistryError.badRequest("unknown operation \(json["op"]?.description ?? "(none)")")
             }
-            let body = try operation.isWrite ? verifiedBody(json, operation, session: session, now: now) : (json["body"]?.objectValue ?? JSONObject())
+            let body: JSONObject
+            if configuration.acceptsBareHeartbeats, operation == .heartbeat, json["signed"] == nil, json["sig"] == nil {
+                // A bare heartbeat (see `RegistryOperation.isSigned`): whatever body it carries is ignored.
+                body = JSONObject()
+            } else if operation.isWrite {
+                body = try verifiedBody(json, operation, session: session, now: now)
+            } else {
+                body = json["body"]?.objectValue ?? JSONObject()
+            }
             return try dispatch(operation, body: body, id: id!, session: session, now: now)
         } catch let error as RegistryError {
             return Outcome(response: RegistryProtocol.errorResponse(id: id, error))
@@ -135,7 +147,13 @@ public struct RegistryEngine: Sendable {
             return Outcome(response: respond(id, key, now, ticket: body["beacon_ticket"] == .bool(true)), changed: record, events: events)
         case .heartbeat:
             let events = try directory.heartbeat(key: key, now: now)
-            return Outcome(response: respond(id, key, now, ticket: body["beacon_ticket"] == .bool(true)), events: events)
+            // Only a ticket renewal wants an answer with content; a plain
+            // heartbeat's answer is just "ok" (10,000 node views a keepalive
+            // encoded for nobody to read).
+            guard body["beacon_ticket"] == .bool(true) else {
+                return Outcome(response: RegistryProtocol.response(id: id, body: JSONObject()), events: events)
+            }
+            return Outcome(response: respond(id, key, now, ticket: true), events: events)
         case .setTags:
             let record = try directory.setTags(key: key, tags: try strings(body, "tags"))
             return Outcome(response: respond(id, key, now), changed: record)
@@ -175,25 +193,24 @@ public struct RegistryEngine: Sendable {
             if let text = body["after"]?.stringValue {
                 do throws(ParseError) { after = try Address(parsing: text) } catch { throw RegistryError.badRequest("\"after\": \(error)") }
             }
-            var nodes: [JSONValue] = [], bytes = 0
-            var next: String?
+            var nodes: [String] = [], bytes = 0
+            var next: String?, lastAddress: String?
             // No node's entry is under 100 bytes: a page never holds more than this.
             let most = RegistryProtocol.searchPageBytes / 100
             let views = directory.search(query, onlineOnly: onlineOnly, now: now, after: after, limit: most)
             for view in views {
-                let node = RegistryProtocol.json(view)
-                let size = node.description.utf8.count + 1
+                let node = RegistryProtocol.json(view).description
+                let size = node.utf8.count + 1
                 guard nodes.isEmpty || bytes + size <= RegistryProtocol.searchPageBytes else {
-                    next = nodes.last?["address"]?.stringValue
+                    next = lastAddress
                     break
                 }
                 nodes.append(node)
+                lastAddress = view.record.address.description
                 bytes += size
             }
-            if next == nil, views.count == most { next = nodes.last?["address"]?.stringValue } // there may be more
-            var reply = JSONObject([("nodes", .array(nodes))])
-            if let next { reply["next"] = .string(next) }
-            return Outcome(response: RegistryProtocol.response(id: id, body: reply))
+            if next == nil, views.count == most { next = lastAddress } // there may be more
+            return Outcome(response: RegistryProtocol.searchResponse(id: id, nodes: nodes, next: next))
         case .watch:
             var outcome = Outcome(response: RegistryProtocol.response(id: id, body: JSONObject()))
             outcome.startWatching = true

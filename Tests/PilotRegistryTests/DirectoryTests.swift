@@ -50,6 +50,31 @@ import Testing
         #expect(directory.lookup(hostname: "web-01", now: t0 + 200_000)?.record.address == record.address)
     }
 
+    /// Nodes heard from at different times each go offline when their own
+    /// window runs out, in the sweep of that second, once; a heartbeat in
+    /// time moves the deadline, and a deregistered node is never reported.
+    @Test func eachNodeGoesOfflineWhenItsOwnWindowRunsOut() throws {
+        var directory = Directory(timing: .init(offlineAfterMs: 10_000), now: t0)
+        var keys: [PublicKey] = []
+        for index in 0..<20 {
+            let key = SigningKey.generate().publicKey
+            keys.append(key)
+            _ = try directory.register(key: key, hostname: "n\(index)", tags: [], endpoints: [], now: t0 + Int64(index) * 1000)
+        }
+        _ = try directory.heartbeat(key: keys[3], now: t0 + 12_000) // due at 22 s instead of 13 s
+        _ = try directory.deregister(key: keys[5])
+        var wentOffline: [Int64: [String]] = [:]
+        for second in Int64(0)...40 {
+            let events = directory.sweep(now: t0 + second * 1000)
+            #expect(events.allSatisfy { $0.presence == .offline })
+            if !events.isEmpty { wentOffline[second] = events.map(\.hostname) }
+        }
+        var expected: [Int64: [String]] = [:]
+        for index in 0..<20 where index != 3 && index != 5 { expected[Int64(index) + 10] = ["n\(index)"] }
+        expected[22] = ["n3", "n12"] // in address order
+        #expect(wentOffline == expected)
+    }
+
     @Test func afterARestartPresenceIsUnknownForAFullWindowNotOffline() throws {
         var before = Directory(now: t0)
         let records = try (1...50).map { index in

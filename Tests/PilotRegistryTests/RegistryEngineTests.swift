@@ -66,6 +66,22 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(bad["ok"] == .bool(false) && (bad["error"]?.stringValue ?? "").contains("after"))
     }
 
+    /// The page assembled from texts is byte for byte what the general
+    /// encoder gives for the same reply.
+    @Test func aSearchPageIsTheSameBytesAsTheGeneralEncoder() throws {
+        let nodes: [JSONValue] = [
+            .object(JSONObject([("hostname", .string("a\"b")), ("tags", .array([.string("x")]))])),
+            .object(JSONObject([("hostname", .string("c")), ("online", .bool(true))])),
+        ]
+        for (page, next) in [(nodes, Optional("1:0001.0000.0002")), (nodes, nil), ([], nil), ([nodes[0]], "quote\"d")] {
+            var body = JSONObject([("nodes", .array(page))])
+            if let next { body["next"] = .string(next) }
+            let general = RegistryProtocol.response(id: 4711, body: body)
+            let assembled = RegistryProtocol.searchResponse(id: 4711, nodes: page.map(\.description), next: next)
+            #expect(String(decoding: assembled, as: UTF8.self) == String(decoding: general, as: UTF8.self))
+        }
+    }
+
     @Test func registersHeartbeatsAndLooksUp() throws {
         var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
         var web = FakeNode()
@@ -144,21 +160,65 @@ func reply(_ outcome: RegistryEngine.Outcome) throws -> JSONValue {
         #expect(try reply(engine.handle(request, session: node.session, now: t0 + 20))["code"] == .string("replayed"))
         // Same nonce, new id and time: still a replay.
         let nonce = SecureRandom.bytes(16)
-        _ = engine.handle(node.request(.heartbeat, now: t0 + 30, nonce: nonce), session: node.session, now: t0 + 30)
-        #expect(try reply(engine.handle(node.request(.heartbeat, now: t0 + 40, nonce: nonce), session: node.session, now: t0 + 40))["code"] == .string("replayed"))
+        let tags = JSONObject([("tags", .array([.string("y")]))])
+        _ = engine.handle(node.request(.setTags, tags, now: t0 + 30, nonce: nonce), session: node.session, now: t0 + 30)
+        #expect(try reply(engine.handle(node.request(.setTags, tags, now: t0 + 40, nonce: nonce), session: node.session, now: t0 + 40))["code"] == .string("replayed"))
+    }
+
+    /// A bare heartbeat travels unsigned (the channel proved the key) and is
+    /// answered with an empty body; a signed one (an older node) still
+    /// counts; an unsigned one cannot ask for a ticket, nor speak for a key
+    /// the registry does not list.
+    @Test func aBareHeartbeatIsUnsignedAndAnsweredWithNothingButOk() throws {
+        var configuration = RegistryEngine.Configuration()
+        configuration.offlineAfterMs = 60_000
+        var engine = RegistryEngine(configuration: configuration, records: [], now: t0, ticketIssuer: SigningKey.generate())
+        var node = FakeNode()
+        _ = try register(&engine, &node, "web-01")
+        #expect(engine.sweep(now: t0 + 61_000).map(\.presence) == [.offline])
+
+        let bare = node.request(.heartbeat, now: t0 + 62_000)
+        let sent = try JSONValue.parse(bare)
+        #expect(sent["signed"] == nil && sent["sig"] == nil)
+        let beat = engine.handle(bare, session: node.session, now: t0 + 62_000)
+        #expect(try reply(beat)["ok"] == .bool(true))
+        #expect(try reply(beat)["body"] == .object(JSONObject()))
+        #expect(beat.events.map(\.presence) == [.online])
+        // The same bytes again (a replay could only come through this channel): still just "alive".
+        #expect(try reply(engine.handle(bare, session: node.session, now: t0 + 63_000))["ok"] == .bool(true))
+
+        // Signed, as an older node sends it.
+        let signed = RegistryProtocol.request(id: 90, .heartbeat, signer: node.key, now: t0 + 64_000, alwaysSign: true)
+        #expect(try JSONValue.parse(signed)["signed"] != nil)
+        #expect(try reply(engine.handle(signed, session: node.session, now: t0 + 64_000))["ok"] == .bool(true))
+
+        // An unsigned heartbeat's body is ignored: no ticket without a signature.
+        let asking = Array(#"{"id":91,"op":"heartbeat","body":{"beacon_ticket":true}}"#.utf8)
+        let answer = try reply(engine.handle(asking, session: node.session, now: t0 + 65_000))
+        #expect(answer["ok"] == .bool(true) && answer["body"]?["beacon_ticket"] == nil)
+        let renewal = try reply(engine.handle(node.request(.heartbeat, JSONObject([("beacon_ticket", .bool(true))]), now: t0 + 66_000),
+                                              session: node.session, now: t0 + 66_000))
+        #expect(renewal["body"]?["beacon_ticket"]?.stringValue != nil)
+        // Half a signature is not a bare heartbeat.
+        let half = Array(#"{"id":92,"op":"heartbeat","sig":"AAAA"}"#.utf8)
+        #expect(try reply(engine.handle(half, session: node.session, now: t0 + 67_000))["code"] == .string("bad_request"))
+
+        var stranger = FakeNode()
+        #expect(try reply(engine.handle(stranger.request(.heartbeat, now: t0 + 68_000), session: stranger.session, now: t0 + 68_000))["code"] == .string("not_registered"))
     }
 
     @Test func aReplayOlderThanTheNonceRingIsStillRefused() throws {
         var engine = RegistryEngine(configuration: .init(), records: [], now: t0)
         var node = FakeNode()
         _ = try register(&engine, &node, "web-01")
-        let old = node.request(.heartbeat, now: t0 + 100)
+        let tags = JSONObject([("tags", .array([.string("web")]))])
+        let old = node.request(.setTags, tags, now: t0 + 100)
         #expect(try reply(engine.handle(old, session: node.session, now: t0 + 100))["ok"] == .bool(true))
         for step in 1...(RequestGuard.ringSize * 2) {
             let now = t0 + 100 + Int64(step) * 1000
-            #expect(try reply(engine.handle(node.request(.heartbeat, now: now), session: node.session, now: now))["ok"] == .bool(true))
+            #expect(try reply(engine.handle(node.request(.setTags, tags, now: now), session: node.session, now: now))["ok"] == .bool(true))
         }
-        // The first heartbeat's nonce has left the ring, but its timestamp is older than all it holds.
+        // The first request's nonce has left the ring, but its timestamp is older than all it holds.
         #expect(try reply(engine.handle(old, session: node.session, now: t0 + 60_000))["code"] == .string("replayed"))
     }
 

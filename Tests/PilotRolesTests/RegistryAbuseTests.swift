@@ -68,6 +68,19 @@ import Testing
         throw TestFailure("timed out waiting for \(what)")
     }
 
+    /// A registry that wants every heartbeat signed (as one before bare
+    /// heartbeats): the node signs them from its first refusal on and stays
+    /// online through several offline windows.
+    @Test func aNodeSignsItsHeartbeatsForARegistryThatWantsThem() async throws {
+        let fixture = try await Fixture { options in
+            options.engine.acceptsBareHeartbeats = false
+            options.engine.offlineAfterMs = 2500
+        }
+        try await Task.sleep(for: .seconds(6))
+        try await fixture.checkHonestNodeServed()
+        await fixture.stop()
+    }
+
     @Test func aForgedSignatureIsRefusedWhileTheHonestNodeIsServed() async throws {
         let fixture = try await Fixture()
         let client = try RawRegistryClient(port: fixture.port)
