@@ -353,6 +353,34 @@ public struct TunnelPeer: Sendable {
         return actions
     }
 
+    /// The earliest time `tick` may have something to do, or nil when only
+    /// a datagram or a send can change anything. Never later than the
+    /// first timer `tick` would act on; earlier costs only an idle tick. A
+    /// peer that holds nothing is due when it may be forgotten (`idle`
+    /// after its last activity, see `isForgettable`).
+    public func nextDeadline(forgetAfter idle: Int64) -> Int64? {
+        var at = Int64.max
+        if let previous { at = min(at, previous.createdAt + timing.rejectAfter) }
+        if let next { at = min(at, next.createdAt + timing.handshakeGiveUp) }
+        if let current { at = min(at, current.createdAt + timing.rejectAfter) }
+        if let pending {
+            at = min(at, pending.startedAt + timing.handshakeGiveUp, pending.sentAt + timing.handshakeRetry)
+        } else if let current, lastActivity != nil {
+            at = min(at, current.sender.needsRekey ? .min : current.createdAt + timing.rekeyAfter
+                + Timing.spread(current.localIndex, over: timing.rekeySpread) + (current.initiatedHere ? 0 : timing.handshakeGiveUp))
+            if let since = unansweredSince { at = min(at, since + timing.unanswered) }
+        }
+        // Keepalives (they stop by themselves `idleAfter` after the last activity).
+        if current != nil, lastActivity != nil {
+            at = min(at, lastSentAt.map { $0 + timing.keepalive } ?? .min)
+            if let since = unrepliedSince { at = min(at, since + timing.passiveKeepalive) }
+        }
+        if current == nil, previous == nil, next == nil, pending == nil, queue.isEmpty {
+            at = min(at, lastActivity.map { $0 + idle } ?? .min)
+        }
+        return at == .max ? nil : at
+    }
+
     private mutating func keepalive(_ now: Int64) -> [Action] {
         guard var session = current, let frame = seal([], in: &session, now: now) else { return [] }
         current = session

@@ -79,6 +79,10 @@ public struct TunnelRouter: Sendable {
     private var freeSlots: [Int] = []
     private var slots: [PublicKey: Int] = [:]
     private var indexOwner: [UInt32: Int] = [:]
+    /// When each slot's timers next want `tick` (`TunnelPeer.nextDeadline`,
+    /// relay probes, forgetting): a tick costs the peers due, not a walk
+    /// over all of them every second (a hub holds 10,000).
+    private var wake = DeadlineQueue<Int>()
     private var indexState: UInt64
     /// Dropped datagrams by reason (forged, replayed, unknown session, …).
     public private(set) var dropped: [String: Int] = [:]
@@ -141,6 +145,7 @@ public struct TunnelRouter: Sendable {
         guard let slot = prepare(peer, candidates: candidates, time: time) else { return [] }
         let index = freshIndex()
         let actions = states[slot]!.tunnel.send(payload, time: time, freshIndex: index)
+        defer { scheduleWake(slot, time: time) }
         return apply(actions, slot: slot, time: time).outgoing
     }
 
@@ -148,6 +153,7 @@ public struct TunnelRouter: Sendable {
     /// do, which opens both NATs).
     public mutating func punch(_ peer: PublicKey, at endpoint: Endpoint, time: TunnelTime) -> [Outgoing] {
         guard let slot = prepare(peer, candidates: [], time: time) else { return [] }
+        defer { scheduleWake(slot, time: time) }
         if !states[slot]!.candidates.contains(endpoint) { states[slot]!.candidates.insert(endpoint, at: 0) }
         let index = freshIndex()
         let actions = states[slot]!.tunnel.handshakeNow(time: time, freshIndex: index)
@@ -227,6 +233,7 @@ public struct TunnelRouter: Sendable {
             slot = owner
             actions = states[slot]!.tunnel.receive(frame, time: time)
         }
+        defer { scheduleWake(slot, time: time) }
         // Only a live session's data, or the answer to our own handshake
         // (bound to our fresh ephemeral key), proves the route.
         let authenticating: Bool
@@ -285,6 +292,7 @@ public struct TunnelRouter: Sendable {
             return []
         }
         guard let slot = prepare(peer, candidates: [], time: time) else { return [] }
+        defer { scheduleWake(slot, time: time) }
         states[slot]!.tunnel.lastInitiationTimestamp = max(states[slot]!.tunnel.lastInitiationTimestamp, floors[peer] ?? 0)
         let index = freshIndex()
         let actions = states[slot]!.tunnel.respond(to: read.handshake, senderIndex: senderIndex, timestamp: read.timestamp, time: time, localIndex: index)
@@ -303,21 +311,28 @@ public struct TunnelRouter: Sendable {
         return outgoing
     }
 
-    /// Forgets peers that hold nothing (see `TunnelPeer.isForgettable`).
+    /// Forgets every peer that holds nothing and has been quiet for `idle`
+    /// (a full table making room; `tick` forgets the rest as they come due).
     private mutating func forgetIdle(time: TunnelTime, idle: Int64) {
-        for (peer, slot) in slots where states[slot]!.tunnel.isForgettable(now: time.now, idle: idle) {
-            for index in states[slot]!.indices { indexOwner[index] = nil }
-            states[slot] = nil
-            freeSlots.append(slot)
-            slots[peer] = nil
-        }
+        for slot in Array(slots.values) where states[slot]!.tunnel.isForgettable(now: time.now, idle: idle) { forget(slot) }
     }
 
-    /// Timers of every tunnel; call about once a second.
+    private mutating func forget(_ slot: Int) {
+        for index in states[slot]!.indices { indexOwner[index] = nil }
+        slots[states[slot]!.tunnel.peer] = nil
+        states[slot] = nil
+        freeSlots.append(slot)
+        wake.remove(slot)
+    }
+
+    /// The timers of the tunnels that are due; call about once a second.
     public mutating func tick(time: TunnelTime) -> [Outgoing] {
-        forgetIdle(time: time, idle: limits.forgetAfter)
         var outgoing: [Outgoing] = []
-        for slot in states.indices where states[slot] != nil {
+        for slot in wake.takeDue(now: time.now) where states[slot] != nil {
+            if states[slot]!.tunnel.isForgettable(now: time.now, idle: limits.forgetAfter) {
+                forget(slot)
+                continue
+            }
             let index = freshIndex()
             let actions = states[slot]!.tunnel.tick(time: time, freshIndex: index)
             outgoing += apply(actions, slot: slot, time: time).outgoing
@@ -325,8 +340,25 @@ public struct TunnelRouter: Sendable {
                states[slot]!.lastProbeAt.map({ time.now - $0 >= limits.probeEvery }) ?? true {
                 outgoing += probe(slot, time: time)
             }
+            scheduleWake(slot, time: time)
         }
         return outgoing
+    }
+
+    /// Due no later than the slot's next timer. A deadline that moved later
+    /// (traffic put off a keepalive) keeps its earlier entry: that tick
+    /// does nothing and schedules the real one.
+    private mutating func scheduleWake(_ slot: Int, time: TunnelTime) {
+        guard states[slot] != nil else { return }
+        var at = states[slot]!.tunnel.nextDeadline(forgetAfter: limits.forgetAfter) ?? .max
+        if limits.relayAvailable, path(slot: slot, time: time) == .relay {
+            at = min(at, states[slot]!.lastProbeAt.map { $0 + limits.probeEvery } ?? .min)
+        }
+        // A peer that was relayed before goes back to the relay by time alone, when its direct path goes stale.
+        if limits.relayAvailable, states[slot]!.lastRelayedAt != nil, let direct = states[slot]!.lastDirectAt {
+            at = min(at, direct + limits.pathFresh)
+        }
+        if at != .max { wake.schedule(slot, noLaterThan: at) }
     }
 
     private func hasFreshPath(_ slot: Int, time: TunnelTime) -> Bool {

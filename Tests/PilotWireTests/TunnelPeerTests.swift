@@ -244,3 +244,78 @@ struct TunnelPair {
         #expect(pair.a.handshakesCompleted == handshakes)
     }
 }
+
+/// `nextDeadline` is what lets a router tick only the peers that are due:
+/// it must never be later than the first tick that would act. Random
+/// traffic, loss, restarts and silences, checked every quarter second on
+/// both sides; the peers themselves are ticked only at their deadlines,
+/// as the router does, and still deliver.
+@Suite struct TunnelPeerDeadlineTests {
+    /// What a tick can change, with or without an action.
+    static func fingerprint(_ peer: TunnelPeer) -> [Int64] {
+        [Int64(peer.current?.localIndex ?? 0), Int64(peer.previous?.localIndex ?? 0), Int64(peer.next?.localIndex ?? 0),
+         peer.pending?.sentAt ?? -1, Int64(peer.queue.count), peer.lastSentAt ?? -1]
+    }
+
+    /// True when ticking `peer` at `time` would do something.
+    static func tickActs(_ peer: TunnelPeer, _ time: TunnelTime) -> Bool {
+        var copy = peer
+        return !copy.tick(time: time, freshIndex: 7).isEmpty || fingerprint(copy) != fingerprint(peer)
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6])
+    func theDeadlineIsNeverLaterThanTheFirstTickThatActs(seed: UInt64) throws {
+        var timing = TunnelPeer.Timing()
+        timing.idleAfter = 40_000_000
+        var pair = TunnelPair(timing: timing)
+        var random = SplitMix(seed: seed)
+        let forget: Int64 = 60_000_000
+        var dueA: Int64? = nil, dueB: Int64? = nil
+        var delivered = 0
+        for step in 0..<2400 { // 10 minutes in quarter seconds
+            switch random.next() % 100 {
+            case 0..<6: pair.sendFromA(Array("a\(step)".utf8))
+            case 6..<9: if pair.b != nil { pair.sendFromB(Array("b\(step)".utf8)) }
+            case 9: pair.b = nil // B restarts and loses its sessions
+            default: break
+            }
+            if random.next() % 4 == 0 { pair.toB.removeAll(); pair.toA.removeAll() } // lost
+            for _ in 0..<20 where !(pair.toA.isEmpty && pair.toB.isEmpty) {
+                // A restarted B reads only initiations; what was sealed for its old sessions is lost on it.
+                if pair.b == nil { pair.toB.removeAll { if case .initiation? = try? TunnelFrame.parse($0) { false } else { true } } }
+                try pair.pump()
+            }
+            pair.time.now += 250_000
+            pair.time.wall += 250
+            // Never later: a tick now that would act means the deadline has come.
+            if TunnelPeerDeadlineTests.tickActs(pair.a, pair.time) {
+                let deadline = try #require(pair.a.nextDeadline(forgetAfter: forget), "A acts at \(pair.time.now) with no deadline")
+                #expect(deadline <= pair.time.now, "A acts at \(pair.time.now), deadline \(deadline) (seed \(seed), step \(step))")
+            }
+            if let b = pair.b, TunnelPeerDeadlineTests.tickActs(b, pair.time) {
+                let deadline = try #require(b.nextDeadline(forgetAfter: forget), "B acts at \(pair.time.now) with no deadline")
+                #expect(deadline <= pair.time.now, "B acts at \(pair.time.now), deadline \(deadline) (seed \(seed), step \(step))")
+            }
+            // Ticked only when due, as a router does.
+            dueA = pair.a.nextDeadline(forgetAfter: forget)
+            if let at = dueA, at <= pair.time.now { let i = pair.index(); pair.apply(pair.a.tick(time: pair.time, freshIndex: i), fromA: true) }
+            dueB = pair.b?.nextDeadline(forgetAfter: forget)
+            if let at = dueB, at <= pair.time.now { let i = pair.index(); pair.apply(pair.b!.tick(time: pair.time, freshIndex: i), fromA: false) }
+            delivered = pair.deliveredToB.count
+        }
+        #expect(delivered > 20, "traffic flowed with deadline-driven ticks (seed \(seed)): \(delivered)")
+    }
+}
+
+/// A small deterministic generator for the scenarios above.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
